@@ -1,0 +1,136 @@
+//! Command-line definitions (DESIGN 4). Raw flags only; `main` turns them into settings once.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "reconciler",
+    version,
+    about = "Converge Docker Compose hosts on a desired state kept in git"
+)]
+pub struct Cli {
+    /// Docker Engine endpoint (unix:///var/run/docker.sock, tcp://host:2375).
+    #[arg(long, global = true, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// Where state, journal and host-local env files live [default: /var/lib/reconciler as root].
+    #[arg(long, global = true, env = "RECONCILER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// More detail (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SourceArgs {
+    /// Desired-state source: a local directory (read as it is) or a git URL.
+    #[arg(long, env = "RECONCILER_REPO")]
+    pub repo: String,
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// A revision to read instead of the branch tip (git sources).
+    #[arg(long)]
+    pub rev: Option<String>,
+    /// Subfolder of the source that holds the stacks.
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Only this stack (repeatable).
+    #[arg(long = "stack")]
+    pub stacks: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct PolicyArgs {
+    /// Loosen host policy: privileged, host-namespaces, docker-socket, system-binds (comma list).
+    #[arg(long)]
+    pub allow: Vec<String>,
+    /// Absolute bind sources must lie under one of these (repeatable).
+    #[arg(long = "bind-root")]
+    pub bind_roots: Vec<PathBuf>,
+    /// Images must come from one of these registries, host[:port] (repeatable).
+    #[arg(long = "allowed-registry")]
+    pub registries: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, interpolate and check policy; no Docker needed. Exit 0 valid, 2 invalid.
+    Validate {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Compare desired with running. Exit 0 in sync, 1 drift, 2 error.
+    Diff {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+        /// Show services that left the desired state as removals.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Converge once. Exit 0 converged, 1 a service failed and was restored, 2 error.
+    Apply {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Print the plan and touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove managed services that left the desired state (never their volumes).
+        #[arg(long)]
+        prune: bool,
+        /// Try again services whose current spec failed before.
+        #[arg(long)]
+        retry_failed: bool,
+        /// Refuse to pull with less free disk than this where the engine keeps images.
+        #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+        min_free_disk: u64,
+    },
+    /// Per service: stack, image, state, health, revision, since, last error. From the state
+    /// dir and the engine; no --repo needed.
+    Status {
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// The journal, newest first.
+    History {
+        #[arg(long)]
+        stack: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().trim_end_matches("iB").trim_end_matches('B');
+    crate::desired::compose::parse_bytes(t)
+        .map(|b| b as u64)
+        .ok_or_else(|| format!("'{s}' is not a size (e.g. 512MiB, 2GiB)"))
+}

@@ -1,0 +1,1698 @@
+//! Compose file -> validated, normalized [`Stack`] parts (the subset of DESIGN.md section 3).
+//!
+//! Pure apart from [`StackFiles`], through which `env_file` contents and mounted repository files
+//! are read. All problems are collected, not just the first, so one `validate` run lists them all.
+
+use super::dotenv;
+use super::error::Problem;
+use super::interpolate::interpolate;
+use super::model::*;
+use super::yaml::{Node, Value};
+use crate::mask::is_secret_key;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Variables for `${VAR}` interpolation, and which of them came from the host-local (secret) file.
+#[derive(Debug, Clone, Default)]
+pub struct Variables {
+    pub values: BTreeMap<String, String>,
+    pub host_local: BTreeSet<String>,
+}
+
+/// Read access to the files of one stack folder, confined to it.
+pub trait StackFiles {
+    /// Normalize a path the file names, relative to the stack folder; refuse escapes and symlinks
+    /// that leave the repository. Returns the normalized relative path.
+    fn resolve(&self, rel: &str) -> Result<String, String>;
+    fn read(&self, rel: &str) -> Result<Vec<u8>, String>;
+    /// Digest of a file's content, or of a folder's whole tree.
+    fn digest(&self, rel: &str) -> Result<String, String>;
+}
+
+pub struct StackParts {
+    pub name: Option<String>,
+    pub services: BTreeMap<String, Service>,
+    pub volumes: BTreeMap<String, VolumeDef>,
+    pub networks: BTreeMap<String, NetworkDef>,
+}
+
+const TOP_KEYS: &[&str] = &["name", "services", "volumes", "networks", "version"];
+const TOP_UNSUPPORTED: &[&str] = &["secrets", "configs", "include", "models"];
+const SERVICE_KEYS: &[&str] = &[
+    "image",
+    "pull_policy",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "volumes",
+    "networks",
+    "healthcheck",
+    "restart",
+    "depends_on",
+    "labels",
+    "user",
+    "working_dir",
+    "hostname",
+    "container_name",
+    "stop_signal",
+    "stop_grace_period",
+    "extra_hosts",
+    "init",
+    "read_only",
+    "cap_add",
+    "cap_drop",
+    "privileged",
+    "mem_limit",
+    "cpus",
+    "logging",
+    "deploy",
+    "network_mode",
+    "pid",
+    "ipc",
+];
+/// Compose keys outside our subset: named as unsupported rather than as typos.
+const SERVICE_UNSUPPORTED: &[&str] = &[
+    "annotations",
+    "attach",
+    "blkio_config",
+    "cgroup",
+    "cgroup_parent",
+    "configs",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpu_shares",
+    "cpuset",
+    "credential_spec",
+    "develop",
+    "device_cgroup_rules",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "expose",
+    "extends",
+    "external_links",
+    "group_add",
+    "isolation",
+    "links",
+    "mac_address",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pids_limit",
+    "platform",
+    "post_start",
+    "pre_stop",
+    "profiles",
+    "runtime",
+    "scale",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "stdin_open",
+    "storage_opt",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "userns_mode",
+    "uts",
+    "volumes_from",
+];
+
+/// Convert a parsed Compose document. `file` is the path shown in messages.
+pub fn convert(
+    doc: &Node,
+    file: &str,
+    project: &str,
+    vars: &Variables,
+    files: &dyn StackFiles,
+) -> Result<StackParts, Vec<Problem>> {
+    let mut cx = Cx {
+        mount_lines: BTreeMap::new(),
+        file,
+        vars,
+        files,
+        problems: Vec::new(),
+    };
+    let parts = cx.stack(doc, project);
+    if cx.problems.is_empty() {
+        Ok(parts)
+    } else {
+        cx.problems.sort_by_key(|p| p.line);
+        Err(cx.problems)
+    }
+}
+
+struct Cx<'a> {
+    /// Lines of mount entries by target, for the service being converted.
+    mount_lines: BTreeMap<String, usize>,
+    file: &'a str,
+    vars: &'a Variables,
+    files: &'a dyn StackFiles,
+    problems: Vec<Problem>,
+}
+
+/// An interpolated scalar and whether a host-local (secret) variable went into it.
+struct Text {
+    value: String,
+    secret: bool,
+}
+
+impl Cx<'_> {
+    fn problem(&mut self, node: &Node, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.to_string(),
+            line: node.line,
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn map<'n>(&mut self, node: &'n Node, key: &str) -> Option<&'n [(Node, Node)]> {
+        match &node.value {
+            Value::Map(entries) => Some(entries),
+            _ => {
+                self.problem(
+                    node,
+                    key,
+                    format!("expected a mapping, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Report keys of a mapping that are not in `allowed` (and not `x-*`).
+    fn check_keys(&mut self, entries: &[(Node, Node)], path: &str, allowed: &[&str]) {
+        for (k, _) in entries {
+            let key = k.key_text();
+            if allowed.contains(&key) || key.starts_with("x-") {
+                continue;
+            }
+            let message = match suggest(key, allowed) {
+                Some(s) => format!("unknown key '{key}' (did you mean '{s}'?)"),
+                None => format!("unknown key '{key}' (allowed here: {})", allowed.join(", ")),
+            };
+            self.problem(k, &join(path, key), message);
+        }
+    }
+
+    fn text(&mut self, node: &Node, key: &str) -> Option<Text> {
+        match &node.value {
+            Value::Scalar { text, .. } => {
+                let lookup = |name: &str| self.vars.values.get(name).cloned();
+                match interpolate(text, &lookup) {
+                    Ok(out) => {
+                        let secret = out.used.iter().any(|v| self.vars.host_local.contains(v));
+                        Some(Text {
+                            value: out.text,
+                            secret,
+                        })
+                    }
+                    Err(e) => {
+                        self.problem(node, key, e.to_string());
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.problem(
+                    node,
+                    key,
+                    format!("expected a value, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, node: &Node, key: &str) -> Option<String> {
+        self.text(node, key).map(|t| t.value)
+    }
+
+    fn bool(&mut self, node: &Node, key: &str) -> Option<bool> {
+        let s = self.string(node, key)?;
+        match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => Some(true),
+            "false" | "no" | "off" => Some(false),
+            _ => {
+                self.problem(node, key, format!("expected true or false, found '{s}'"));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, key: &str) -> Option<Duration> {
+        let s = self.string(node, key)?;
+        match parse_duration(&s) {
+            Some(d) => Some(d),
+            None => {
+                self.problem(
+                    node,
+                    key,
+                    format!("'{s}' is not a duration (write e.g. 30s, 1m30s, 500ms)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn integer<T: std::str::FromStr>(&mut self, node: &Node, key: &str) -> Option<T> {
+        let s = self.string(node, key)?;
+        match s.parse() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.problem(node, key, format!("expected a whole number, found '{s}'"));
+                None
+            }
+        }
+    }
+
+    fn bytes(&mut self, node: &Node, key: &str) -> Option<i64> {
+        let s = self.string(node, key)?;
+        match parse_bytes(&s) {
+            Some(b) => Some(b),
+            None => {
+                self.problem(
+                    node,
+                    key,
+                    format!("'{s}' is not a size (write e.g. 512m, 1g)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string, or a list of strings: Compose accepts both for many keys.
+    fn string_or_list(&mut self, node: &Node, key: &str) -> Option<Vec<String>> {
+        match &node.value {
+            Value::Seq(items) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    out.push(self.string(item, &format!("{key}[{i}]"))?);
+                }
+                Some(out)
+            }
+            _ => self.string(node, key).map(|s| vec![s]),
+        }
+    }
+
+    /// `command`/`entrypoint`: a list, or a string split like a shell would.
+    fn command(&mut self, node: &Node, key: &str) -> Option<Vec<String>> {
+        match &node.value {
+            Value::Seq(_) => self.string_or_list(node, key),
+            _ => {
+                let s = self.string(node, key)?;
+                match shell_split(&s) {
+                    Some(words) => Some(words),
+                    None => {
+                        self.problem(node, key, "unbalanced quotes in command string");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// A map of strings, or a list of `KEY=VALUE` (labels, environment, logging options).
+    /// Values are `None` where the file gives only the key.
+    fn key_values(&mut self, node: &Node, key: &str) -> Vec<(String, Option<Text>, usize)> {
+        let mut out = Vec::new();
+        match &node.value {
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    let path = join(key, k.key_text());
+                    let value = match v.value {
+                        Value::Null => None,
+                        _ => self.text(v, &path),
+                    };
+                    out.push((k.key_text().to_string(), value, k.line));
+                }
+            }
+            Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("{key}[{i}]");
+                    if let Some(t) = self.text(item, &path) {
+                        match t.value.split_once('=') {
+                            Some((k, v)) => out.push((
+                                k.to_string(),
+                                Some(Text {
+                                    value: v.to_string(),
+                                    secret: t.secret,
+                                }),
+                                item.line,
+                            )),
+                            None => out.push((t.value, None, item.line)),
+                        }
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => self.problem(
+                node,
+                key,
+                format!(
+                    "expected a mapping or a list of KEY=VALUE, found {}",
+                    node.kind()
+                ),
+            ),
+        }
+        out
+    }
+
+    fn string_map(&mut self, node: &Node, key: &str) -> BTreeMap<String, String> {
+        self.key_values(node, key)
+            .into_iter()
+            .map(|(k, v, _)| (k, v.map(|t| t.value).unwrap_or_default()))
+            .collect()
+    }
+
+    fn stack(&mut self, doc: &Node, project: &str) -> StackParts {
+        let mut parts = StackParts {
+            name: None,
+            services: BTreeMap::new(),
+            volumes: BTreeMap::new(),
+            networks: BTreeMap::new(),
+        };
+        if doc.value == Value::Null {
+            self.problem(
+                doc,
+                "",
+                "the Compose file is empty: it needs a `services:` section",
+            );
+            return parts;
+        }
+        let Some(top) = self.map(doc, "") else {
+            return parts;
+        };
+        for (k, _) in top {
+            if TOP_UNSUPPORTED.contains(&k.key_text()) {
+                self.problem(
+                    k,
+                    k.key_text(),
+                    format!(
+                        "top-level '{}' is not supported by the reconciler",
+                        k.key_text()
+                    ),
+                );
+            }
+        }
+        let allowed: Vec<&str> = TOP_KEYS.iter().chain(TOP_UNSUPPORTED).copied().collect();
+        self.check_keys(top, "", &allowed);
+
+        if let Some(n) = doc.get("name") {
+            parts.name = self.string(n, "name");
+        }
+        let project = parts.name.clone().unwrap_or_else(|| project.to_string());
+        if let Some(n) = doc.get("volumes") {
+            parts.volumes = self.volumes(n, &project);
+        }
+        parts.networks = match doc.get("networks") {
+            Some(n) => self.networks(n, &project),
+            None => BTreeMap::new(),
+        };
+        parts
+            .networks
+            .entry("default".into())
+            .or_insert_with(|| NetworkDef {
+                name: format!("{project}_default"),
+                external: false,
+                driver: None,
+                internal: false,
+                labels: BTreeMap::new(),
+            });
+
+        match doc.get("services") {
+            None => self.problem(
+                doc,
+                "services",
+                "the Compose file has no `services:` section",
+            ),
+            Some(services) => {
+                if let Some(entries) = self.map(services, "services") {
+                    for (k, v) in entries {
+                        let name = k.key_text().to_string();
+                        if !valid_service_name(&name) {
+                            self.problem(
+                                k,
+                                &join("services", &name),
+                                "a service name may hold only letters, digits, '.', '_' and '-'",
+                            );
+                            continue;
+                        }
+                        let service = self.service(v, &name, &parts.volumes, &parts.networks);
+                        if let Some(service) = service {
+                            parts.services.insert(name, service);
+                        }
+                    }
+                }
+            }
+        }
+        self.check_dependencies(doc, &parts.services);
+        parts
+    }
+
+    fn volumes(&mut self, node: &Node, project: &str) -> BTreeMap<String, VolumeDef> {
+        let mut out = BTreeMap::new();
+        let Some(entries) = (match node.value {
+            Value::Null => return out,
+            _ => self.map(node, "volumes"),
+        }) else {
+            return out;
+        };
+        for (k, v) in entries {
+            let key = k.key_text().to_string();
+            let path = join("volumes", &key);
+            let mut def = VolumeDef {
+                name: format!("{project}_{key}"),
+                external: false,
+                driver: None,
+                labels: BTreeMap::new(),
+            };
+            if let Some(fields) = match v.value {
+                Value::Null => None,
+                _ => self.map(v, &path),
+            } {
+                self.check_keys(fields, &path, &["name", "external", "driver", "labels"]);
+                if let Some(n) = v.get("name") {
+                    def.name = self.string(n, &join(&path, "name")).unwrap_or_default();
+                }
+                if let Some(e) = v.get("external") {
+                    def.external = self.bool(e, &join(&path, "external")).unwrap_or(false);
+                    if def.external && v.get("name").is_none() {
+                        def.name = key.clone();
+                    }
+                }
+                if let Some(d) = v.get("driver") {
+                    def.driver = self.string(d, &join(&path, "driver"));
+                }
+                if let Some(l) = v.get("labels") {
+                    def.labels = self.string_map(l, &join(&path, "labels"));
+                }
+            }
+            out.insert(key, def);
+        }
+        out
+    }
+
+    fn networks(&mut self, node: &Node, project: &str) -> BTreeMap<String, NetworkDef> {
+        let mut out = BTreeMap::new();
+        let Some(entries) = (match node.value {
+            Value::Null => return out,
+            _ => self.map(node, "networks"),
+        }) else {
+            return out;
+        };
+        for (k, v) in entries {
+            let key = k.key_text().to_string();
+            let path = join("networks", &key);
+            let mut def = NetworkDef {
+                name: format!("{project}_{key}"),
+                external: false,
+                driver: None,
+                internal: false,
+                labels: BTreeMap::new(),
+            };
+            if let Some(fields) = match v.value {
+                Value::Null => None,
+                _ => self.map(v, &path),
+            } {
+                self.check_keys(
+                    fields,
+                    &path,
+                    &["name", "external", "driver", "internal", "labels"],
+                );
+                if let Some(n) = v.get("name") {
+                    def.name = self.string(n, &join(&path, "name")).unwrap_or_default();
+                }
+                if let Some(e) = v.get("external") {
+                    def.external = self.bool(e, &join(&path, "external")).unwrap_or(false);
+                    if def.external && v.get("name").is_none() {
+                        def.name = key.clone();
+                    }
+                }
+                if let Some(d) = v.get("driver") {
+                    def.driver = self.string(d, &join(&path, "driver"));
+                }
+                if let Some(i) = v.get("internal") {
+                    def.internal = self.bool(i, &join(&path, "internal")).unwrap_or(false);
+                }
+                if let Some(l) = v.get("labels") {
+                    def.labels = self.string_map(l, &join(&path, "labels"));
+                }
+            }
+            out.insert(key, def);
+        }
+        out
+    }
+
+    fn service(
+        &mut self,
+        node: &Node,
+        name: &str,
+        volumes: &BTreeMap<String, VolumeDef>,
+        networks: &BTreeMap<String, NetworkDef>,
+    ) -> Option<Service> {
+        let path = join("services", name);
+        let entries = self.map(node, &path)?;
+        let before = self.problems.len();
+        if let Some((k, _)) = entries.iter().find(|(k, _)| k.key_text() == "build") {
+            self.problem(
+                k,
+                &join(&path, "build"),
+                "'build' is not supported: the reconciler runs images from a registry; build and push the image in CI, then set `image:` to its tag or digest",
+            );
+        }
+        for (k, _) in entries {
+            if SERVICE_UNSUPPORTED.contains(&k.key_text()) {
+                self.problem(
+                    k,
+                    &join(&path, k.key_text()),
+                    format!(
+                        "'{}' is a Compose key the reconciler does not support",
+                        k.key_text()
+                    ),
+                );
+            }
+        }
+        let allowed: Vec<&str> = SERVICE_KEYS
+            .iter()
+            .chain(SERVICE_UNSUPPORTED)
+            .chain(&["build", "x-reconciler"])
+            .copied()
+            .collect();
+        self.check_keys(entries, &path, &allowed);
+
+        let key = |k: &str| join(&path, k);
+        let mut spec = ContainerSpec::default();
+        match node.get("image") {
+            Some(n) => {
+                if let Some(image) = self.string(n, &key("image")) {
+                    if image.is_empty() || image.contains(char::is_whitespace) {
+                        self.problem(
+                            n,
+                            &key("image"),
+                            format!("'{image}' is not an image reference"),
+                        );
+                    }
+                    spec.image = image;
+                }
+            }
+            None if node.get("build").is_none() => {
+                self.problem(
+                    node,
+                    &key("image"),
+                    "missing 'image': every service needs an image from a registry",
+                );
+            }
+            None => {}
+        }
+        let mut pull_policy = PullPolicy::Missing;
+        if let Some(n) = node.get("pull_policy") {
+            match self.string(n, &key("pull_policy")).as_deref() {
+                Some("missing") | Some("if_not_present") => pull_policy = PullPolicy::Missing,
+                Some("always") => pull_policy = PullPolicy::Always,
+                Some(other) => self.problem(
+                    n,
+                    &key("pull_policy"),
+                    format!("'{other}' is not supported: use 'missing' or 'always'"),
+                ),
+                None => {}
+            }
+        }
+        if let Some(n) = node.get("command") {
+            spec.command = self.command(n, &key("command"));
+        }
+        if let Some(n) = node.get("entrypoint") {
+            spec.entrypoint = self.command(n, &key("entrypoint"));
+        }
+
+        let mut secret_env = BTreeSet::new();
+        if let Some(n) = node.get("env_file") {
+            self.env_files(n, &key("env_file"), &mut spec.environment);
+        }
+        if let Some(n) = node.get("environment") {
+            for (k, v, _) in self.key_values(n, &key("environment")) {
+                // `KEY` without a value takes it from the stack's variables, as Compose takes it
+                // from the shell; unset means the key is left out.
+                let value = match v {
+                    Some(t) => Some(t),
+                    None => self.vars.values.get(&k).map(|value| Text {
+                        value: value.clone(),
+                        secret: self.vars.host_local.contains(&k),
+                    }),
+                };
+                if let Some(t) = value {
+                    if t.secret {
+                        secret_env.insert(k.clone());
+                    }
+                    spec.environment.insert(k, t.value);
+                }
+            }
+        }
+        secret_env.extend(
+            spec.environment
+                .keys()
+                .filter(|k| is_secret_key(k))
+                .cloned(),
+        );
+
+        if let Some(n) = node.get("ports") {
+            spec.ports = self.ports(n, &key("ports"));
+        }
+        let mut repo_binds = Vec::new();
+        if let Some(n) = node.get("volumes") {
+            spec.mounts = self.mounts(n, &key("volumes"), volumes, &mut repo_binds);
+        }
+        if !repo_binds.is_empty() {
+            let mut digests = Vec::new();
+            for rel in &repo_binds {
+                match self.files.digest(rel) {
+                    Ok(d) => digests.push(format!("{rel}={d}")),
+                    Err(e) => self.problem(node, &key("volumes"), e),
+                }
+            }
+            spec.mounted_content = Some(hex(&sha2::Sha256::digest(digests.join("\n"))));
+        }
+        spec.networks = match node.get("networks") {
+            Some(n) => self.service_networks(n, &key("networks"), networks),
+            None => BTreeMap::from([("default".to_string(), Vec::new())]),
+        };
+        if let Some(n) = node.get("healthcheck") {
+            spec.healthcheck = self.healthcheck(n, &key("healthcheck"));
+        }
+        if let Some(n) = node.get("restart") {
+            if let Some(r) = self.string(n, &key("restart")) {
+                let valid = matches!(
+                    r.as_str(),
+                    "no" | "always" | "unless-stopped" | "on-failure"
+                ) || r
+                    .strip_prefix("on-failure:")
+                    .is_some_and(|c| c.parse::<u32>().is_ok());
+                if valid {
+                    spec.restart = Some(r);
+                } else {
+                    self.problem(n, &key("restart"), format!("'{r}' is not a restart policy (no, always, unless-stopped, on-failure[:N])"));
+                }
+            }
+        }
+        if let Some(n) = node.get("labels") {
+            spec.labels = self.string_map(n, &key("labels"));
+            if let Some(bad) = spec.labels.keys().find(|l| {
+                l.starts_with("com.docker.compose.") || l.starts_with(crate::labels::PREFIX)
+            }) {
+                self.problem(
+                    n,
+                    &key("labels"),
+                    format!("label '{bad}' is reserved for the reconciler and Compose"),
+                );
+            }
+        }
+        for (field, slot) in [
+            ("user", &mut spec.user),
+            ("working_dir", &mut spec.working_dir),
+            ("hostname", &mut spec.hostname),
+            ("container_name", &mut spec.container_name),
+            ("stop_signal", &mut spec.stop_signal),
+            ("network_mode", &mut spec.network_mode),
+            ("pid", &mut spec.pid),
+            ("ipc", &mut spec.ipc),
+        ] {
+            if let Some(n) = node.get(field) {
+                *slot = self.string(n, &key(field));
+            }
+        }
+        if let Some(n) = node.get("stop_grace_period") {
+            spec.stop_grace_period_ms = self.duration(n, &key("stop_grace_period")).map(ms);
+        }
+        if let Some(n) = node.get("extra_hosts") {
+            spec.extra_hosts = self.extra_hosts(n, &key("extra_hosts"));
+        }
+        if let Some(n) = node.get("init") {
+            spec.init = self.bool(n, &key("init"));
+        }
+        if let Some(n) = node.get("read_only") {
+            spec.read_only = self.bool(n, &key("read_only")).unwrap_or(false);
+        }
+        if let Some(n) = node.get("privileged") {
+            spec.privileged = self.bool(n, &key("privileged")).unwrap_or(false);
+        }
+        for (field, slot) in [
+            ("cap_add", &mut spec.cap_add),
+            ("cap_drop", &mut spec.cap_drop),
+        ] {
+            if let Some(n) = node.get(field) {
+                let mut caps = self.string_or_list(n, &key(field)).unwrap_or_default();
+                caps.sort();
+                caps.dedup();
+                *slot = caps;
+            }
+        }
+        if let Some(n) = node.get("mem_limit") {
+            spec.mem_limit = self.bytes(n, &key("mem_limit"));
+        }
+        if let Some(n) = node.get("cpus") {
+            spec.nano_cpus = self.cpus(n, &key("cpus"));
+        }
+        if let Some(n) = node.get("logging") {
+            spec.logging = self.logging(n, &key("logging"));
+        }
+
+        let mut service = Service {
+            name: name.to_string(),
+            spec,
+            pull_policy,
+            depends_on: BTreeMap::new(),
+            order: None,
+            monitor: Duration::ZERO,
+            health_timeout: Duration::from_secs(60),
+            min_ready: Duration::from_secs(5),
+            http_probe: None,
+            secret_env,
+            repo_binds,
+            lines: entries
+                .iter()
+                .map(|(k, _)| (k.key_text().to_string(), k.line))
+                .collect(),
+        };
+        if let Some(n) = node.get("depends_on") {
+            service.depends_on = self.depends_on(n, &key("depends_on"));
+        }
+        if let Some(n) = node.get("deploy") {
+            self.deploy(n, &key("deploy"), &mut service);
+        }
+        if let Some(n) = node.get("x-reconciler") {
+            self.x_reconciler(n, &key("x-reconciler"), &mut service);
+        }
+        service.lines.append(&mut self.mount_lines);
+        if service.spec.container_name.is_some() && service.order == Some(UpdateOrder::StartFirst) {
+            // Two containers cannot hold one name; start-first would always fail at create.
+            let n = node.get("container_name").unwrap_or(node);
+            self.problem(n, &key("container_name"), "a service with a fixed container_name cannot use deploy.update_config.order: start-first");
+        }
+        (self.problems.len() == before).then_some(service)
+    }
+
+    fn env_files(&mut self, node: &Node, key: &str, env: &mut BTreeMap<String, String>) {
+        let items: Vec<(String, bool, &Node)> = match &node.value {
+            Value::Seq(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let k = format!("{key}[{i}]");
+                    match &item.value {
+                        Value::Map(_) => {
+                            let path = item
+                                .get("path")
+                                .and_then(|p| self.string(p, &join(&k, "path")));
+                            let required = item
+                                .get("required")
+                                .and_then(|r| self.bool(r, &join(&k, "required")))
+                                .unwrap_or(true);
+                            path.map(|p| (p, required, item))
+                        }
+                        _ => self.string(item, &k).map(|p| (p, true, item)),
+                    }
+                })
+                .collect(),
+            _ => self
+                .string(node, key)
+                .map(|p| vec![(p, true, node)])
+                .unwrap_or_default(),
+        };
+        for (path, required, item) in items {
+            let rel = match self.files.resolve(&path) {
+                Ok(rel) => rel,
+                Err(e) => {
+                    self.problem(item, key, e);
+                    continue;
+                }
+            };
+            let bytes = match self.files.read(&rel) {
+                Ok(b) => b,
+                Err(_) if !required => continue,
+                Err(e) => {
+                    self.problem(item, key, e);
+                    continue;
+                }
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            match dotenv::parse(&text) {
+                Ok(entries) => {
+                    for e in entries {
+                        env.insert(e.key, e.value);
+                    }
+                }
+                Err(e) => self.problem(item, key, format!("{path}: {e}")),
+            }
+        }
+    }
+
+    fn ports(&mut self, node: &Node, key: &str) -> Vec<PortSpec> {
+        let mut out = Vec::new();
+        let Value::Seq(items) = &node.value else {
+            self.problem(
+                node,
+                key,
+                format!("expected a list of ports, found {}", node.kind()),
+            );
+            return out;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let k = format!("{key}[{i}]");
+            match &item.value {
+                Value::Map(entries) => {
+                    self.check_keys(
+                        entries,
+                        &k,
+                        &[
+                            "target",
+                            "published",
+                            "host_ip",
+                            "protocol",
+                            "mode",
+                            "name",
+                            "app_protocol",
+                        ],
+                    );
+                    let Some(target) = item
+                        .get("target")
+                        .and_then(|t| self.integer::<u16>(t, &join(&k, "target")))
+                    else {
+                        if item.get("target").is_none() {
+                            self.problem(item, &k, "a long-form port needs 'target'");
+                        }
+                        continue;
+                    };
+                    out.push(PortSpec {
+                        host_ip: item
+                            .get("host_ip")
+                            .and_then(|n| self.string(n, &join(&k, "host_ip"))),
+                        published: item
+                            .get("published")
+                            .and_then(|n| self.string(n, &join(&k, "published"))),
+                        target,
+                        protocol: item
+                            .get("protocol")
+                            .and_then(|n| self.string(n, &join(&k, "protocol")))
+                            .unwrap_or_else(|| "tcp".into()),
+                    });
+                }
+                _ => {
+                    let Some(text) = self.string(item, &k) else {
+                        continue;
+                    };
+                    match parse_port(&text) {
+                        Ok(ports) => out.extend(ports),
+                        Err(e) => self.problem(item, &k, format!("'{text}': {e}")),
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn mounts(
+        &mut self,
+        node: &Node,
+        key: &str,
+        volumes: &BTreeMap<String, VolumeDef>,
+        repo_binds: &mut Vec<String>,
+    ) -> Vec<MountSpec> {
+        let mut out = Vec::new();
+        let Value::Seq(items) = &node.value else {
+            self.problem(
+                node,
+                key,
+                format!("expected a list of volumes, found {}", node.kind()),
+            );
+            return out;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let k = format!("{key}[{i}]");
+            let parsed = match &item.value {
+                Value::Map(entries) => {
+                    self.check_keys(
+                        entries,
+                        &k,
+                        &[
+                            "type",
+                            "source",
+                            "target",
+                            "read_only",
+                            "bind",
+                            "volume",
+                            "tmpfs",
+                            "consistency",
+                        ],
+                    );
+                    self.long_mount(item, &k)
+                }
+                _ => self
+                    .string(item, &k)
+                    .and_then(|text| match parse_short_mount(&text) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            self.problem(item, &k, format!("'{text}': {e}"));
+                            None
+                        }
+                    }),
+            };
+            let Some(mut mount) = parsed else { continue };
+            if !mount.target.starts_with('/') {
+                self.problem(
+                    item,
+                    &k,
+                    format!(
+                        "the mount target '{}' must be an absolute path",
+                        mount.target
+                    ),
+                );
+                continue;
+            }
+            match mount.kind {
+                MountKind::Volume => {
+                    if let Some(source) = &mount.source {
+                        if !volumes.contains_key(source) {
+                            self.problem(item, &k, format!("volume '{source}' is not declared under the top-level `volumes:`"));
+                            continue;
+                        }
+                    }
+                }
+                MountKind::Bind => {
+                    let source = mount.source.clone().unwrap_or_default();
+                    if source.starts_with('.') {
+                        match self.files.resolve(&source) {
+                            Ok(rel) => {
+                                repo_binds.push(rel.clone());
+                                mount.source = Some(format!("./{rel}"));
+                                mount.repo_relative = Some(rel);
+                            }
+                            Err(e) => {
+                                self.problem(item, &k, e);
+                                continue;
+                            }
+                        }
+                    } else if source.starts_with('~') {
+                        self.problem(item, &k, "bind sources starting with '~' are not supported: the reconciler runs as a service, write an absolute path");
+                        continue;
+                    }
+                }
+                MountKind::Tmpfs => {}
+            }
+            self.mount_lines
+                .insert(format!("volumes:{}", mount.target), item.line);
+            out.push(mount);
+        }
+        out.sort();
+        out
+    }
+
+    fn long_mount(&mut self, node: &Node, key: &str) -> Option<MountSpec> {
+        let kind = match node
+            .get("type")
+            .and_then(|t| self.string(t, &join(key, "type")))
+            .as_deref()
+        {
+            Some("volume") => MountKind::Volume,
+            Some("bind") => MountKind::Bind,
+            Some("tmpfs") => MountKind::Tmpfs,
+            Some(other) => {
+                self.problem(
+                    node,
+                    &join(key, "type"),
+                    format!("mount type '{other}' is not supported (volume, bind, tmpfs)"),
+                );
+                return None;
+            }
+            None => {
+                self.problem(
+                    node,
+                    key,
+                    "a long-form volume needs 'type' (volume, bind or tmpfs)",
+                );
+                return None;
+            }
+        };
+        let Some(target) = node
+            .get("target")
+            .and_then(|t| self.string(t, &join(key, "target")))
+        else {
+            self.problem(node, key, "a long-form volume needs 'target'");
+            return None;
+        };
+        let source = node
+            .get("source")
+            .and_then(|s| self.string(s, &join(key, "source")));
+        if kind == MountKind::Bind && source.is_none() {
+            self.problem(node, key, "a bind mount needs 'source'");
+            return None;
+        }
+        let read_only = node
+            .get("read_only")
+            .and_then(|r| self.bool(r, &join(key, "read_only")))
+            .unwrap_or(false);
+        let no_copy = node
+            .get("volume")
+            .and_then(|v| v.get("nocopy"))
+            .and_then(|n| self.bool(n, &join(key, "volume.nocopy")))
+            .unwrap_or(false);
+        let tmpfs_size = node
+            .get("tmpfs")
+            .and_then(|t| t.get("size"))
+            .and_then(|n| self.bytes(n, &join(key, "tmpfs.size")));
+        Some(MountSpec {
+            target,
+            kind,
+            source,
+            read_only,
+            repo_relative: None,
+            tmpfs_size,
+            no_copy,
+        })
+    }
+
+    fn service_networks(
+        &mut self,
+        node: &Node,
+        key: &str,
+        declared: &BTreeMap<String, NetworkDef>,
+    ) -> BTreeMap<String, Vec<String>> {
+        let mut out = BTreeMap::new();
+        let check = |cx: &mut Self, n: &Node, name: &str| {
+            if declared.contains_key(name) {
+                true
+            } else {
+                cx.problem(
+                    n,
+                    &join(key, name),
+                    format!("network '{name}' is not declared under the top-level `networks:`"),
+                );
+                false
+            }
+        };
+        match &node.value {
+            Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(name) = self.string(item, &format!("{key}[{i}]")) {
+                        if check(self, item, &name) {
+                            out.insert(name, Vec::new());
+                        }
+                    }
+                }
+            }
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    let name = k.key_text().to_string();
+                    if !check(self, k, &name) {
+                        continue;
+                    }
+                    let mut aliases = Vec::new();
+                    if let Some(fields) = v.as_map() {
+                        let path = join(key, &name);
+                        self.check_keys(
+                            fields,
+                            &path,
+                            &["aliases", "ipv4_address", "ipv6_address", "priority"],
+                        );
+                        if let Some(a) = v.get("aliases") {
+                            aliases = self
+                                .string_or_list(a, &join(&path, "aliases"))
+                                .unwrap_or_default();
+                        }
+                    }
+                    aliases.sort();
+                    aliases.dedup();
+                    out.insert(name, aliases);
+                }
+            }
+            _ => self.problem(
+                node,
+                key,
+                format!(
+                    "expected a list or mapping of networks, found {}",
+                    node.kind()
+                ),
+            ),
+        }
+        out
+    }
+
+    fn healthcheck(&mut self, node: &Node, key: &str) -> Option<HealthSpec> {
+        let entries = self.map(node, key)?;
+        self.check_keys(
+            entries,
+            key,
+            &[
+                "test",
+                "interval",
+                "timeout",
+                "start_period",
+                "start_interval",
+                "retries",
+                "disable",
+            ],
+        );
+        if let Some(d) = node.get("disable") {
+            if self.bool(d, &join(key, "disable")) == Some(true) {
+                return Some(HealthSpec {
+                    test: vec!["NONE".into()],
+                    interval_ms: None,
+                    timeout_ms: None,
+                    start_period_ms: None,
+                    retries: None,
+                });
+            }
+        }
+        let test = match node.get("test") {
+            Some(
+                t @ Node {
+                    value: Value::Seq(_),
+                    ..
+                },
+            ) => {
+                let words = self.string_or_list(t, &join(key, "test"))?;
+                if !matches!(
+                    words.first().map(String::as_str),
+                    Some("CMD" | "CMD-SHELL" | "NONE")
+                ) {
+                    self.problem(
+                        t,
+                        &join(key, "test"),
+                        "a healthcheck test list must start with CMD, CMD-SHELL or NONE",
+                    );
+                    return None;
+                }
+                words
+            }
+            Some(t) => vec!["CMD-SHELL".to_string(), self.string(t, &join(key, "test"))?],
+            None => {
+                self.problem(node, key, "a healthcheck needs 'test' (or 'disable: true')");
+                return None;
+            }
+        };
+        let mut d = |name: &str| {
+            node.get(name)
+                .and_then(|n| self.duration(n, &join(key, name)))
+                .map(ms)
+        };
+        let (interval_ms, timeout_ms, start_period_ms) =
+            (d("interval"), d("timeout"), d("start_period"));
+        let retries = node
+            .get("retries")
+            .and_then(|n| self.integer(n, &join(key, "retries")));
+        Some(HealthSpec {
+            test,
+            interval_ms,
+            timeout_ms,
+            start_period_ms,
+            retries,
+        })
+    }
+
+    fn extra_hosts(&mut self, node: &Node, key: &str) -> Vec<String> {
+        let mut out: Vec<String> = match &node.value {
+            Value::Map(_) => self
+                .key_values(node, key)
+                .into_iter()
+                .map(|(k, v, _)| format!("{k}:{}", v.map(|t| t.value).unwrap_or_default()))
+                .collect(),
+            _ => self
+                .string_or_list(node, key)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.replacen('=', ":", 1))
+                .collect(),
+        };
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn cpus(&mut self, node: &Node, key: &str) -> Option<i64> {
+        let s = self.string(node, key)?;
+        match s.parse::<f64>() {
+            Ok(c) if c > 0.0 => Some((c * 1e9).round() as i64),
+            _ => {
+                self.problem(
+                    node,
+                    key,
+                    format!("'{s}' is not a CPU count (write e.g. 0.5 or 2)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn logging(&mut self, node: &Node, key: &str) -> Option<LoggingSpec> {
+        let entries = self.map(node, key)?;
+        self.check_keys(entries, key, &["driver", "options"]);
+        Some(LoggingSpec {
+            driver: node
+                .get("driver")
+                .and_then(|d| self.string(d, &join(key, "driver"))),
+            options: node
+                .get("options")
+                .map(|o| self.string_map(o, &join(key, "options")))
+                .unwrap_or_default(),
+        })
+    }
+
+    fn depends_on(&mut self, node: &Node, key: &str) -> BTreeMap<String, DependsCondition> {
+        let mut out = BTreeMap::new();
+        match &node.value {
+            Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(name) = self.string(item, &format!("{key}[{i}]")) {
+                        out.insert(name, DependsCondition::ServiceStarted);
+                    }
+                }
+            }
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    let path = join(key, k.key_text());
+                    let mut condition = DependsCondition::ServiceStarted;
+                    if let Some(fields) = v.as_map() {
+                        self.check_keys(fields, &path, &["condition", "restart", "required"]);
+                        if let Some(c) = v.get("condition") {
+                            condition = match self.string(c, &join(&path, "condition")).as_deref() {
+                                Some("service_started") => DependsCondition::ServiceStarted,
+                                Some("service_healthy") => DependsCondition::ServiceHealthy,
+                                Some("service_completed_successfully") => {
+                                    DependsCondition::ServiceCompletedSuccessfully
+                                }
+                                Some(other) => {
+                                    self.problem(c, &join(&path, "condition"), format!("'{other}' is not a condition (service_started, service_healthy, service_completed_successfully)"));
+                                    continue;
+                                }
+                                None => continue,
+                            };
+                        }
+                    }
+                    out.insert(k.key_text().to_string(), condition);
+                }
+            }
+            _ => self.problem(
+                node,
+                key,
+                format!(
+                    "expected a list or mapping of services, found {}",
+                    node.kind()
+                ),
+            ),
+        }
+        out
+    }
+
+    fn deploy(&mut self, node: &Node, key: &str, service: &mut Service) {
+        let Some(entries) = self.map(node, key) else {
+            return;
+        };
+        self.check_keys(entries, key, &["resources", "update_config"]);
+        if let Some(res) = node.get("resources") {
+            let rkey = join(key, "resources");
+            if let Some(fields) = self.map(res, &rkey) {
+                self.check_keys(fields, &rkey, &["limits"]);
+            }
+            if let Some(limits) = res.get("limits") {
+                let lkey = join(&rkey, "limits");
+                if let Some(fields) = self.map(limits, &lkey) {
+                    self.check_keys(fields, &lkey, &["cpus", "memory"]);
+                }
+                if let Some(m) = limits.get("memory") {
+                    let bytes = self.bytes(m, &join(&lkey, "memory"));
+                    service.spec.mem_limit = service.spec.mem_limit.or(bytes);
+                }
+                if let Some(c) = limits.get("cpus") {
+                    let cpus = self.cpus(c, &join(&lkey, "cpus"));
+                    service.spec.nano_cpus = service.spec.nano_cpus.or(cpus);
+                }
+            }
+        }
+        if let Some(update) = node.get("update_config") {
+            let ukey = join(key, "update_config");
+            let Some(fields) = self.map(update, &ukey) else {
+                return;
+            };
+            self.check_keys(fields, &ukey, &["order", "failure_action", "monitor"]);
+            if let Some(o) = update.get("order") {
+                service.order = match self.string(o, &join(&ukey, "order")).as_deref() {
+                    Some("stop-first") => Some(UpdateOrder::StopFirst),
+                    Some("start-first") => Some(UpdateOrder::StartFirst),
+                    Some(other) => {
+                        self.problem(
+                            o,
+                            &join(&ukey, "order"),
+                            format!("'{other}' is not an order (stop-first, start-first)"),
+                        );
+                        None
+                    }
+                    None => None,
+                };
+            }
+            if let Some(f) = update.get("failure_action") {
+                match self.string(f, &join(&ukey, "failure_action")).as_deref() {
+                    Some("rollback") | Some("pause") | None => {}
+                    Some(other) => self.problem(f, &join(&ukey, "failure_action"), format!("'{other}' is not supported: a failed update always restores the last good version (rollback)")),
+                }
+            }
+            if let Some(m) = update.get("monitor") {
+                service.monitor = self
+                    .duration(m, &join(&ukey, "monitor"))
+                    .unwrap_or_default();
+            }
+        }
+    }
+
+    fn x_reconciler(&mut self, node: &Node, key: &str, service: &mut Service) {
+        let Some(entries) = self.map(node, key) else {
+            return;
+        };
+        self.check_keys(entries, key, &["health_timeout", "min_ready", "http_probe"]);
+        if let Some(n) = node.get("health_timeout") {
+            if let Some(d) = self.duration(n, &join(key, "health_timeout")) {
+                service.health_timeout = d;
+            }
+        }
+        if let Some(n) = node.get("min_ready") {
+            if let Some(d) = self.duration(n, &join(key, "min_ready")) {
+                service.min_ready = d;
+            }
+        }
+        if let Some(n) = node.get("http_probe") {
+            if let Some(url) = self.string(n, &join(key, "http_probe")) {
+                if url.starts_with("http://") {
+                    service.http_probe = Some(url);
+                } else {
+                    self.problem(
+                        n,
+                        &join(key, "http_probe"),
+                        "http_probe must be an http:// URL reachable from the host",
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every `depends_on` names a service of the stack, and there is no cycle.
+    fn check_dependencies(&mut self, doc: &Node, services: &BTreeMap<String, Service>) {
+        for (name, service) in services {
+            for dep in service.depends_on.keys() {
+                if !services.contains_key(dep) {
+                    let at = doc
+                        .get("services")
+                        .and_then(|s| s.get(name))
+                        .and_then(|s| s.get("depends_on"))
+                        .unwrap_or(doc);
+                    self.problem(
+                        at,
+                        &format!("services.{name}.depends_on"),
+                        format!("'{dep}' is not a service of this stack"),
+                    );
+                }
+            }
+        }
+        if let Err(cycle) = super::order::startup_order(services) {
+            let at = doc.get("services").unwrap_or(doc);
+            self.problem(
+                at,
+                "services",
+                format!("depends_on forms a cycle: {}", cycle.join(" -> ")),
+            );
+        }
+    }
+}
+
+use sha2::Digest as _;
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+fn valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The closest allowed key within a small edit distance, for "did you mean" hints.
+fn suggest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|a| (edit_distance(key, a), *a))
+        .filter(|(d, a)| *d <= 2.max(a.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Go-style durations as Compose writes them: `1m30s`, `500ms`, `2h`, `1.5s`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (num, tail) = rest.split_at(num_end);
+        let value: f64 = num.parse().ok()?;
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_end);
+        let factor = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * factor;
+        rest = tail;
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+/// Byte sizes as Compose writes them: `512m`, `1g`, `1024`, `100kb`.
+pub fn parse_bytes(s: &str) -> Option<i64> {
+    let s = s.trim().to_ascii_lowercase();
+    let digits_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits_end);
+    let value: f64 = num.parse().ok()?;
+    let factor: f64 = match unit.trim_end_matches('b') {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((value * factor) as i64)
+}
+
+/// Split a command string into words as a POSIX shell would (quotes and backslashes only).
+pub fn shell_split(s: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => word.push(c),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => word.push(chars.next()?),
+                        c => word.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                word.push(chars.next()?);
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Some(words)
+}
+
+/// Short port syntax: `[HOST_IP:][HOST[-HOST2]:]CONTAINER[-CONTAINER2][/PROTOCOL]`.
+pub fn parse_port(text: &str) -> Result<Vec<PortSpec>, String> {
+    let (rest, protocol) = match text.rsplit_once('/') {
+        Some((r, p)) if matches!(p, "tcp" | "udp" | "sctp") => (r, p.to_string()),
+        Some((_, p)) => return Err(format!("unknown protocol '{p}' (tcp, udp, sctp)")),
+        None => (text, "tcp".to_string()),
+    };
+    // An IPv6 host address is written in brackets: [::1]:8080:80
+    let (host_ip, rest) = if let Some(after) = rest.strip_prefix('[') {
+        let (ip, tail) = after.split_once("]:").ok_or("unterminated IPv6 address")?;
+        (Some(ip.to_string()), tail)
+    } else {
+        (None, rest)
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (host_ip, published, target) = match (host_ip, parts.as_slice()) {
+        (None, [t]) => (None, None, *t),
+        (None, [p, t]) => (None, Some(*p), *t),
+        (None, [ip, p, t]) => (Some(ip.to_string()), Some(*p), *t),
+        (Some(ip), [p, t]) => (Some(ip), Some(*p), *t),
+        _ => return Err("expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]".into()),
+    };
+    let published = published.filter(|p| !p.is_empty());
+    let targets = port_range(target)?;
+    let hosts = match published {
+        Some(p) => Some(port_range(p)?),
+        None => None,
+    };
+    let host_ip = host_ip.filter(|ip| !ip.is_empty());
+    match hosts {
+        Some(hosts) if hosts.len() != targets.len() && hosts.len() != 1 => {
+            Err("host and container port ranges differ in length".into())
+        }
+        Some(hosts) if hosts.len() == targets.len() => Ok(targets
+            .iter()
+            .zip(hosts)
+            .map(|(t, h)| PortSpec {
+                host_ip: host_ip.clone(),
+                published: Some(h.to_string()),
+                target: *t,
+                protocol: protocol.clone(),
+            })
+            .collect()),
+        Some(hosts) => Ok(targets
+            .iter()
+            .map(|t| PortSpec {
+                host_ip: host_ip.clone(),
+                published: Some(hosts[0].to_string()),
+                target: *t,
+                protocol: protocol.clone(),
+            })
+            .collect()),
+        None => Ok(targets
+            .iter()
+            .map(|t| PortSpec {
+                host_ip: host_ip.clone(),
+                published: None,
+                target: *t,
+                protocol: protocol.clone(),
+            })
+            .collect()),
+    }
+}
+
+fn port_range(text: &str) -> Result<Vec<u16>, String> {
+    let parse = |s: &str| {
+        s.parse::<u16>()
+            .map_err(|_| format!("'{s}' is not a port number"))
+    };
+    match text.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (parse(a)?, parse(b)?);
+            if a > b {
+                return Err(format!("port range {a}-{b} runs backwards"));
+            }
+            Ok((a..=b).collect())
+        }
+        None => Ok(vec![parse(text)?]),
+    }
+}
+
+/// Short volume syntax: `SOURCE:TARGET[:MODE]` or an anonymous `TARGET`.
+pub fn parse_short_mount(text: &str) -> Result<MountSpec, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [t] => (None, *t, ""),
+        [s, t] => (Some(*s), *t, ""),
+        [s, t, m] => (Some(*s), *t, *m),
+        _ => return Err("expected SOURCE:TARGET[:MODE]".into()),
+    };
+    let mut read_only = false;
+    for flag in mode.split(',').filter(|f| !f.is_empty()) {
+        match flag {
+            "ro" => read_only = true,
+            "rw" | "z" | "Z" | "nocopy" | "cached" | "delegated" | "consistent" => {}
+            other => return Err(format!("unknown mount mode '{other}' (ro, rw)")),
+        }
+    }
+    let kind = match source {
+        None => MountKind::Volume,
+        Some(s) if s.starts_with('/') || s.starts_with('.') || s.starts_with('~') => {
+            MountKind::Bind
+        }
+        Some(_) => MountKind::Volume,
+    };
+    Ok(MountSpec {
+        target: target.to_string(),
+        kind,
+        source: source.map(str::to_string),
+        read_only,
+        repo_relative: None,
+        tmpfs_size: None,
+        no_copy: mode.split(',').any(|f| f == "nocopy"),
+    })
+}

@@ -1,0 +1,268 @@
+//! The validated, interpolated, normalized desired state.
+//!
+//! Normalized means: maps are sorted, lists whose order has no meaning are sorted and deduplicated,
+//! durations are milliseconds. Two spellings of the same Compose file give equal values here, so
+//! the spec hash never changes for cosmetic edits.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every stack found in the desired-state source.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Desired {
+    pub stacks: Vec<Stack>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stack {
+    /// The Compose project name: the folder name, or the file's top-level `name:`.
+    pub name: String,
+    /// Folder of the stack in the source, as read (local dir or materialized git tree).
+    pub dir: PathBuf,
+    /// Compose file path relative to the source root, for messages.
+    pub file: String,
+    /// Commit id for a git source; digest of the stack's files for a plain directory.
+    pub revision: String,
+    pub services: BTreeMap<String, Service>,
+    pub volumes: BTreeMap<String, VolumeDef>,
+    pub networks: BTreeMap<String, NetworkDef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeDef {
+    /// Engine name: `<project>_<key>` unless `name:` or `external`.
+    pub name: String,
+    pub external: bool,
+    pub driver: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkDef {
+    pub name: String,
+    pub external: bool,
+    pub driver: Option<String>,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    Missing,
+    Always,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    StopFirst,
+    StartFirst,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependsCondition {
+    ServiceStarted,
+    ServiceHealthy,
+    ServiceCompletedSuccessfully,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    pub name: String,
+    /// The part of the service the container is created from; hashed.
+    pub spec: ContainerSpec,
+    pub pull_policy: PullPolicy,
+    pub depends_on: BTreeMap<String, DependsCondition>,
+    /// `deploy.update_config.order`, or `None` to choose from statefulness.
+    pub order: Option<UpdateOrder>,
+    pub monitor: Duration,
+    pub health_timeout: Duration,
+    pub min_ready: Duration,
+    pub http_probe: Option<String>,
+    /// Env keys whose values must never be shown (secret-looking or from the host-local env file).
+    pub secret_env: BTreeSet<String>,
+    /// Source files (relative to the stack dir) the service bind-mounts from the repository.
+    pub repo_binds: Vec<String>,
+    /// Line of each service key (`privileged`, `volumes:/target`, ...) for later checks' messages.
+    #[serde(skip)]
+    pub lines: BTreeMap<String, usize>,
+}
+
+/// Everything a container is created from. Its hash decides whether a service must be recreated.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct ContainerSpec {
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub environment: BTreeMap<String, String>,
+    pub ports: Vec<PortSpec>,
+    pub mounts: Vec<MountSpec>,
+    /// Network key (as in the file) -> aliases, sorted.
+    pub networks: BTreeMap<String, Vec<String>>,
+    pub healthcheck: Option<HealthSpec>,
+    pub restart: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub hostname: Option<String>,
+    pub container_name: Option<String>,
+    pub stop_signal: Option<String>,
+    pub stop_grace_period_ms: Option<u64>,
+    pub extra_hosts: Vec<String>,
+    pub init: Option<bool>,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub network_mode: Option<String>,
+    pub pid: Option<String>,
+    pub ipc: Option<String>,
+    pub mem_limit: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub logging: Option<LoggingSpec>,
+    /// Digest of the content of every repository file the service mounts, so editing a mounted
+    /// config file in git recreates the service (Compose misses this).
+    pub mounted_content: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct PortSpec {
+    pub host_ip: Option<String>,
+    /// `None`: the engine picks a free host port.
+    pub published: Option<String>,
+    pub target: u16,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MountKind {
+    Volume,
+    Bind,
+    Tmpfs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct MountSpec {
+    pub target: String,
+    pub kind: MountKind,
+    /// Volume key (named volume) or absolute host path (bind); `None` for tmpfs/anonymous.
+    pub source: Option<String>,
+    pub read_only: bool,
+    /// Bind source relative to the stack folder, when it points into the repository.
+    pub repo_relative: Option<String>,
+    pub tmpfs_size: Option<i64>,
+    pub no_copy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthSpec {
+    /// `["NONE"]` disables an image healthcheck.
+    pub test: Vec<String>,
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub start_period_ms: Option<u64>,
+    pub retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoggingSpec {
+    pub driver: Option<String>,
+    pub options: BTreeMap<String, String>,
+}
+
+impl ContainerSpec {
+    /// Hex sha256 of the normalized spec. Stored on the container; a change means recreate.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("spec serializes");
+        hex(&Sha256::digest(&json))
+    }
+
+    /// A mount that writes to the host (volume or bind, not read-only): two copies of the service
+    /// must never run at once on it.
+    pub fn has_writable_storage(&self) -> bool {
+        self.mounts
+            .iter()
+            .any(|m| m.kind != MountKind::Tmpfs && !m.read_only)
+    }
+}
+
+impl Service {
+    /// DESIGN 6: `start-first` only for a plainly stateless service, unless the file says otherwise.
+    pub fn effective_order(&self) -> UpdateOrder {
+        if let Some(order) = self.order {
+            return order;
+        }
+        let stateless = self.spec.ports.iter().all(|p| p.published.is_none())
+            && self.spec.container_name.is_none()
+            && !self.spec.has_writable_storage();
+        if stateless {
+            UpdateOrder::StartFirst
+        } else {
+            UpdateOrder::StopFirst
+        }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_specs_hash_equally_and_any_field_change_changes_the_hash() {
+        let a = ContainerSpec {
+            image: "web:v1".into(),
+            ..Default::default()
+        };
+        let mut b = a.clone();
+        assert_eq!(a.hash(), b.hash());
+        b.environment.insert("A".into(), "1".into());
+        assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn a_published_port_makes_a_service_stop_first() {
+        let mut spec = ContainerSpec {
+            image: "web:v1".into(),
+            ..Default::default()
+        };
+        let mut service = Service {
+            name: "web".into(),
+            spec: spec.clone(),
+            pull_policy: PullPolicy::Missing,
+            depends_on: BTreeMap::new(),
+            order: None,
+            monitor: Duration::ZERO,
+            health_timeout: Duration::from_secs(60),
+            min_ready: Duration::from_secs(5),
+            http_probe: None,
+            secret_env: BTreeSet::new(),
+            repo_binds: vec![],
+            lines: BTreeMap::new(),
+        };
+        assert_eq!(service.effective_order(), UpdateOrder::StartFirst);
+        spec.ports.push(PortSpec {
+            host_ip: None,
+            published: Some("8080".into()),
+            target: 80,
+            protocol: "tcp".into(),
+        });
+        service.spec = spec;
+        assert_eq!(service.effective_order(), UpdateOrder::StopFirst);
+        service.order = Some(UpdateOrder::StartFirst);
+        assert_eq!(service.effective_order(), UpdateOrder::StartFirst);
+    }
+}

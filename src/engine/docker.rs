@@ -1,0 +1,683 @@
+//! The Docker Engine through bollard. Thin: translate our types to API calls and API errors to
+//! [`EngineError`]; every decision lives in the planner and executor.
+
+use super::{ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, PullProgress, Result};
+use crate::desired::{MountKind, NetworkDef, VolumeDef};
+use crate::labels;
+use crate::observed::{health_from_status, ObservedContainer};
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Mount,
+    MountTmpfsOptions, MountType, MountVolumeOptions, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
+    LogsOptions, RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
+};
+use bollard::{ClientVersion, Docker};
+use futures_util::StreamExt;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// API 1.41 (Engine 20.10) is the oldest we support; newer engines accept it too.
+const API_VERSION: ClientVersion = ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+
+pub struct DockerEngine {
+    docker: Docker,
+    endpoint: String,
+}
+
+impl DockerEngine {
+    /// Connect to `host` (`unix:///path` or `tcp://host:port`), or the local default socket.
+    pub fn connect(host: Option<&str>) -> Result<Self> {
+        let endpoint = host.unwrap_or("unix:///var/run/docker.sock").to_string();
+        let unreachable = |e: BollardError| EngineError::Unreachable {
+            endpoint: endpoint.clone(),
+            message: e.to_string(),
+        };
+        let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, 120, &API_VERSION).map_err(unreachable)?
+        } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
+            Docker::connect_with_http(&endpoint, 120, &API_VERSION).map_err(unreachable)?
+        } else {
+            return Err(EngineError::Unreachable {
+                endpoint,
+                message: "unsupported DOCKER_HOST scheme (use unix:// or tcp://)".into(),
+            });
+        };
+        Ok(Self { docker, endpoint })
+    }
+
+    fn error(&self, call: &'static str, target: &str, e: BollardError) -> EngineError {
+        match &e {
+            BollardError::DockerResponseServerError { message, .. } => EngineError::Call {
+                call,
+                target: target.to_string(),
+                message: message.clone(),
+            },
+            BollardError::HyperResponseError { .. }
+            | BollardError::IOError { .. }
+            | BollardError::RequestTimeoutError => EngineError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                message: e.to_string(),
+            },
+            _ => EngineError::Call {
+                call,
+                target: target.to_string(),
+                message: e.to_string(),
+            },
+        }
+    }
+
+    fn pull_error(&self, reference: &str, e: BollardError) -> EngineError {
+        let message = match &e {
+            BollardError::DockerResponseServerError { message, .. } => message.clone(),
+            BollardError::DockerStreamError { error } => error.clone(),
+            _ => return self.error("pull", reference, e),
+        };
+        let lower = message.to_ascii_lowercase();
+        let reference = reference.to_string();
+        if lower.contains("not found") || lower.contains("manifest unknown") {
+            EngineError::ImageNotFound { reference, message }
+        } else if lower.contains("unauthorized") || lower.contains("denied") {
+            EngineError::Unauthorized { reference, message }
+        } else {
+            // Connection refused, timeouts, DNS: the registry may come back.
+            EngineError::RegistryUnreachable { reference, message }
+        }
+    }
+}
+
+fn is_not_found(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn env_map(env: Option<Vec<String>>) -> BTreeMap<String, String> {
+    env.unwrap_or_default()
+        .into_iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv, String::new()),
+        })
+        .collect()
+}
+
+fn nanos(ms: Option<u64>) -> Option<i64> {
+    ms.map(|ms| ms as i64 * 1_000_000)
+}
+
+impl Engine for DockerEngine {
+    async fn list_containers(&self, projects: &[String]) -> Result<Vec<ObservedContainer>> {
+        let mut filters = HashMap::new();
+        let label_filter = if projects.len() == 1 {
+            format!("{}={}", labels::PROJECT, projects[0])
+        } else {
+            labels::PROJECT.to_string()
+        };
+        filters.insert("label".to_string(), vec![label_filter]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.error("list containers", "", e))?;
+        let mut out = Vec::new();
+        for s in summaries {
+            let labels: BTreeMap<String, String> =
+                s.labels.unwrap_or_default().into_iter().collect();
+            let project = labels.get(labels::PROJECT).cloned().unwrap_or_default();
+            if !projects.is_empty() && !projects.contains(&project) {
+                continue;
+            }
+            // One-off containers (`docker compose run`) are not the service.
+            if labels
+                .get(labels::ONEOFF)
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            {
+                continue;
+            }
+            let name = s
+                .names
+                .unwrap_or_default()
+                .first()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            out.push(ObservedContainer {
+                id: s.id.unwrap_or_default(),
+                service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
+                project,
+                name,
+                image: s.image.unwrap_or_default(),
+                state: s.state.map(|st| st.to_string()).unwrap_or_default(),
+                health: health_from_status(s.status.as_deref().unwrap_or_default()),
+                labels,
+                details: None,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerStatus> {
+        let c = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| self.error("inspect container", id, e))?;
+        let state = c.state.unwrap_or_default();
+        Ok(ContainerStatus {
+            running: state.running.unwrap_or(false),
+            state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            health: state
+                .health
+                .and_then(|h| h.status)
+                .map(|s| s.to_string())
+                .filter(|s| s != "none" && !s.is_empty()),
+            exit_code: state.exit_code.unwrap_or(0),
+            restart_count: c.restart_count.unwrap_or(0),
+            started_at: state.started_at.unwrap_or_default(),
+            env: env_map(c.config.and_then(|c| c.env)),
+            image_id: c.image.unwrap_or_default(),
+        })
+    }
+
+    async fn list_image_references(&self) -> Result<Vec<String>> {
+        let images = self
+            .docker
+            .list_images(Some(ListImagesOptions::default()))
+            .await
+            .map_err(|e| self.error("list images", "", e))?;
+        Ok(images
+            .into_iter()
+            .flat_map(|i| i.repo_tags.into_iter().chain(i.repo_digests))
+            .filter(|r| r != "<none>:<none>" && r != "<none>@<none>")
+            .collect())
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(Some(ImageInfo {
+                id: i.id.unwrap_or_default(),
+                repo_digests: i.repo_digests.unwrap_or_default(),
+                env: env_map(i.config.and_then(|c| c.env)),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error("inspect image", reference, e)),
+        }
+    }
+
+    async fn registry_digest(&self, reference: &str) -> Result<String> {
+        let info = self
+            .docker
+            .inspect_registry_image(reference, None)
+            .await
+            .map_err(|e| self.pull_error(reference, e))?;
+        Ok(info.descriptor.digest.unwrap_or_default())
+    }
+
+    async fn pull(
+        &self,
+        reference: &str,
+        progress: &mut (dyn FnMut(PullProgress) + Send),
+    ) -> Result<()> {
+        let options = CreateImageOptions {
+            from_image: Some(reference.to_string()),
+            ..Default::default()
+        };
+        let mut stream = self.docker.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| self.pull_error(reference, e))?;
+            let detail = info.progress_detail.unwrap_or_default();
+            progress(PullProgress {
+                layer: info.id,
+                status: info.status.unwrap_or_default(),
+                current: detail.current,
+                total: detail.total,
+            });
+        }
+        Ok(())
+    }
+
+    async fn ensure_network(&self, project: &str, key: &str, def: &NetworkDef) -> Result<()> {
+        match self.docker.inspect_network(&def.name, None).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(self.error("inspect network", &def.name, e)),
+        }
+        if def.external {
+            return Err(EngineError::Call {
+                call: "use external network",
+                target: def.name.clone(),
+                message: "it does not exist; external networks are created outside the stack"
+                    .into(),
+            });
+        }
+        let mut labels: HashMap<String, String> = def.labels.clone().into_iter().collect();
+        labels.insert(labels::PROJECT.into(), project.into());
+        labels.insert(labels::NETWORK.into(), key.into());
+        let request = NetworkCreateRequest {
+            name: def.name.clone(),
+            driver: def.driver.clone().or(Some("bridge".into())),
+            internal: Some(def.internal),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Lost a race with another creator: the network is there, which is all we want.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(self.error("create network", &def.name, e)),
+        }
+    }
+
+    async fn ensure_volume(&self, project: &str, key: &str, def: &VolumeDef) -> Result<()> {
+        match self.docker.inspect_volume(&def.name).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(self.error("inspect volume", &def.name, e)),
+        }
+        if def.external {
+            return Err(EngineError::Call {
+                call: "use external volume",
+                target: def.name.clone(),
+                message: "it does not exist; external volumes are created outside the stack".into(),
+            });
+        }
+        let mut labels: HashMap<String, String> = def.labels.clone().into_iter().collect();
+        labels.insert(labels::PROJECT.into(), project.into());
+        labels.insert(labels::VOLUME.into(), key.into());
+        let request = VolumeCreateRequest {
+            name: Some(def.name.clone()),
+            driver: def.driver.clone(),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("create volume", &def.name, e))
+    }
+
+    async fn create_container(&self, request: &CreateRequest) -> Result<String> {
+        let body = create_body(request);
+        let options = CreateContainerOptions {
+            name: Some(request.name.clone()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| self.error("create container", &request.name, e))?;
+        // API 1.41 attaches one network at create; the others are connected before start.
+        let mut networks = request.spec.networks.iter();
+        networks.next();
+        for (key, aliases) in networks {
+            let name = request
+                .networks
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| key.clone());
+            let connect = NetworkConnectRequest {
+                container: created.id.clone(),
+                endpoint_config: Some(endpoint(&request.service, aliases)),
+            };
+            self.docker
+                .connect_network(&name, connect)
+                .await
+                .map_err(|e| self.error("connect network", &name, e))?;
+        }
+        Ok(created.id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| self.error("start container", id, e))
+    }
+
+    async fn stop_container(&self, id: &str, grace: Option<Duration>) -> Result<()> {
+        let options = StopContainerOptions {
+            t: grace.map(|g| g.as_secs().max(1) as i32),
+            ..Default::default()
+        };
+        match self.docker.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // 304: already stopped.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(self.error("stop container", id, e)),
+        }
+    }
+
+    async fn rename_container(&self, id: &str, new_name: &str) -> Result<()> {
+        let options = RenameContainerOptions {
+            name: new_name.to_string(),
+        };
+        self.docker
+            .rename_container(id, options)
+            .await
+            .map_err(|e| self.error("rename container", id, e))
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        // `v: false`: anonymous volumes survive too; no volume is ever deleted.
+        let options = RemoveContainerOptions {
+            force: true,
+            v: false,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(self.error("remove container", id, e)),
+        }
+    }
+
+    async fn logs_tail(&self, id: &str, lines: usize) -> Result<Vec<String>> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(output) => text.push_str(&String::from_utf8_lossy(&output.into_bytes())),
+                Err(e) => return Err(self.error("logs", id, e)),
+            }
+        }
+        Ok(text.lines().map(str::to_string).collect())
+    }
+
+    async fn free_disk_bytes(&self) -> Result<Option<u64>> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| self.error("info", "", e))?;
+        let Some(root) = info.docker_root_dir else {
+            return Ok(None);
+        };
+        // Only meaningful when the engine is local; a remote engine's path is not ours to stat.
+        if !self.endpoint.starts_with("unix://") {
+            return Ok(None);
+        }
+        Ok(crate::config::free_bytes(std::path::Path::new(&root)))
+    }
+}
+
+fn endpoint(service: &str, aliases: &[String]) -> EndpointSettings {
+    let mut all = vec![service.to_string()];
+    all.extend(aliases.iter().cloned());
+    EndpointSettings {
+        aliases: Some(all),
+        ..Default::default()
+    }
+}
+
+fn create_body(request: &CreateRequest) -> ContainerCreateBody {
+    let spec = &request.spec;
+    let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+    labels.extend(request.labels.clone());
+
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &spec.ports {
+        let key = format!("{}/{}", p.target, p.protocol);
+        let binding = PortBinding {
+            host_ip: p.host_ip.clone(),
+            host_port: p.published.clone(),
+        };
+        port_bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
+    }
+    let exposed: Vec<String> = port_bindings.keys().cloned().collect();
+
+    let mounts: Vec<Mount> = spec
+        .mounts
+        .iter()
+        .map(|m| {
+            let (typ, source) = match m.kind {
+                MountKind::Volume => (
+                    MountType::VOLUME,
+                    m.source.as_ref().map(|key| {
+                        request
+                            .volumes
+                            .get(key)
+                            .cloned()
+                            .unwrap_or_else(|| key.clone())
+                    }),
+                ),
+                MountKind::Bind => {
+                    let source = match (&m.repo_relative, &request.repo_root) {
+                        (Some(rel), Some(root)) => Some(root.join(rel).display().to_string()),
+                        _ => m.source.clone(),
+                    };
+                    (MountType::BIND, source)
+                }
+                MountKind::Tmpfs => (MountType::TMPFS, None),
+            };
+            Mount {
+                target: Some(m.target.clone()),
+                source,
+                typ: Some(typ),
+                read_only: Some(m.read_only),
+                volume_options: (m.kind == MountKind::Volume && m.no_copy).then(|| {
+                    MountVolumeOptions {
+                        no_copy: Some(true),
+                        ..Default::default()
+                    }
+                }),
+                tmpfs_options: m.tmpfs_size.map(|size| MountTmpfsOptions {
+                    size_bytes: Some(size),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+
+    let restart_policy = spec.restart.as_deref().map(|r| {
+        let (name, count) = match r.split_once(':') {
+            Some((n, c)) => (n, c.parse().ok()),
+            None => (r, None),
+        };
+        RestartPolicy {
+            name: Some(match name {
+                "always" => RestartPolicyNameEnum::ALWAYS,
+                "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                _ => RestartPolicyNameEnum::NO,
+            }),
+            maximum_retry_count: count,
+        }
+    });
+
+    let first_network = spec.networks.iter().next();
+    let network_mode = spec.network_mode.clone().or_else(|| {
+        first_network.map(|(key, _)| {
+            request
+                .networks
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| key.clone())
+        })
+    });
+    let networking_config = match (&spec.network_mode, first_network) {
+        (None, Some((key, aliases))) => {
+            let name = request
+                .networks
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| key.clone());
+            Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    name,
+                    endpoint(&request.service, aliases),
+                )])),
+            })
+        }
+        _ => None,
+    };
+
+    let host_config = HostConfig {
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        restart_policy,
+        extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+        init: spec.init,
+        readonly_rootfs: Some(spec.read_only),
+        cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+        cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
+        privileged: Some(spec.privileged),
+        network_mode,
+        pid_mode: spec.pid.clone(),
+        ipc_mode: spec.ipc.clone(),
+        memory: spec.mem_limit,
+        nano_cpus: spec.nano_cpus,
+        log_config: spec.logging.as_ref().map(|l| HostConfigLogConfig {
+            typ: l.driver.clone(),
+            config: Some(l.options.clone().into_iter().collect()),
+        }),
+        ..Default::default()
+    };
+
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.command.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        env: Some(
+            spec.environment
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+        ),
+        labels: Some(labels),
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
+        hostname: spec.hostname.clone(),
+        stop_signal: spec.stop_signal.clone(),
+        stop_timeout: spec
+            .stop_grace_period_ms
+            .map(|ms| (ms / 1000).max(1) as i64),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: nanos(h.interval_ms),
+            timeout: nanos(h.timeout_ms),
+            start_period: nanos(h.start_period_ms),
+            retries: h.retries.map(i64::from),
+            ..Default::default()
+        }),
+        host_config: Some(host_config),
+        networking_config,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{ContainerSpec, MountSpec, PortSpec};
+    use std::path::PathBuf;
+
+    fn request(spec: ContainerSpec) -> CreateRequest {
+        CreateRequest {
+            name: "web-app-1".into(),
+            project: "web".into(),
+            service: "app".into(),
+            spec,
+            labels: BTreeMap::new(),
+            networks: BTreeMap::from([("default".into(), "web_default".into())]),
+            volumes: BTreeMap::from([("data".into(), "web_data".into())]),
+            repo_root: Some(PathBuf::from("/state/stacks/web/abc")),
+        }
+    }
+
+    #[test]
+    fn named_volumes_and_repository_binds_resolve_to_engine_names_and_host_paths() {
+        let spec = ContainerSpec {
+            image: "web:1".into(),
+            mounts: vec![
+                MountSpec {
+                    target: "/data".into(),
+                    kind: MountKind::Volume,
+                    source: Some("data".into()),
+                    read_only: false,
+                    repo_relative: None,
+                    tmpfs_size: None,
+                    no_copy: false,
+                },
+                MountSpec {
+                    target: "/etc/app.conf".into(),
+                    kind: MountKind::Bind,
+                    source: Some("./app.conf".into()),
+                    read_only: true,
+                    repo_relative: Some("app.conf".into()),
+                    tmpfs_size: None,
+                    no_copy: false,
+                },
+            ],
+            networks: BTreeMap::from([("default".into(), vec![])]),
+            ..Default::default()
+        };
+        let body = create_body(&request(spec));
+        let mounts = body.host_config.unwrap().mounts.unwrap();
+        assert_eq!(mounts[0].source.as_deref(), Some("web_data"));
+        assert_eq!(
+            mounts[1].source.as_deref(),
+            Some("/state/stacks/web/abc/app.conf")
+        );
+        assert_eq!(mounts[1].read_only, Some(true));
+    }
+
+    #[test]
+    fn ports_are_exposed_and_bound_and_the_service_is_a_network_alias() {
+        let spec = ContainerSpec {
+            image: "web:1".into(),
+            ports: vec![PortSpec {
+                host_ip: Some("127.0.0.1".into()),
+                published: Some("8080".into()),
+                target: 80,
+                protocol: "tcp".into(),
+            }],
+            networks: BTreeMap::from([("default".into(), vec!["www".into()])]),
+            ..Default::default()
+        };
+        let body = create_body(&request(spec));
+        assert_eq!(body.exposed_ports, Some(vec!["80/tcp".to_string()]));
+        let host = body.host_config.unwrap();
+        let binding = &host.port_bindings.unwrap()["80/tcp"].clone().unwrap()[0];
+        assert_eq!(binding.host_port.as_deref(), Some("8080"));
+        assert_eq!(host.network_mode.as_deref(), Some("web_default"));
+        let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+        assert_eq!(
+            endpoints["web_default"].aliases,
+            Some(vec!["app".to_string(), "www".to_string()])
+        );
+    }
+}

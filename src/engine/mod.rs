@@ -1,0 +1,117 @@
+//! The container engine behind a trait: the executor and observer speak only these calls, so the
+//! core is tested without Docker and the adapter ([`docker`]) is tested against the real engine.
+
+pub mod docker;
+
+use crate::desired::{ContainerSpec, NetworkDef, VolumeDef};
+use crate::observed::ObservedContainer;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the Docker Engine at {endpoint}: {message}")]
+    Unreachable { endpoint: String, message: String },
+    #[error("image {reference} not found in its registry ({message})")]
+    ImageNotFound { reference: String, message: String },
+    #[error("registry refused access to {reference}: {message}")]
+    Unauthorized { reference: String, message: String },
+    #[error("registry for {reference} is unreachable: {message}")]
+    RegistryUnreachable { reference: String, message: String },
+    #[error("{call} {target}: {message}")]
+    Call {
+        call: &'static str,
+        target: String,
+        message: String,
+    },
+}
+
+impl EngineError {
+    /// Worth retrying later (engine or registry down), as opposed to a broken release.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. } | Self::RegistryUnreachable { .. }
+        )
+    }
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// A container's live state, from inspect.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerStatus {
+    pub running: bool,
+    pub state: String,
+    /// `None` when the container has no healthcheck.
+    pub health: Option<String>,
+    pub exit_code: i64,
+    pub restart_count: i64,
+    pub started_at: String,
+    pub env: BTreeMap<String, String>,
+    pub image_id: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ImageInfo {
+    pub id: String,
+    pub repo_digests: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// Everything needed to create one container of a service.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub name: String,
+    pub project: String,
+    pub service: String,
+    pub spec: ContainerSpec,
+    /// Labels beyond the spec's own: Compose's and ours (hash, revision, digest).
+    pub labels: BTreeMap<String, String>,
+    /// Engine names of the networks, by the key used in the spec.
+    pub networks: BTreeMap<String, String>,
+    /// Engine names of the named volumes, by the key used in the spec.
+    pub volumes: BTreeMap<String, String>,
+    /// Where relative (repository) bind sources are found on the host.
+    pub repo_root: Option<PathBuf>,
+}
+
+/// Pull progress, as the engine streams it.
+#[derive(Debug, Clone)]
+pub struct PullProgress {
+    pub layer: Option<String>,
+    pub status: String,
+    pub current: Option<i64>,
+    pub total: Option<i64>,
+}
+
+#[allow(async_fn_in_trait)]
+pub trait Engine {
+    /// The containers of the given Compose projects (all of them when `projects` is empty), in
+    /// any state, from one list call.
+    async fn list_containers(&self, projects: &[String]) -> Result<Vec<ObservedContainer>>;
+    async fn inspect_container(&self, id: &str) -> Result<ContainerStatus>;
+    /// References of every local image (tags and digests).
+    async fn list_image_references(&self) -> Result<Vec<String>>;
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>>;
+    /// The digest the registry now gives for a reference (`pull_policy: always`).
+    async fn registry_digest(&self, reference: &str) -> Result<String>;
+    async fn pull(
+        &self,
+        reference: &str,
+        progress: &mut (dyn FnMut(PullProgress) + Send),
+    ) -> Result<()>;
+    /// Create what is missing; an existing network or volume is left as it is.
+    async fn ensure_network(&self, project: &str, key: &str, def: &NetworkDef) -> Result<()>;
+    async fn ensure_volume(&self, project: &str, key: &str, def: &VolumeDef) -> Result<()>;
+    async fn create_container(&self, request: &CreateRequest) -> Result<String>;
+    async fn start_container(&self, id: &str) -> Result<()>;
+    async fn stop_container(&self, id: &str, grace: Option<Duration>) -> Result<()>;
+    async fn rename_container(&self, id: &str, new_name: &str) -> Result<()>;
+    /// Removes the container and never its volumes.
+    async fn remove_container(&self, id: &str) -> Result<()>;
+    async fn logs_tail(&self, id: &str, lines: usize) -> Result<Vec<String>>;
+    /// Free bytes where the engine keeps images, when it can be told.
+    async fn free_disk_bytes(&self) -> Result<Option<u64>>;
+}

@@ -1,0 +1,37 @@
+//! Label and name conventions (DESIGN 7): Compose's own, so `docker compose ps/logs` keep working,
+//! plus our `reconciler.` labels for what Compose does not record.
+
+pub const PREFIX: &str = "reconciler.";
+
+pub const PROJECT: &str = "com.docker.compose.project";
+pub const SERVICE: &str = "com.docker.compose.service";
+pub const NUMBER: &str = "com.docker.compose.container-number";
+pub const ONEOFF: &str = "com.docker.compose.oneoff";
+pub const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+pub const COMPOSE_VERSION: &str = "com.docker.compose.version";
+pub const NETWORK: &str = "com.docker.compose.network";
+pub const VOLUME: &str = "com.docker.compose.volume";
+
+/// sha256 of the normalized container spec: a difference means recreate.
+pub const SPEC_HASH: &str = "reconciler.spec-hash";
+/// The revision (commit id or directory digest) the container was created from.
+pub const REVISION: &str = "reconciler.revision";
+/// The image digest the reference resolved to when the container was created.
+pub const IMAGE_DIGEST: &str = "reconciler.image-digest";
+/// The normalized spec without env values (JSON), so `diff` can show old -> new per field.
+pub const SPEC: &str = "reconciler.spec";
+/// Marks a container as created by the reconciler (as opposed to adopted from Compose).
+pub const MANAGED: &str = "reconciler.managed";
+
+/// Suffixes of the transient names used during an update. A restart after a crash finds them
+/// by name and finishes or undoes the update (DESIGN 6, crash safety).
+pub const BACKUP_SUFFIX: &str = "-reconciler-old";
+pub const CANDIDATE_SUFFIX: &str = "-reconciler-new";
+
+/// Compose's container name: `<project>-<service>-1` unless `container_name` is set.
+pub fn container_name(project: &str, service: &str, fixed: Option<&str>) -> String {
+    match fixed {
+        Some(name) => name.to_string(),
+        None => format!("{project}-{service}-1"),
+    }
+}

@@ -1,0 +1,20 @@
+//! reconciler: converge a Docker Compose host on a desired state kept in git.
+//!
+//! Functional core, imperative shell:
+//! - [`desired`]: Compose files -> validated, normalized desired state (pure, plus file reads);
+//! - [`observed`]: what runs, as the engine reports it;
+//! - [`plan`]: pure `plan(desired, observed, state) -> Plan`, and its rendering for `diff`;
+//! - [`engine`]: the Docker Engine behind a trait (bollard adapter);
+//! - [`executor`]: carries out a plan safely (pull first, recreate, wait healthy, restore);
+//! - [`state`]: `state.json` and the journal.
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod desired;
+pub mod engine;
+pub mod executor;
+pub mod labels;
+pub mod mask;
+pub mod observed;
+pub mod plan;
+pub mod state;

@@ -1,0 +1,84 @@
+//! `reconciler`: parse the command line, set up logging, dispatch, map the outcome to an exit code.
+
+use clap::Parser;
+use reconciler::cli::{Cli, Command, LogFormat};
+use reconciler::commands::{self, Host, EXIT_ERROR};
+use reconciler::config::{default_state_dir, ApplySettings};
+use reconciler::state::StateDir;
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(&cli);
+    reconciler::executor::set_quiet(cli.quiet);
+    let host = Host {
+        docker_host: cli.docker_host.clone(),
+        state_dir: StateDir::new(cli.state_dir.clone().unwrap_or_else(default_state_dir)),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Validate { source, policy } => commands::validate(&host, source, policy),
+            Command::Diff {
+                source,
+                policy,
+                output,
+                prune,
+            } => commands::diff(&host, source, policy, *output, *prune).await,
+            Command::Apply {
+                source,
+                policy,
+                dry_run,
+                prune,
+                retry_failed,
+                min_free_disk,
+            } => {
+                let settings = ApplySettings {
+                    dry_run: *dry_run,
+                    prune: *prune,
+                    min_free_disk: *min_free_disk,
+                    retry_failed: *retry_failed,
+                };
+                commands::apply(&host, source, policy, &settings).await
+            }
+            Command::Status { output } => commands::status(&host, *output).await,
+            Command::History {
+                stack,
+                service,
+                output,
+            } => commands::history(&host, stack.as_deref(), service.as_deref(), *output),
+        }
+    });
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            EXIT_ERROR
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_tracing(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RECONCILER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("reconciler={level}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,245 @@
+//! What runs: the containers of the desired stacks as the engine reports them.
+
+use crate::labels;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Observed {
+    pub containers: Vec<ObservedContainer>,
+    /// Image references present locally (tags and `name@digest` forms).
+    pub local_images: Vec<String>,
+    /// For `pull_policy: always`: the digest the registry now gives for a reference.
+    pub registry_digests: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// The container has no healthcheck.
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObservedContainer {
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    pub service: String,
+    /// The image reference it was created from.
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    /// Engine state: created, running, exited, restarting, paused, dead.
+    pub state: String,
+    pub health: Health,
+    /// Filled only for containers that `diff` must explain (see [`Details`]).
+    pub details: Option<Details>,
+}
+
+/// What inspect adds: needed to explain a change or to judge a container we did not create.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Details {
+    pub env: BTreeMap<String, String>,
+    /// Env the image itself sets: not drift when the container carries it.
+    pub image_env: BTreeMap<String, String>,
+    pub exit_code: i64,
+    pub restart_count: i64,
+    pub started_at: String,
+}
+
+/// Role of a container by name: the service's container, or a leftover of an interrupted update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Backup,
+    Candidate,
+}
+
+impl ObservedContainer {
+    pub fn role(&self) -> Role {
+        if self.name.ends_with(labels::BACKUP_SUFFIX) {
+            Role::Backup
+        } else if self.name.ends_with(labels::CANDIDATE_SUFFIX) {
+            Role::Candidate
+        } else {
+            Role::Primary
+        }
+    }
+
+    pub fn spec_hash(&self) -> Option<&str> {
+        self.labels.get(labels::SPEC_HASH).map(String::as_str)
+    }
+
+    pub fn revision(&self) -> Option<&str> {
+        self.labels.get(labels::REVISION).map(String::as_str)
+    }
+
+    pub fn is_managed(&self) -> bool {
+        self.labels.contains_key(labels::MANAGED)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.state == "running"
+    }
+}
+
+impl Observed {
+    pub fn of_service<'a>(
+        &'a self,
+        project: &'a str,
+        service: &'a str,
+    ) -> impl Iterator<Item = &'a ObservedContainer> + 'a {
+        self.containers
+            .iter()
+            .filter(move |c| c.project == project && c.service == service)
+    }
+
+    pub fn primary(&self, project: &str, service: &str) -> Option<&ObservedContainer> {
+        self.containers
+            .iter()
+            .find(|c| c.project == project && c.service == service && c.role() == Role::Primary)
+    }
+
+    pub fn has_image(&self, reference: &str) -> bool {
+        let full = normalize_reference(reference);
+        self.local_images
+            .iter()
+            .any(|i| i == reference || normalize_reference(i) == full)
+    }
+}
+
+/// `nginx` and `docker.io/library/nginx:latest` name the same image.
+pub fn normalize_reference(reference: &str) -> String {
+    let (name, suffix) = match reference.split_once('@') {
+        Some((n, d)) => (n.to_string(), format!("@{d}")),
+        None => {
+            let last = reference.rsplit('/').next().unwrap_or(reference);
+            if last.contains(':') {
+                let (n, t) = reference.rsplit_once(':').expect("has a colon");
+                (n.to_string(), format!(":{t}"))
+            } else {
+                (reference.to_string(), ":latest".to_string())
+            }
+        }
+    };
+    let name = if crate::desired::policy::registry_of(&name) == "docker.io"
+        && !name.starts_with("docker.io/")
+    {
+        if name.contains('/') {
+            format!("docker.io/{name}")
+        } else {
+            format!("docker.io/library/{name}")
+        }
+    } else {
+        name
+    };
+    format!("{name}{suffix}")
+}
+
+/// Parse the health part of a container list `Status` ("Up 3 minutes (healthy)"), which saves an
+/// inspect call per container on every pass.
+pub fn health_from_status(status: &str) -> Health {
+    if status.contains("(healthy)") {
+        Health::Healthy
+    } else if status.contains("(unhealthy)") {
+        Health::Unhealthy
+    } else if status.contains("(health: starting)") {
+        Health::Starting
+    } else {
+        Health::None
+    }
+}
+
+/// Look at the engine: one container listing, one image listing, and an inspect only for the
+/// containers whose changes must be explained (drifted or not created by us).
+pub async fn observe<E: crate::engine::Engine>(
+    engine: &E,
+    desired: &crate::desired::Desired,
+) -> Result<Observed, crate::engine::EngineError> {
+    let projects: Vec<String> = desired.stacks.iter().map(|s| s.name.clone()).collect();
+    let mut containers = engine.list_containers(&projects).await?;
+    for c in containers.iter_mut().filter(|c| c.role() == Role::Primary) {
+        let Some(service) = desired
+            .stacks
+            .iter()
+            .find(|s| s.name == c.project)
+            .and_then(|s| s.services.get(&c.service))
+        else {
+            continue;
+        };
+        let in_sync = c.is_managed() && c.spec_hash() == Some(service.spec.hash().as_str());
+        if in_sync {
+            continue;
+        }
+        let status = engine.inspect_container(&c.id).await?;
+        let image_env = match engine.inspect_image(&status.image_id).await? {
+            Some(image) => image.env,
+            None => BTreeMap::new(),
+        };
+        c.details = Some(Details {
+            env: status.env,
+            image_env,
+            exit_code: status.exit_code,
+            restart_count: status.restart_count,
+            started_at: status.started_at,
+        });
+    }
+    let mut registry_digests = BTreeMap::new();
+    for service in desired.stacks.iter().flat_map(|s| s.services.values()) {
+        if service.pull_policy == crate::desired::PullPolicy::Always {
+            // A registry that cannot be asked means "no news", not "moved": keep what runs.
+            match engine.registry_digest(&service.spec.image).await {
+                Ok(digest) => {
+                    registry_digests.insert(service.spec.image.clone(), digest);
+                }
+                Err(e) => {
+                    tracing::warn!("cannot check {} in its registry: {e}", service.spec.image)
+                }
+            }
+        }
+    }
+    Ok(Observed {
+        containers,
+        local_images: engine.list_image_references().await?,
+        registry_digests,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_references_compare_equal() {
+        assert_eq!(
+            normalize_reference("nginx"),
+            "docker.io/library/nginx:latest"
+        );
+        assert_eq!(normalize_reference("org/app:1"), "docker.io/org/app:1");
+        assert_eq!(
+            normalize_reference("127.0.0.1:5000/web:v1"),
+            "127.0.0.1:5000/web:v1"
+        );
+        assert_eq!(
+            normalize_reference("127.0.0.1:5000/web"),
+            "127.0.0.1:5000/web:latest"
+        );
+    }
+
+    #[test]
+    fn health_is_read_from_the_list_status() {
+        assert_eq!(
+            health_from_status("Up 2 seconds (health: starting)"),
+            Health::Starting
+        );
+        assert_eq!(health_from_status("Up 1 minute (healthy)"), Health::Healthy);
+        assert_eq!(
+            health_from_status("Up 1 minute (unhealthy)"),
+            Health::Unhealthy
+        );
+        assert_eq!(health_from_status("Exited (0) 3 seconds ago"), Health::None);
+    }
+}

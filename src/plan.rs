@@ -1,0 +1,532 @@
+//! The plan: a pure function of desired, observed and recorded state. `diff` prints it, `apply`
+//! carries it out. Nothing here touches the engine.
+
+use crate::desired::{ContainerSpec, DependsCondition, Desired, Service, Stack, UpdateOrder};
+use crate::labels;
+use crate::mask::MASK;
+use crate::observed::{Observed, ObservedContainer, Role};
+use crate::state::State;
+use serde::Serialize;
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Remove managed services that left the desired state (`-`).
+    pub prune: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub stacks: Vec<StackPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StackPlan {
+    pub stack: String,
+    pub revision: String,
+    /// In start order: each service after what it depends on; removals last.
+    pub services: Vec<ServicePlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicePlan {
+    pub service: String,
+    pub action: Action,
+    /// For `update`: which update order will be used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<UpdateOrder>,
+    /// The container that runs now, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    InSync,
+    Create,
+    Update,
+    /// The container is right but not running.
+    Start,
+    Remove,
+    /// This spec failed before; not tried again until it changes (no retry loops).
+    Failed,
+    /// Runs but is not in the desired state, and pruning is off: reported, never touched.
+    Orphan,
+}
+
+/// One field that differs. Secret values are never carried: `from`/`to` are `None` then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub field: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub hidden: bool,
+}
+
+impl Plan {
+    /// Drift is anything the next `apply` would change, or a failure it will not retry.
+    pub fn has_drift(&self) -> bool {
+        self.stacks
+            .iter()
+            .flat_map(|s| &s.services)
+            .any(|s| !matches!(s.action, Action::InSync | Action::Orphan))
+    }
+}
+
+pub fn plan(desired: &Desired, observed: &Observed, state: &State, options: &PlanOptions) -> Plan {
+    let mut plan = Plan::default();
+    for stack in &desired.stacks {
+        plan.stacks
+            .push(plan_stack(stack, observed, state, options));
+    }
+    plan
+}
+
+fn plan_stack(
+    stack: &Stack,
+    observed: &Observed,
+    state: &State,
+    options: &PlanOptions,
+) -> StackPlan {
+    let order = crate::desired::order::startup_order(&stack.services)
+        .unwrap_or_else(|_| stack.services.keys().cloned().collect());
+    let mut services: Vec<ServicePlan> = order
+        .iter()
+        .map(|name| plan_service(stack, &stack.services[name], observed, state))
+        .collect();
+    let mut gone: Vec<&ObservedContainer> = observed
+        .containers
+        .iter()
+        .filter(|c| c.project == stack.name && c.role() == Role::Primary)
+        .filter(|c| !stack.services.contains_key(&c.service))
+        .collect();
+    gone.sort_by(|a, b| a.service.cmp(&b.service));
+    for container in gone {
+        // Only what we created may be pruned; a container Compose made is reported, not removed.
+        let action = if options.prune && container.is_managed() {
+            Action::Remove
+        } else {
+            Action::Orphan
+        };
+        services.push(ServicePlan {
+            service: container.service.clone(),
+            action,
+            order: None,
+            container: Some(container.name.clone()),
+            image: Some(container.image.clone()),
+            changes: vec![],
+            note: (action == Action::Orphan)
+                .then(|| "not in the desired state; left running (pruning is off)".into()),
+        });
+    }
+    StackPlan {
+        stack: stack.name.clone(),
+        revision: stack.revision.clone(),
+        services,
+    }
+}
+
+fn plan_service(
+    stack: &Stack,
+    service: &Service,
+    observed: &Observed,
+    state: &State,
+) -> ServicePlan {
+    let desired_hash = service.spec.hash();
+    let current = observed.primary(&stack.name, &service.name);
+    let mut out = ServicePlan {
+        service: service.name.clone(),
+        action: Action::InSync,
+        order: None,
+        container: current.map(|c| c.name.clone()),
+        image: Some(service.spec.image.clone()),
+        changes: vec![],
+        note: None,
+    };
+    let changes = match current {
+        None => {
+            out.action = Action::Create;
+            Vec::new()
+        }
+        Some(c) => {
+            let changes = changes_of(service, c);
+            // Ours: the hash decides. Adopted from Compose: only image and env do (DESIGN 7).
+            let differs = if c.is_managed() {
+                c.spec_hash() != Some(desired_hash.as_str())
+            } else {
+                !changes.is_empty()
+            };
+            if differs {
+                out.action = Action::Update;
+                out.order = Some(service.effective_order());
+                changes
+            } else if !c.is_running() && !is_one_shot(stack, &service.name) {
+                out.action = Action::Start;
+                vec![Change {
+                    field: "state".into(),
+                    from: Some(c.state.clone()),
+                    to: Some("running".into()),
+                    hidden: false,
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+    };
+    out.changes = changes;
+    if let Some(moved) = moved_digest(service, current, observed) {
+        if out.action == Action::InSync {
+            out.action = Action::Update;
+            out.order = Some(service.effective_order());
+        }
+        out.changes.push(moved);
+    }
+    if matches!(out.action, Action::Create | Action::Update) {
+        if let Some(failure) = state.failure(&stack.name, &service.name) {
+            if failure.spec_hash == desired_hash {
+                out.action = Action::Failed;
+                out.note = Some(format!(
+                    "failed at revision {}: {}; not retried until the service changes",
+                    short(&failure.revision),
+                    failure.reason
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A dependency others wait on to complete (`service_completed_successfully`): a job that is
+/// expected to exit, not a service to keep running.
+fn is_one_shot(stack: &Stack, name: &str) -> bool {
+    stack
+        .services
+        .values()
+        .any(|s| s.depends_on.get(name) == Some(&DependsCondition::ServiceCompletedSuccessfully))
+}
+
+/// `pull_policy: always`: the registry's digest for the tag moved since the container was made.
+fn moved_digest(
+    service: &Service,
+    current: Option<&ObservedContainer>,
+    observed: &Observed,
+) -> Option<Change> {
+    let current = current?;
+    let now = observed.registry_digests.get(&service.spec.image)?;
+    let was = current.labels.get(labels::IMAGE_DIGEST)?;
+    (now != was).then(|| Change {
+        field: "image digest".into(),
+        from: Some(short_digest(was)),
+        to: Some(short_digest(now)),
+        hidden: false,
+    })
+}
+
+/// The fields that differ between the desired service and a running container.
+fn changes_of(service: &Service, container: &ObservedContainer) -> Vec<Change> {
+    match container.labels.get(labels::SPEC) {
+        Some(label) if container.is_managed() => match serde_json::from_str::<Json>(label) {
+            Ok(old) => field_changes(service, &old, container),
+            Err(_) => Vec::new(),
+        },
+        _ => adoption_changes(service, container),
+    }
+}
+
+fn field_changes(service: &Service, old: &Json, container: &ObservedContainer) -> Vec<Change> {
+    let new = spec_label_json(&service.spec);
+    let (Json::Object(old), Json::Object(new)) = (old, &new) else {
+        return vec![];
+    };
+    let mut changes = Vec::new();
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let (a, b) = (
+            old.get(key).unwrap_or(&Json::Null),
+            new.get(key).unwrap_or(&Json::Null),
+        );
+        if a == b {
+            continue;
+        }
+        if key == "environment" {
+            changes.extend(env_changes(service, a, b, container));
+        } else {
+            changes.push(Change {
+                field: field_name(key).to_string(),
+                from: render(a),
+                to: render(b),
+                hidden: false,
+            });
+        }
+    }
+    changes
+}
+
+fn env_changes(
+    service: &Service,
+    old: &Json,
+    new: &Json,
+    container: &ObservedContainer,
+) -> Vec<Change> {
+    let empty = serde_json::Map::new();
+    let old = old.as_object().unwrap_or(&empty);
+    let new = new.as_object().unwrap_or(&empty);
+    let old_value = |k: &str| {
+        container
+            .details
+            .as_ref()
+            .and_then(|d| d.env.get(k).cloned())
+    };
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| {
+            let hidden = service.secret_env.contains(k.as_str()) || crate::mask::is_secret_key(k);
+            let from = old.contains_key(k.as_str()).then(|| old_value(k)).flatten();
+            let to = service.spec.environment.get(k.as_str()).cloned();
+            env_change(
+                k,
+                from,
+                to,
+                hidden,
+                old.contains_key(k.as_str()),
+                new.contains_key(k.as_str()),
+            )
+        })
+        .collect()
+}
+
+fn env_change(
+    key: &str,
+    from: Option<String>,
+    to: Option<String>,
+    hidden: bool,
+    had: bool,
+    has: bool,
+) -> Change {
+    if hidden {
+        // Only whether it was added, removed or changed; never a value.
+        return Change {
+            field: format!("env {key}"),
+            from: had.then(|| MASK.to_string()),
+            to: has.then(|| MASK.to_string()),
+            hidden: true,
+        };
+    }
+    Change {
+        field: format!("env {key}"),
+        from,
+        to,
+        hidden: false,
+    }
+}
+
+fn adoption_changes(service: &Service, container: &ObservedContainer) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if crate::observed::normalize_reference(&container.image)
+        != crate::observed::normalize_reference(&service.spec.image)
+    {
+        changes.push(Change {
+            field: "image".into(),
+            from: Some(container.image.clone()),
+            to: Some(service.spec.image.clone()),
+            hidden: false,
+        });
+    }
+    let Some(details) = &container.details else {
+        return changes;
+    };
+    let running: BTreeMap<&str, &str> = details
+        .env
+        .iter()
+        // Env the image sets is the image's, not drift (PATH and friends).
+        .filter(|(k, v)| {
+            details.image_env.get(*k) != Some(v) || service.spec.environment.contains_key(*k)
+        })
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let desired = &service.spec.environment;
+    let mut keys: Vec<&str> = running
+        .keys()
+        .copied()
+        .chain(desired.keys().map(String::as_str))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let (from, to) = (
+            running.get(key).map(|v| v.to_string()),
+            desired.get(key).cloned(),
+        );
+        if from != to {
+            let hidden = service.secret_env.contains(key) || crate::mask::is_secret_key(key);
+            changes.push(env_change(
+                key,
+                from.clone(),
+                to.clone(),
+                hidden,
+                from.is_some(),
+                to.is_some(),
+            ));
+        }
+    }
+    changes
+}
+
+/// The spec as stored in the `reconciler.spec` label: env values replaced by a digest, so the
+/// label shows which keys changed without holding any value.
+pub fn spec_label(spec: &ContainerSpec) -> String {
+    spec_label_json(spec).to_string()
+}
+
+fn spec_label_json(spec: &ContainerSpec) -> Json {
+    let mut json = serde_json::to_value(spec).expect("spec serializes");
+    if let Some(env) = json.get_mut("environment").and_then(Json::as_object_mut) {
+        for value in env.values_mut() {
+            let text = value.as_str().unwrap_or_default();
+            *value = Json::String(
+                crate::desired::hex(&Sha256::digest(text.as_bytes()))[..16].to_string(),
+            );
+        }
+    }
+    json
+}
+
+fn field_name(key: &str) -> &str {
+    match key {
+        "mounts" => "volumes",
+        "mounted_content" => "mounted files",
+        "stop_grace_period_ms" => "stop_grace_period",
+        "nano_cpus" => "cpus",
+        other => other,
+    }
+}
+
+fn render(value: &Json) -> Option<String> {
+    match value {
+        Json::Null => None,
+        Json::String(s) => Some(s.clone()),
+        Json::Array(items) if items.iter().all(Json::is_string) => Some(
+            items
+                .iter()
+                .filter_map(Json::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        Json::Array(items) if items.iter().all(|i| i.get("target").is_some()) => Some(
+            items
+                .iter()
+                .map(render_target)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Ports and mounts read better as Compose short syntax than as JSON.
+fn render_target(item: &Json) -> String {
+    let s = |k: &str| item.get(k).and_then(Json::as_str).map(str::to_string);
+    if let Some(target) = item.get("target").and_then(Json::as_u64) {
+        let host = match (s("host_ip"), s("published")) {
+            (Some(ip), Some(p)) => format!("{ip}:{p}:"),
+            (None, Some(p)) => format!("{p}:"),
+            _ => String::new(),
+        };
+        return format!("{host}{target}/{}", s("protocol").unwrap_or_default());
+    }
+    let ro = if item.get("read_only") == Some(&Json::Bool(true)) {
+        ":ro"
+    } else {
+        ""
+    };
+    match s("source") {
+        Some(src) => format!("{src}:{}{ro}", s("target").unwrap_or_default()),
+        None => format!("{}{ro}", s("target").unwrap_or_default()),
+    }
+}
+
+fn short(revision: &str) -> &str {
+    &revision[..revision.len().min(12)]
+}
+
+fn short_digest(digest: &str) -> String {
+    let hex = digest.rsplit(':').next().unwrap_or(digest);
+    format!("sha256:{}", &hex[..hex.len().min(12)])
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for stack in &self.stacks {
+            writeln!(f, "{} (revision {})", stack.stack, short(&stack.revision))?;
+            for s in &stack.services {
+                let (sign, what) = match s.action {
+                    Action::InSync => ("=", String::new()),
+                    Action::Create => ("+", "create".to_string()),
+                    Action::Update => ("~", format!("update ({})", order_name(s.order))),
+                    Action::Start => ("~", "start".to_string()),
+                    Action::Remove => ("-", "remove (volumes are kept)".to_string()),
+                    Action::Failed => ("!", "failed".to_string()),
+                    Action::Orphan => ("?", "orphan".to_string()),
+                };
+                write!(f, "  {sign} {}", s.service)?;
+                if !what.is_empty() {
+                    write!(f, ": {what}")?;
+                }
+                if s.action == Action::Create {
+                    if let Some(image) = &s.image {
+                        write!(f, " {image}")?;
+                    }
+                }
+                if let Some(note) = &s.note {
+                    write!(f, " ({note})")?;
+                }
+                writeln!(f)?;
+                for c in &s.changes {
+                    writeln!(f, "      {}", render_change(c))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn order_name(order: Option<UpdateOrder>) -> &'static str {
+    match order {
+        Some(UpdateOrder::StartFirst) => "start-first",
+        _ => "stop-first",
+    }
+}
+
+fn render_change(c: &Change) -> String {
+    if c.hidden {
+        let what = match (&c.from, &c.to) {
+            (None, Some(_)) => "added",
+            (Some(_), None) => "removed",
+            _ => "changed",
+        };
+        return format!("{} {what} (value hidden)", c.field);
+    }
+    match (&c.from, &c.to) {
+        (Some(a), Some(b)) => format!("{} {a} -> {b}", c.field),
+        (None, Some(b)) => format!("{} (unset) -> {b}", c.field),
+        (Some(a), None) => format!("{} {a} -> (unset)", c.field),
+        (None, None) => format!("{} changed", c.field),
+    }
+}
+
+#[cfg(test)]
+mod tests;
