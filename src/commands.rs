@@ -287,6 +287,17 @@ fn print_table(header: &[String], rows: &[Vec<String>]) {
     }
 }
 
+/// A pull that failed for the release's own sake (missing tag, refused access) is a failed
+/// service, exit 1; everything else (engine or registry down, bad input) is an error, exit 2.
+pub fn exit_code_of(error: &anyhow::Error) -> i32 {
+    match error.downcast_ref::<crate::executor::ExecError>() {
+        Some(crate::executor::ExecError::Pull { source, .. }) if !source.is_transient() => {
+            EXIT_DRIFT_OR_FAILED
+        }
+        _ => EXIT_ERROR,
+    }
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""

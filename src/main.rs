@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use reconciler::cli::{Cli, Command, LogFormat};
-use reconciler::commands::{self, Host, EXIT_ERROR};
+use reconciler::commands::{self, Host};
 use reconciler::config::{default_state_dir, ApplySettings};
 use reconciler::state::StateDir;
 
@@ -55,11 +55,15 @@ fn main() {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+            let top = e.to_string();
+            eprintln!("error: {top}");
+            // Our errors often embed their source already; print only what adds something.
+            for cause in e.chain().skip(1).map(|c| c.to_string()) {
+                if !top.contains(&cause) {
+                    eprintln!("  caused by: {cause}");
+                }
             }
-            EXIT_ERROR
+            commands::exit_code_of(&e)
         }
     };
     std::process::exit(code);

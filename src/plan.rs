@@ -249,7 +249,8 @@ fn field_changes(service: &Service, old: &Json, container: &ObservedContainer) -
     };
     let mut changes = Vec::new();
     let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
-    keys.sort();
+    // The image first: it is what a reader of a diff looks for.
+    keys.sort_by_key(|k| (k.as_str() != "image", k.as_str()));
     keys.dedup();
     for key in keys {
         let (a, b) = (
