@@ -1,0 +1,113 @@
+//! `validate`: every problem names file, line and key; no Docker needed; exit 0 / 2.
+mod common;
+
+use std::process::Command;
+
+fn validate(repo: &std::path::Path) -> (i32, String) {
+    // A Docker host that does not exist: validate must not need the engine.
+    let out = Command::new(env!("CARGO_BIN_EXE_reconciler"))
+        .args([
+            "--state-dir",
+            "/nonexistent/state",
+            "--docker-host",
+            "unix:///nonexistent.sock",
+            "validate",
+            "--repo",
+        ])
+        .arg(repo)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap(), text)
+}
+
+fn stack(compose: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("web")).unwrap();
+    std::fs::write(dir.path().join("web/compose.yaml"), compose).unwrap();
+    dir
+}
+
+#[test]
+fn the_shipped_example_is_valid_without_docker() {
+    let (code, text) = validate(std::path::Path::new("desired-state"));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("valid: 1 stack, 3 services"), "{text}");
+}
+
+#[test]
+fn a_misspelled_key_is_named_with_file_line_and_a_suggestion() {
+    let repo = stack("services:\n  web:\n    imagee: web:v1\n");
+    let (code, text) = validate(repo.path());
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains(
+            "web/compose.yaml:3: services.web.imagee: unknown key 'imagee' (did you mean 'image'?)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn build_is_refused_with_what_to_do_instead() {
+    let repo = stack("services:\n  web:\n    build: .\n");
+    let (code, text) = validate(repo.path());
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("web/compose.yaml:3: services.web.build:") && text.contains("registry"),
+        "{text}"
+    );
+}
+
+#[test]
+fn yaml_broken_in_the_usual_ways_is_reported_with_its_line() {
+    for (broken, line) in [
+        ("services:\n  web:\n    image: a\n   ports: []\n", ":4:"),
+        ("services:\n\tweb:\n    image: a\n", ":2:"),
+        ("services:\n  web:\n    image: \"unterminated\n", ":3:"),
+        ("services:\n  web:\n    image: a\n    image: b\n", ":4:"),
+        ("services:\n  web: [a\n", ":"),
+    ] {
+        let repo = stack(broken);
+        let (code, text) = validate(repo.path());
+        assert_eq!(code, 2, "{broken}\n{text}");
+        assert!(
+            text.contains(&format!("web/compose.yaml{line}")),
+            "{broken}\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_required_variable_that_is_unset_is_an_error_naming_the_key() {
+    let repo = stack("services:\n  web:\n    image: web:${TAG:?set TAG in .env}\n");
+    let (code, text) = validate(repo.path());
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("web/compose.yaml:3: services.web.image:")
+            && text.contains("set TAG in .env"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_path_that_leaves_the_stack_folder_is_refused() {
+    let repo = stack("services:\n  web:\n    image: web:v1\n    env_file: ../secrets.env\n");
+    std::fs::write(repo.path().join("secrets.env"), "A=1\n").unwrap();
+    let (code, text) = validate(repo.path());
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("leaves the stack folder"), "{text}");
+}
+
+#[test]
+fn host_policy_refuses_the_docker_socket_and_privileged() {
+    let repo = stack("services:\n  web:\n    image: web:v1\n    privileged: true\n    volumes:\n      - /var/run/docker.sock:/var/run/docker.sock\n");
+    let (code, text) = validate(repo.path());
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains(":4: services.web.privileged"), "{text}");
+    assert!(text.contains("Docker socket"), "{text}");
+}
