@@ -318,7 +318,8 @@ fn env_change(
     had: bool,
     has: bool,
 ) -> Change {
-    if hidden {
+    // A removed key's old value may have been a secret nobody marks any more: never show it.
+    if hidden || !has {
         // Only whether it was added, removed or changed; never a value.
         return Change {
             field: format!("env {key}"),

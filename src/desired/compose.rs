@@ -27,6 +27,8 @@ pub trait StackFiles {
     fn read(&self, rel: &str) -> Result<Vec<u8>, String>;
     /// Digest of a file's content, or of a folder's whole tree.
     fn digest(&self, rel: &str) -> Result<String, String>;
+    /// Whether a path the file names exists at all (an optional `env_file` may be absent).
+    fn exists(&self, rel: &str) -> bool;
 }
 
 pub struct StackParts {
@@ -35,6 +37,9 @@ pub struct StackParts {
     pub volumes: BTreeMap<String, VolumeDef>,
     pub networks: BTreeMap<String, NetworkDef>,
 }
+
+const SECRET_OUTSIDE_ENV: &str =
+    "a host-local (secret) variable may be used only in `environment` values, where it is masked";
 
 const TOP_KEYS: &[&str] = &["name", "services", "volumes", "networks", "version"];
 const TOP_UNSUPPORTED: &[&str] = &["secrets", "configs", "include", "models"];
@@ -194,12 +199,25 @@ impl Cx<'_> {
 
     /// Report keys of a mapping that are not in `allowed` (and not `x-*`).
     fn check_keys(&mut self, entries: &[(Node, Node)], path: &str, allowed: &[&str]) {
+        self.check_keys_refusing(entries, path, allowed, &[]);
+    }
+
+    /// As [`Self::check_keys`], where the `refused` keys are reported elsewhere: they are not
+    /// unknown and may be suggested for a typo, but are never listed as allowed.
+    fn check_keys_refusing(
+        &mut self,
+        entries: &[(Node, Node)],
+        path: &str,
+        allowed: &[&str],
+        refused: &[&str],
+    ) {
+        let known: Vec<&str> = allowed.iter().chain(refused).copied().collect();
         for (k, _) in entries {
             let key = k.key_text();
-            if allowed.contains(&key) || key.starts_with("x-") {
+            if known.contains(&key) || key.starts_with("x-") {
                 continue;
             }
-            let message = match suggest(key, allowed) {
+            let message = match suggest(key, &known) {
                 Some(s) => format!("unknown key '{key}' (did you mean '{s}'?)"),
                 None => format!("unknown key '{key}' (allowed here: {})", allowed.join(", ")),
             };
@@ -236,8 +254,14 @@ impl Cx<'_> {
         }
     }
 
+    /// A value outside `environment`. Host-local variables hold secrets, and only env values are
+    /// masked everywhere (labels, commands and the like are shown in `diff` and stored in labels).
     fn string(&mut self, node: &Node, key: &str) -> Option<String> {
-        self.text(node, key).map(|t| t.value)
+        let text = self.text(node, key)?;
+        if text.secret {
+            self.problem(node, key, SECRET_OUTSIDE_ENV);
+        }
+        Some(text.value)
     }
 
     fn bool(&mut self, node: &Node, key: &str) -> Option<bool> {
@@ -371,7 +395,14 @@ impl Cx<'_> {
     }
 
     fn string_map(&mut self, node: &Node, key: &str) -> BTreeMap<String, String> {
-        self.key_values(node, key)
+        let entries = self.key_values(node, key);
+        if entries
+            .iter()
+            .any(|(_, v, _)| v.as_ref().is_some_and(|t| t.secret))
+        {
+            self.problem(node, key, SECRET_OUTSIDE_ENV);
+        }
+        entries
             .into_iter()
             .map(|(k, v, _)| (k, v.map(|t| t.value).unwrap_or_default()))
             .collect()
@@ -407,8 +438,7 @@ impl Cx<'_> {
                 );
             }
         }
-        let allowed: Vec<&str> = TOP_KEYS.iter().chain(TOP_UNSUPPORTED).copied().collect();
-        self.check_keys(top, "", &allowed);
+        self.check_keys_refusing(top, "", TOP_KEYS, TOP_UNSUPPORTED);
 
         if let Some(n) = doc.get("name") {
             parts.name = self.string(n, "name");
@@ -587,11 +617,15 @@ impl Cx<'_> {
         }
         let allowed: Vec<&str> = SERVICE_KEYS
             .iter()
-            .chain(SERVICE_UNSUPPORTED)
-            .chain(&["build", "x-reconciler"])
+            .chain(&["x-reconciler"])
             .copied()
             .collect();
-        self.check_keys(entries, &path, &allowed);
+        let refused: Vec<&str> = SERVICE_UNSUPPORTED
+            .iter()
+            .chain(&["build"])
+            .copied()
+            .collect();
+        self.check_keys_refusing(entries, &path, &allowed, &refused);
 
         let key = |k: &str| join(&path, k);
         let mut spec = ContainerSpec::default();
@@ -833,6 +867,8 @@ impl Cx<'_> {
         for (path, required, item) in items {
             let rel = match self.files.resolve(&path) {
                 Ok(rel) => rel,
+                // An optional file may be absent; one that leaves the folder is refused anyway.
+                Err(_) if !required && !self.files.exists(&path) => continue,
                 Err(e) => {
                     self.problem(item, key, e);
                     continue;
@@ -993,7 +1029,8 @@ impl Cx<'_> {
                 }
                 MountKind::Bind => {
                     let source = mount.source.clone().unwrap_or_default();
-                    if source.starts_with('.') {
+                    // Short form binds start with `.`; a long-form `source: conf/x` is relative too.
+                    if !source.starts_with('/') && !source.starts_with('~') {
                         match self.files.resolve(&source) {
                             Ok(rel) => {
                                 repo_binds.push(rel.clone());
@@ -1408,9 +1445,15 @@ impl Cx<'_> {
 
     /// Every `depends_on` names a service of the stack, and there is no cycle.
     fn check_dependencies(&mut self, doc: &Node, services: &BTreeMap<String, Service>) {
+        // A service left out for its own problems is still a service of the file: no second error.
+        let in_file: Vec<&str> = doc
+            .get("services")
+            .and_then(Node::as_map)
+            .map(|entries| entries.iter().map(|(k, _)| k.key_text()).collect())
+            .unwrap_or_default();
         for (name, service) in services {
             for dep in service.depends_on.keys() {
-                if !services.contains_key(dep) {
+                if !in_file.contains(&dep.as_str()) {
                     let at = doc
                         .get("services")
                         .and_then(|s| s.get(name))

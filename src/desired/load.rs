@@ -280,6 +280,10 @@ impl StackFiles for DirFiles {
         hash_tree(&path, &path, &mut hasher)?;
         Ok(hex(&hasher.finalize()))
     }
+
+    fn exists(&self, rel: &str) -> bool {
+        self.root.join(rel).exists()
+    }
 }
 
 #[cfg(test)]
@@ -354,6 +358,31 @@ mod tests {
         );
         assert!(web.secret_env.contains("DSN"));
         assert!(!web.secret_env.contains("LEVEL"));
+    }
+
+    #[test]
+    fn a_host_local_variable_outside_environment_is_refused_because_it_would_not_be_masked() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "repo/web/compose.yaml",
+            "services:\n  web:\n    image: web:1\n    command: [\"run\", \"--token=${API_TOKEN}\"]\n",
+        );
+        write(tmp.path(), "env/web.env", "API_TOKEN=s3cr3t-value\n");
+        let options = LoadOptions {
+            host_env_dir: Some(tmp.path().join("env")),
+            ..LoadOptions::default()
+        };
+        let err = load(&tmp.path().join("repo"), &options)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "web/compose.yaml:4: services.web.command[1]: a host-local (secret) variable"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("s3cr3t-value"), "{err}");
     }
 
     #[test]

@@ -12,3 +12,5 @@ pub mod yaml;
 
 pub use error::{DesiredError, Problem};
 pub use model::*;
+#[cfg(test)]
+mod compose_tests;
