@@ -223,7 +223,9 @@ fn moved_digest(
     let current = current?;
     let now = observed.registry_digests.get(&service.spec.image)?;
     let was = current.labels.get(labels::IMAGE_DIGEST)?;
-    (now != was).then(|| Change {
+    // The label holds `name@sha256:...` (RepoDigests), the registry answers `sha256:...`.
+    let digest = |d: &str| d.rsplit('@').next().unwrap_or(d).to_string();
+    (digest(now) != digest(was)).then(|| Change {
         field: "image digest".into(),
         from: Some(short_digest(was)),
         to: Some(short_digest(now)),

@@ -276,3 +276,31 @@ fn depends_on_service_healthy_starts_the_dependency_first_and_waits_for_it() {
         .expect("app created");
     assert!(db_ready < app_created, "{run}");
 }
+
+#[test]
+fn pull_policy_always_recreates_when_the_tag_moves_in_the_registry() {
+    let env = TestEnv::new("applyalways");
+    let moving = env.registry.push(WEB_V1, "web:stable");
+    let port = free_port();
+    env.write(
+        "compose.yaml",
+        &web(&moving, port, "").replace("    ports:", "    pull_policy: always\n    ports:"),
+    );
+    env.apply_ok();
+    assert_eq!(
+        http_get(&format!("127.0.0.1:{port}"), "/").as_deref(),
+        Some("v1\n")
+    );
+    let in_sync = env.run("diff", &[]);
+    assert_eq!(in_sync.code, 0, "same digest, no drift:\n{in_sync}");
+    // The same tag now points at v2.
+    env.registry.push(WEB_V2, "web:stable");
+    let diff = env.run("diff", &[]);
+    assert_eq!(diff.code, 1, "{diff}");
+    assert!(diff.stdout.contains("image digest"), "{diff}");
+    env.apply_ok();
+    assert_eq!(
+        http_get(&format!("127.0.0.1:{port}"), "/").as_deref(),
+        Some("v2\n")
+    );
+}

@@ -15,6 +15,9 @@ pub const WEB_V2: &str = "reconciler-test/web:v2";
 pub const UNHEALTHY: &str = "reconciler-test/unhealthy:broken";
 pub const CRASHER: &str = "reconciler-test/crasher:v1";
 
+/// Bump when an image's content changes, so machines that built the old one rebuild it.
+const RECIPE: &str = "3";
+
 /// A healthcheck that passes only on images that serve /health.
 pub const HEALTHCHECK: &str = r#"    healthcheck:
       test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/health"]
@@ -60,15 +63,17 @@ pub fn ensure_images() {
     require_docker();
     let script = format!(
         r#"exec 9>/tmp/reconciler-test-images.lock; flock 9
+        RECIPE={RECIPE}
         build() {{ # tag start-script serve-health
-          docker image inspect "$1" >/dev/null 2>&1 && return 0
+          # Rebuild when the tag exists but was made from another recipe.
+          [ "$(docker image inspect -f '{{{{index .Config.Labels "reconciler-test.recipe"}}}}' "$1" 2>/dev/null)" = "$RECIPE" ] && return 0
           root=$(mktemp -d); mkdir -p "$root/bin" "$root/www" "$root/data"
           cp /bin/busybox "$root/bin/"
           for a in sh httpd wget sleep echo cat date test touch; do ln -s busybox "$root/bin/$a"; done
           echo "$1" | sed 's/.*://' > "$root/www/index.html"
           [ "$3" = yes ] && echo ok > "$root/www/health"
           printf '#!/bin/sh\ntrap "exit 0" TERM INT\n%s\n' "$2" > "$root/bin/start"; chmod +x "$root/bin/start"
-          tar -C "$root" -c . | docker import --change 'CMD ["/bin/start"]' --change 'ENV IMAGE_DEFAULT=from-image' - "$1" >/dev/null
+          tar -C "$root" -c . | docker import --change 'CMD ["/bin/start"]' --change 'ENV IMAGE_DEFAULT=from-image' --change "LABEL reconciler-test.recipe=$RECIPE" - "$1" >/dev/null
           rm -rf "$root"
         }}
         web='echo "web $(cat /www/index.html) starting LOG_LEVEL=$LOG_LEVEL"; httpd -f -p 80 -h /www & wait $!'
