@@ -161,6 +161,7 @@ pub async fn observe<E: crate::engine::Engine>(
 ) -> Result<Observed, crate::engine::EngineError> {
     let projects: Vec<String> = desired.stacks.iter().map(|s| s.name.clone()).collect();
     let mut containers = engine.list_containers(&projects).await?;
+    let mut image_envs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for c in containers.iter_mut().filter(|c| c.role() == Role::Primary) {
         let Some(service) = desired
             .stacks
@@ -175,9 +176,18 @@ pub async fn observe<E: crate::engine::Engine>(
             continue;
         }
         let status = engine.inspect_container(&c.id).await?;
-        let image_env = match engine.inspect_image(&status.image_id).await? {
-            Some(image) => image.env,
-            None => BTreeMap::new(),
+        // Services of a stack often share an image: ask once per image, not once per container.
+        let image_env = match image_envs.get(&status.image_id) {
+            Some(env) => env.clone(),
+            None => {
+                let env = engine
+                    .inspect_image(&status.image_id)
+                    .await?
+                    .map(|image| image.env)
+                    .unwrap_or_default();
+                image_envs.insert(status.image_id.clone(), env.clone());
+                env
+            }
         };
         c.details = Some(Details {
             env: status.env,
