@@ -56,6 +56,15 @@ pub struct SourceArgs {
     /// Only this stack (repeatable).
     #[arg(long = "stack")]
     pub stacks: Vec<String>,
+    /// Token for https remotes (sent as the password).
+    #[arg(long, env = "RECONCILER_GIT_TOKEN", hide_env_values = true)]
+    pub git_token: Option<String>,
+    /// Private key for ssh remotes; without it the ssh agent is asked.
+    #[arg(long, env = "RECONCILER_SSH_KEY")]
+    pub ssh_key: Option<PathBuf>,
+    /// Follow the branch even when its history was rewritten (force-push).
+    #[arg(long)]
+    pub allow_non_fast_forward: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -111,6 +120,35 @@ pub enum Command {
         #[arg(long, default_value = "512MiB", value_parser = parse_size)]
         min_free_disk: u64,
     },
+    /// The loop: fetch, plan, apply, repeat, until SIGTERM/SIGINT. SIGHUP (or `reconciler sync`)
+    /// starts a pass at once.
+    Run {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Time between passes (spread by ±10%).
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        interval: std::time::Duration,
+        /// Serve /healthz, /status, /metrics and POST /hooks/git on this address.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Shared secret the webhook must be signed with (GitHub/Gitea HMAC, GitLab token).
+        #[arg(long, env = "RECONCILER_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
+        #[arg(long)]
+        prune: bool,
+        #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+        min_free_disk: u64,
+    },
+    /// Make the running loop start a pass now.
+    Sync,
+    /// Try a failed service again on the next pass.
+    Retry { stack: String, service: String },
+    /// Pause the loop for one stack (incident work by hand).
+    Suspend { stack: String },
+    /// Resume the loop for a suspended stack.
+    Resume { stack: String },
     /// Per service: stack, image, state, health, revision, since, last error. From the state
     /// dir and the engine; no --repo needed.
     Status {
@@ -126,6 +164,11 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::desired::compose::parse_duration(s)
+        .ok_or_else(|| format!("'{s}' is not a duration (e.g. 30s, 1m)"))
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

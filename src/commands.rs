@@ -3,15 +3,16 @@
 
 use crate::cli::{Output, PolicyArgs, SourceArgs};
 use crate::config::{policy_from_flags, ApplySettings};
-use crate::desired::load::{load, LoadOptions};
 use crate::desired::Desired;
 use crate::engine::docker::DockerEngine;
-use crate::executor::Executor;
 use crate::observed::observe;
 use crate::plan::{plan, PlanOptions};
+use crate::reconciler::{
+    backoff, jittered, read_desired, reconcile_once, record_pass, SharedStatus, SourceSettings,
+};
+use crate::source::{Credentials, SourceSpec};
 use crate::state::StateDir;
 use anyhow::{bail, Result};
-use std::path::PathBuf;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_DRIFT_OR_FAILED: i32 = 1;
@@ -22,48 +23,34 @@ pub struct Host {
     pub state_dir: StateDir,
 }
 
-/// The folder of stacks a source names. Git sources arrive with the loop (`run`).
-fn source_dir(source: &SourceArgs) -> Result<PathBuf> {
-    let looks_remote =
-        source.repo.contains("://") || (source.repo.contains('@') && source.repo.contains(':'));
-    if looks_remote {
-        bail!("--repo {}: git sources are not supported by this build yet; pass a local directory (a checkout works)", source.repo);
-    }
-    if source.rev.is_some() {
-        bail!(
-            "--rev needs a git source; {} is a plain directory, read as it is",
-            source.repo
-        );
-    }
-    let mut dir = PathBuf::from(&source.repo);
-    if let Some(sub) = &source.path {
-        dir = dir.join(sub);
-    }
-    if !dir.is_dir() {
-        bail!("--repo {}: no such directory", dir.display());
-    }
-    Ok(dir)
+fn source_settings(source: &SourceArgs, policy: &PolicyArgs) -> Result<SourceSettings> {
+    Ok(SourceSettings {
+        spec: SourceSpec::parse(&source.repo),
+        branch: source.branch.clone(),
+        rev: source.rev.clone(),
+        path: source.path.clone(),
+        stacks: source.stacks.clone(),
+        credentials: Credentials {
+            token: source.git_token.clone(),
+            ssh_key: source.ssh_key.clone(),
+        },
+        allow_non_fast_forward: source.allow_non_fast_forward,
+        policy: policy_from_flags(&policy.allow, &policy.bind_roots, &policy.registries)
+            .map_err(anyhow::Error::msg)?,
+    })
 }
 
-fn load_desired(host: &Host, source: &SourceArgs, policy: &PolicyArgs) -> Result<Desired> {
-    let dir = source_dir(source)?;
-    let policy = policy_from_flags(&policy.allow, &policy.bind_roots, &policy.registries)
-        .map_err(anyhow::Error::msg)?;
-    let options = LoadOptions {
-        stacks: source.stacks.clone(),
-        host_env_dir: Some(host.state_dir.env_dir()),
-        policy,
-        revision: None,
-    };
-    Ok(load(&dir, &options)?)
+async fn load_desired(host: &Host, source: &SourceArgs, policy: &PolicyArgs) -> Result<Desired> {
+    let settings = source_settings(source, policy)?;
+    Ok(read_desired(&settings, &host.state_dir).await?.0)
 }
 
 fn engine(host: &Host) -> Result<DockerEngine> {
     Ok(DockerEngine::connect(host.docker_host.as_deref())?)
 }
 
-pub fn validate(host: &Host, source: &SourceArgs, policy: &PolicyArgs) -> Result<i32> {
-    let desired = load_desired(host, source, policy)?;
+pub async fn validate(host: &Host, source: &SourceArgs, policy: &PolicyArgs) -> Result<i32> {
+    let desired = load_desired(host, source, policy).await?;
     let services: usize = desired.stacks.iter().map(|s| s.services.len()).sum();
     println!(
         "valid: {} stack{}, {} service{}",
@@ -82,7 +69,7 @@ pub async fn diff(
     output: Output,
     prune: bool,
 ) -> Result<i32> {
-    let desired = load_desired(host, source, policy)?;
+    let desired = load_desired(host, source, policy).await?;
     let engine = engine(host)?;
     let observed = observe(&engine, &desired).await?;
     let state = host.state_dir.load()?;
@@ -104,64 +91,183 @@ pub async fn apply(
     policy: &PolicyArgs,
     settings: &ApplySettings,
 ) -> Result<i32> {
-    let desired = load_desired(host, source, policy)?;
+    let source = source_settings(source, policy)?;
     let engine = engine(host)?;
-    let mut state = host.state_dir.load()?;
-    let executor = Executor {
-        engine: &engine,
-        state_dir: &host.state_dir,
-        settings,
-    };
-    let mut observed = observe(&engine, &desired).await?;
-    if !settings.dry_run && executor.recover(&observed).await? {
-        observed = observe(&engine, &desired).await?;
-    }
-    if settings.retry_failed {
-        for stack in &desired.stacks {
-            if let Some(st) = state.stacks.get_mut(&stack.name) {
-                st.services.values_mut().for_each(|s| s.failed = None);
-            }
-        }
-    }
-    let plan = plan(
-        &desired,
-        &observed,
-        &state,
-        &PlanOptions {
-            prune: settings.prune,
-        },
-    );
-    print!("{plan}");
+    let print_plan = |plan: &crate::plan::Plan| print!("{plan}");
+    let report = reconcile_once(&engine, &source, &host.state_dir, settings, &print_plan).await?;
     if settings.dry_run {
         println!("dry run: nothing was changed");
         return Ok(EXIT_OK);
     }
-    let outcome = executor
-        .apply(&desired, &observed, &plan, &mut state)
-        .await?;
-    host.state_dir.save(&state)?;
-    let blocked: Vec<_> = plan
+    let blocked: Vec<String> = report
+        .plan
         .stacks
         .iter()
         .flat_map(|s| s.services.iter().map(move |sv| (s, sv)))
         .filter(|(_, sv)| sv.action == crate::plan::Action::Failed)
         .map(|(s, sv)| format!("{}/{}", s.stack, sv.service))
         .collect();
-    if outcome.failed.is_empty() && blocked.is_empty() {
+    if report.failed.is_empty() && blocked.is_empty() {
         println!(
             "converged: {} service{} changed",
-            outcome.changed.len(),
-            plural(outcome.changed.len())
+            report.changed.len(),
+            plural(report.changed.len())
         );
         return Ok(EXIT_OK);
     }
-    for f in &outcome.failed {
+    for f in &report.failed {
         println!("failed: {f}; the last good version keeps running");
     }
     for b in &blocked {
-        println!("not retried: {b} failed before at this spec (apply --retry-failed to try again)");
+        println!("not retried: {b} failed before at this spec (apply --retry-failed, or `reconciler retry`)");
     }
     Ok(EXIT_DRIFT_OR_FAILED)
+}
+
+/// The loop's settings beyond one pass.
+pub struct LoopSettings {
+    pub interval: std::time::Duration,
+    pub listen: Option<std::net::SocketAddr>,
+    pub webhook_secret: Option<String>,
+}
+
+/// `run`: pass after pass until SIGTERM/SIGINT. A pass in progress is finished first, so
+/// nothing is left half-done; a `kill -9` is resolved by the next start's recovery.
+pub async fn run(
+    host: &Host,
+    source: &SourceArgs,
+    policy: &PolicyArgs,
+    settings: &ApplySettings,
+    looping: &LoopSettings,
+) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // First: a SIGTERM that arrives while we start must stop us cleanly, not by default action.
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let source = source_settings(source, policy)?;
+    let engine = engine(host)?;
+    let status = SharedStatus::default();
+    let trigger = std::sync::Arc::new(tokio::sync::Notify::new());
+    std::fs::create_dir_all(host.state_dir.root())?;
+    std::fs::write(host.state_dir.pid_file(), std::process::id().to_string())?;
+    if let Some(addr) = looping.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("--listen {addr}: {e}"))?;
+        let app = crate::server::router(crate::server::ServerState {
+            status: status.clone(),
+            trigger: trigger.clone(),
+            webhook_secret: looping.webhook_secret.clone(),
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        tracing::info!("listening on {addr}");
+    }
+    let mut failures_in_a_row = 0u32;
+    loop {
+        let started = std::time::Instant::now();
+        let result = reconcile_once(&engine, &source, &host.state_dir, settings, &|_| {}).await;
+        record_pass(&status, started, &result);
+        let wait = match &result {
+            Ok(report) => {
+                failures_in_a_row = 0;
+                if !report.changed.is_empty() || !report.failed.is_empty() {
+                    progress_line(&format!(
+                        "pass at {}: {} changed, {} failed",
+                        report
+                            .commit
+                            .as_deref()
+                            .map(|c| &c[..c.len().min(12)])
+                            .unwrap_or("working copy"),
+                        report.changed.len(),
+                        report.failed.len()
+                    ));
+                }
+                jittered(looping.interval)
+            }
+            Err(e) if e.is_transient() => {
+                failures_in_a_row += 1;
+                let wait = backoff(
+                    failures_in_a_row,
+                    looping.interval.max(std::time::Duration::from_secs(300)),
+                );
+                eprintln!(
+                    "pass failed (will retry in {}): {e}",
+                    humantime::format_duration(wait)
+                );
+                wait
+            }
+            Err(e) => {
+                // Bad input or a rewritten history: nothing to retry until something changes.
+                eprintln!("pass failed: {e}");
+                jittered(looping.interval)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = trigger.notified() => {}
+            _ = hangup.recv() => {}
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    let _ = std::fs::remove_file(host.state_dir.pid_file());
+    eprintln!("stopped");
+    Ok(EXIT_OK)
+}
+
+fn progress_line(message: &str) {
+    eprintln!("{message}");
+}
+
+/// Signal the running loop (`sync`, and after `retry`/`suspend`/`resume`).
+fn poke_loop(host: &Host) -> Result<bool> {
+    let Ok(pid) = std::fs::read_to_string(host.state_dir.pid_file()) else {
+        return Ok(false);
+    };
+    let pid: i32 = pid.trim().parse()?;
+    // SAFETY: kill has no memory preconditions; a stale pid fails with ESRCH.
+    Ok(unsafe { libc::kill(pid, libc::SIGHUP) } == 0)
+}
+
+pub fn sync(host: &Host) -> Result<i32> {
+    if poke_loop(host)? {
+        println!("sync requested");
+        Ok(EXIT_OK)
+    } else {
+        bail!(
+            "no running `reconciler run` found for {}",
+            host.state_dir.root().display()
+        )
+    }
+}
+
+pub fn retry(host: &Host, stack: &str, service: &str) -> Result<i32> {
+    host.state_dir.request_retry(stack, service)?;
+    let running = poke_loop(host)?;
+    println!(
+        "{stack}/{service} will be tried again on the {} pass",
+        if running {
+            "next"
+        } else {
+            "next `run` or `apply`"
+        }
+    );
+    Ok(EXIT_OK)
+}
+
+pub fn suspend(host: &Host, stack: &str, suspended: bool) -> Result<i32> {
+    host.state_dir.suspend(stack, suspended)?;
+    poke_loop(host)?;
+    println!(
+        "{stack}: {}",
+        if suspended {
+            "suspended; the loop leaves it alone until `reconciler resume`"
+        } else {
+            "resumed"
+        }
+    );
+    Ok(EXIT_OK)
 }
 
 pub async fn status(host: &Host, output: Output) -> Result<i32> {
@@ -290,10 +396,18 @@ fn print_table(header: &[String], rows: &[Vec<String>]) {
 /// A pull that failed for the release's own sake (missing tag, refused access) is a failed
 /// service, exit 1; everything else (engine or registry down, bad input) is an error, exit 2.
 pub fn exit_code_of(error: &anyhow::Error) -> i32 {
-    match error.downcast_ref::<crate::executor::ExecError>() {
-        Some(crate::executor::ExecError::Pull { source, .. }) if !source.is_transient() => {
-            EXIT_DRIFT_OR_FAILED
-        }
+    use crate::executor::ExecError;
+    use crate::reconciler::PassError;
+    let pull = match (
+        error.downcast_ref::<PassError>(),
+        error.downcast_ref::<ExecError>(),
+    ) {
+        (Some(PassError::Exec(ExecError::Pull { source, .. })), _) => Some(source),
+        (_, Some(ExecError::Pull { source, .. })) => Some(source),
+        _ => None,
+    };
+    match pull {
+        Some(source) if !source.is_transient() => EXIT_DRIFT_OR_FAILED,
         _ => EXIT_ERROR,
     }
 }

@@ -6,7 +6,10 @@
 //! - [`plan`]: pure `plan(desired, observed, state) -> Plan`, and its rendering for `diff`;
 //! - [`engine`]: the Docker Engine behind a trait (bollard adapter);
 //! - [`executor`]: carries out a plan safely (pull first, recreate, wait healthy, restore);
-//! - [`state`]: `state.json` and the journal.
+//! - [`state`]: `state.json` and the journal;
+//! - [`source`]: a local directory or a git remote (git2), read at one commit;
+//! - [`reconciler`]: one pass (read, observe, plan, apply) and the loop's policies;
+//! - [`server`]: `/healthz`, `/status`, `/metrics`, the git webhook.
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -17,4 +20,7 @@ pub mod labels;
 pub mod mask;
 pub mod observed;
 pub mod plan;
+pub mod reconciler;
+pub mod server;
+pub mod source;
 pub mod state;

@@ -21,7 +21,7 @@ fn main() {
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         match &cli.command {
-            Command::Validate { source, policy } => commands::validate(&host, source, policy),
+            Command::Validate { source, policy } => commands::validate(&host, source, policy).await,
             Command::Diff {
                 source,
                 policy,
@@ -44,6 +44,32 @@ fn main() {
                 };
                 commands::apply(&host, source, policy, &settings).await
             }
+            Command::Run {
+                source,
+                policy,
+                interval,
+                listen,
+                webhook_secret,
+                prune,
+                min_free_disk,
+            } => {
+                let settings = ApplySettings {
+                    dry_run: false,
+                    prune: *prune,
+                    min_free_disk: *min_free_disk,
+                    retry_failed: false,
+                };
+                let looping = commands::LoopSettings {
+                    interval: *interval,
+                    listen: *listen,
+                    webhook_secret: webhook_secret.clone(),
+                };
+                commands::run(&host, source, policy, &settings, &looping).await
+            }
+            Command::Sync => commands::sync(&host),
+            Command::Retry { stack, service } => commands::retry(&host, stack, service),
+            Command::Suspend { stack } => commands::suspend(&host, stack, true),
+            Command::Resume { stack } => commands::suspend(&host, stack, false),
             Command::Status { output } => commands::status(&host, *output).await,
             Command::History {
                 stack,

@@ -25,6 +25,10 @@ pub enum StateError {
 pub struct State {
     #[serde(default)]
     pub stacks: BTreeMap<String, StackState>,
+    /// The last commit of a git source the loop read: a tip that does not descend from it means
+    /// history was rewritten.
+    #[serde(default)]
+    pub source_commit: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -169,6 +173,70 @@ impl StateDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(self.io(&path)(e)),
         }
+    }
+}
+
+/// Requests from the shell to a running loop are marker files, not edits of state.json, so they
+/// never race the loop's own read-modify-write of it.
+impl StateDir {
+    fn control(&self, kind: &str) -> PathBuf {
+        self.root.join("control").join(kind)
+    }
+
+    pub fn suspend(&self, stack: &str, suspended: bool) -> Result<(), StateError> {
+        let dir = self.control("suspended");
+        let path = dir.join(stack);
+        if suspended {
+            fs::create_dir_all(&dir).map_err(self.io(&dir))?;
+            fs::write(&path, now_rfc3339()).map_err(self.io(&path))
+        } else {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io(&path)(e)),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    /// Stacks the operator paused (`reconciler suspend`): the loop leaves them alone.
+    pub fn suspended(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.control("suspended"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Ask the next pass to try a failed service again (`reconciler retry`).
+    pub fn request_retry(&self, stack: &str, service: &str) -> Result<(), StateError> {
+        let dir = self.control("retry");
+        fs::create_dir_all(&dir).map_err(self.io(&dir))?;
+        let path = dir.join(format!("{stack}--{service}"));
+        fs::write(&path, now_rfc3339()).map_err(self.io(&path))
+    }
+
+    /// The pending retry requests, removed as they are taken.
+    pub fn take_retries(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.control("retry"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if let Some((stack, service)) = name.split_once("--") {
+                out.push((stack.to_string(), service.to_string()));
+            }
+            let _ = fs::remove_file(entry.path());
+        }
+        out
+    }
+
+    /// The running loop's pid, so `reconciler sync` can signal it.
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("run.pid")
     }
 }
 

@@ -339,6 +339,17 @@ pub struct HttpResponse {
 /// `GET http://<addr><path>` (`addr` like `127.0.0.1:8080`); `None` when nothing answers within
 /// a few seconds.
 pub fn http_request(addr: &str, path: &str) -> Option<HttpResponse> {
+    http_send(addr, "GET", path, &[], b"")
+}
+
+/// Any method, with extra headers and a body (the webhook tests POST signed payloads).
+pub fn http_send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<HttpResponse> {
     let addr: SocketAddr = addr.to_socket_addrs().ok()?.next()?;
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
@@ -346,7 +357,16 @@ pub fn http_request(addr: &str, path: &str) -> Option<HttpResponse> {
         .set_write_timeout(Some(Duration::from_secs(3)))
         .ok()?;
     // HTTP/1.0 so the server closes the connection and read_to_end knows where the body ends.
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw);
@@ -1054,4 +1074,65 @@ impl Drop for TestEnv {
         // Then the fields drop: the registry (after the containers that used its images) and
         // the temp dirs.
     }
+}
+
+/// A git remote for the loop's tests: a bare repository, with the test's `repo` dir as the
+/// operator's clone of it (commit, push, revert, force-push as a person would).
+pub struct GitRemote {
+    pub bare: tempfile::TempDir,
+    work: PathBuf,
+}
+
+impl GitRemote {
+    pub fn new(env: &TestEnv) -> Self {
+        let bare = tempfile::tempdir().expect("temp dir");
+        let remote = Self {
+            work: env.repo.path().to_path_buf(),
+            bare,
+        };
+        sh_ok_in(remote.bare.path(), "git init -q --bare -b main .");
+        remote.git("init -q -b main .");
+        remote.git(&format!(
+            "remote add origin {}",
+            remote.bare.path().display()
+        ));
+        remote
+    }
+
+    /// `file://` URL of the remote, as `--repo` takes it.
+    pub fn url(&self) -> String {
+        format!("file://{}", self.bare.path().display())
+    }
+
+    pub fn git(&self, args: &str) -> String {
+        sh_ok_in(
+            &self.work,
+            &format!("git -c user.name=test -c user.email=test@example.invalid {args}"),
+        )
+    }
+
+    /// Commit everything in the work tree and push it; returns the commit id.
+    pub fn commit_and_push(&self, message: &str) -> String {
+        self.git("add -A");
+        self.git(&format!("commit -q -m '{message}'"));
+        self.git("push -q -f origin main");
+        self.git("rev-parse HEAD").trim().to_string()
+    }
+}
+
+fn sh_ok_in(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "`{script}` in {} failed:\n{}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -1,0 +1,289 @@
+//! One reconcile pass, and the loop that repeats it (DESIGN 5): every pass is level-triggered
+//! (fetch, load, observe, plan, apply), returns when to come back, and one error policy decides
+//! the retry. Failed releases are not retried (the plan marks them), transient errors back off.
+
+use crate::config::ApplySettings;
+use crate::desired::load::{load, LoadOptions};
+use crate::desired::policy::Policy;
+use crate::desired::Desired;
+use crate::engine::Engine;
+use crate::executor::{ExecError, Executor};
+use crate::observed::observe;
+use crate::plan::{plan, Action, Plan, PlanOptions};
+use crate::source::{Credentials, GitSource, Snapshot, SourceError, SourceSpec};
+use crate::state::StateDir;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Desired(#[from] crate::desired::DesiredError),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
+impl PassError {
+    /// Worth trying again soon by itself; the rest waits for a new commit or a person.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Source(e) => e.is_transient(),
+            Self::Engine(e) => e.is_transient(),
+            Self::Exec(ExecError::Engine(e)) => e.is_transient(),
+            Self::Exec(ExecError::Pull { source, .. }) => source.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// Where desired state comes from, and how to read it.
+pub struct SourceSettings {
+    pub spec: SourceSpec,
+    pub branch: String,
+    pub rev: Option<String>,
+    pub path: Option<PathBuf>,
+    pub stacks: Vec<String>,
+    pub credentials: Credentials,
+    pub allow_non_fast_forward: bool,
+    pub policy: Policy,
+}
+
+/// Read the desired state: fetch (git) or read (directory), then parse. Blocking work runs on
+/// the blocking pool so the runtime keeps serving `/healthz` meanwhile.
+pub async fn read_desired(
+    source: &SourceSettings,
+    state_dir: &StateDir,
+) -> Result<(Desired, Snapshot), PassError> {
+    let snapshot = match &source.spec {
+        SourceSpec::Directory(dir) => {
+            if source.rev.is_some() {
+                return Err(SourceError::RevOnDirectory(dir.display().to_string()).into());
+            }
+            if !dir.is_dir() {
+                return Err(SourceError::NoDirectory(dir.clone()).into());
+            }
+            Snapshot {
+                dir: dir.clone(),
+                commit: None,
+            }
+        }
+        SourceSpec::Git { url } => {
+            let git = GitSource {
+                url: url.clone(),
+                branch: source.branch.clone(),
+                credentials: source.credentials.clone(),
+                state_dir: state_dir.root().to_path_buf(),
+            };
+            let rev = source.rev.clone();
+            let allow = source.allow_non_fast_forward;
+            let previous = state_dir.load()?.source_commit;
+            tokio::task::spawn_blocking(move || -> Result<Snapshot, SourceError> {
+                let tip = git.fetch()?;
+                let commit = match rev {
+                    Some(rev) => git.resolve(&rev)?,
+                    None => {
+                        if let Some(previous) = previous {
+                            git.check_fast_forward(&previous, &tip, allow)?;
+                        }
+                        tip
+                    }
+                };
+                git.checkout(&commit)
+            })
+            .await
+            .expect("fetch task panicked")?
+        }
+    };
+    let mut dir = snapshot.dir.clone();
+    if let Some(sub) = &source.path {
+        dir = dir.join(sub);
+    }
+    let options = LoadOptions {
+        stacks: source.stacks.clone(),
+        host_env_dir: Some(state_dir.env_dir()),
+        policy: source.policy.clone(),
+        revision: snapshot.commit.clone(),
+    };
+    let desired = tokio::task::spawn_blocking(move || load(&dir, &options))
+        .await
+        .expect("load task panicked")?;
+    Ok((desired, snapshot))
+}
+
+/// What one pass found and did, for `/status`, `/metrics` and the log.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PassReport {
+    pub commit: Option<String>,
+    pub plan: Plan,
+    pub changed: Vec<String>,
+    pub failed: Vec<String>,
+    pub suspended: Vec<String>,
+}
+
+/// One pass: read, observe (resolving leftovers of a crash first), plan, apply.
+/// `on_plan` sees the plan before anything is changed (`apply` prints it there).
+pub async fn reconcile_once<E: Engine>(
+    engine: &E,
+    source: &SourceSettings,
+    state_dir: &StateDir,
+    settings: &ApplySettings,
+    on_plan: &dyn Fn(&Plan),
+) -> Result<PassReport, PassError> {
+    let (mut desired, snapshot) = read_desired(source, state_dir).await?;
+    let mut state = state_dir.load()?;
+    let suspended = state_dir.suspended();
+    desired.stacks.retain(|s| !suspended.contains(&s.name));
+    let mut retries = state_dir.take_retries();
+    if settings.retry_failed {
+        for stack in &desired.stacks {
+            retries.extend(
+                stack
+                    .services
+                    .keys()
+                    .map(|s| (stack.name.clone(), s.clone())),
+            );
+        }
+    }
+    for (stack, service) in retries {
+        if let Some(s) = state
+            .stacks
+            .get_mut(&stack)
+            .and_then(|st| st.services.get_mut(&service))
+        {
+            s.failed = None;
+        }
+    }
+    let executor = Executor {
+        engine,
+        state_dir,
+        settings,
+    };
+    let mut observed = observe(engine, &desired).await?;
+    if !settings.dry_run && executor.recover(&observed).await? {
+        observed = observe(engine, &desired).await?;
+    }
+    let plan = plan(
+        &desired,
+        &observed,
+        &state,
+        &PlanOptions {
+            prune: settings.prune,
+        },
+    );
+    on_plan(&plan);
+    let outcome = if plan.has_drift() && !settings.dry_run {
+        executor
+            .apply(&desired, &observed, &plan, &mut state)
+            .await?
+    } else {
+        Default::default()
+    };
+    if !settings.dry_run {
+        state.source_commit = snapshot.commit.clone().or(state.source_commit);
+        state_dir.save(&state)?;
+    }
+    Ok(PassReport {
+        commit: snapshot.commit,
+        failed: outcome.failed,
+        changed: outcome.changed,
+        suspended,
+        plan,
+    })
+}
+
+/// What the loop shares with the HTTP server.
+#[derive(Debug, Default)]
+pub struct LoopStatus {
+    pub last_report: Option<PassReport>,
+    pub last_error: Option<String>,
+    pub last_success: Option<SystemTime>,
+    pub last_fetch: Option<SystemTime>,
+    pub passes: u64,
+    pub applies: u64,
+    pub failures: u64,
+    pub rollbacks: u64,
+    /// Seconds per pass, for the histogram.
+    pub durations: Vec<f64>,
+}
+
+pub type SharedStatus = Arc<Mutex<LoopStatus>>;
+
+/// Exponential backoff for transient errors: 1 s, 2 s, 4 s ... capped, never a hot loop.
+pub fn backoff(failures_in_a_row: u32, cap: Duration) -> Duration {
+    let secs = 1u64 << failures_in_a_row.min(16);
+    Duration::from_secs(secs).min(cap)
+}
+
+/// The interval, spread by up to ±10% so many hosts do not fetch in lockstep.
+pub fn jittered(interval: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let spread = (nanos % 2001) as f64 / 1000.0 - 1.0; // -1.0 ..= 1.0
+    interval.mul_f64(1.0 + 0.1 * spread)
+}
+
+/// Record a pass in the shared status.
+pub fn record_pass(
+    status: &SharedStatus,
+    started: Instant,
+    result: &Result<PassReport, PassError>,
+) {
+    let mut s = status.lock().expect("status lock");
+    s.passes += 1;
+    s.durations.push(started.elapsed().as_secs_f64());
+    match result {
+        Ok(report) => {
+            s.last_success = Some(SystemTime::now());
+            s.last_fetch = Some(SystemTime::now());
+            s.last_error = None;
+            s.applies += report.changed.len() as u64;
+            s.failures += report.failed.len() as u64;
+            s.rollbacks += report.failed.len() as u64;
+            s.last_report = Some(report.clone());
+        }
+        Err(e) => s.last_error = Some(e.to_string()),
+    }
+}
+
+/// Services the report says are not converged (for logging).
+pub fn unconverged(report: &PassReport) -> usize {
+    report
+        .plan
+        .stacks
+        .iter()
+        .flat_map(|s| &s.services)
+        .filter(|s| s.action == Action::Failed)
+        .count()
+        + report.failed.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let cap = Duration::from_secs(300);
+        assert_eq!(backoff(0, cap), Duration::from_secs(1));
+        assert_eq!(backoff(3, cap), Duration::from_secs(8));
+        assert_eq!(backoff(30, cap), cap);
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let d = jittered(Duration::from_secs(30));
+        assert!(
+            d >= Duration::from_secs(27) && d <= Duration::from_secs(33),
+            "{d:?}"
+        );
+    }
+}

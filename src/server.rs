@@ -1,0 +1,219 @@
+//! `--listen`: `/healthz`, `/status` (JSON), `/metrics` (Prometheus text) and `POST /hooks/git`,
+//! which triggers a pass at once when the request is signed with the shared secret.
+
+use crate::plan::Action;
+use crate::reconciler::SharedStatus;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::Notify;
+
+#[derive(Clone)]
+pub struct ServerState {
+    pub status: SharedStatus,
+    pub trigger: Arc<Notify>,
+    pub webhook_secret: Option<String>,
+}
+
+pub fn router(state: ServerState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/hooks/git", post(hook))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn status(State(s): State<ServerState>) -> Response {
+    let st = s.status.lock().expect("status lock");
+    let since = |t: Option<SystemTime>| t.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs());
+    let body = serde_json::json!({
+        "last_pass": st.last_report,
+        "last_error": st.last_error,
+        "seconds_since_last_success": since(st.last_success),
+        "passes": st.passes,
+    });
+    axum::Json(body).into_response()
+}
+
+const BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+async fn metrics(State(s): State<ServerState>) -> Response {
+    let st = s.status.lock().expect("status lock");
+    let mut out = String::new();
+    out.push_str("# HELP reconciler_service_sync Sync state per service (1 for the current state).\n# TYPE reconciler_service_sync gauge\n");
+    if let Some(report) = &st.last_report {
+        for stack in &report.plan.stacks {
+            for sv in &stack.services {
+                // The plan was made before the pass applied it: count what the pass changed.
+                let who = format!("{}/{}", stack.stack, sv.service);
+                let failed_now = report
+                    .failed
+                    .iter()
+                    .any(|f| f.starts_with(&format!("{who}:")));
+                let changed_now = report.changed.contains(&who);
+                let sync = match sv.action {
+                    _ if failed_now => "Failed",
+                    _ if changed_now => "Synced",
+                    Action::Failed => "Failed",
+                    Action::InSync | Action::Orphan => "Synced",
+                    _ => "OutOfSync",
+                };
+                let _ = writeln!(out, "reconciler_service_sync{{stack=\"{}\",service=\"{}\",sync=\"{sync}\",revision=\"{}\"}} 1", stack.stack, sv.service, stack.revision);
+            }
+        }
+        for stack in &report.suspended {
+            let _ = writeln!(out, "reconciler_stack_suspended{{stack=\"{stack}\"}} 1");
+        }
+    }
+    out.push_str("# HELP reconciler_reconcile_duration_seconds Duration of a reconcile pass.\n# TYPE reconciler_reconcile_duration_seconds histogram\n");
+    for bucket in BUCKETS {
+        let n = st.durations.iter().filter(|d| **d <= *bucket).count();
+        let _ = writeln!(
+            out,
+            "reconciler_reconcile_duration_seconds_bucket{{le=\"{bucket}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "reconciler_reconcile_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+        st.durations.len()
+    );
+    let _ = writeln!(
+        out,
+        "reconciler_reconcile_duration_seconds_sum {}",
+        st.durations.iter().sum::<f64>()
+    );
+    let _ = writeln!(
+        out,
+        "reconciler_reconcile_duration_seconds_count {}",
+        st.durations.len()
+    );
+    for (name, help, value) in [
+        ("reconciler_applies_total", "Services changed.", st.applies),
+        (
+            "reconciler_failures_total",
+            "Service updates that failed.",
+            st.failures,
+        ),
+        (
+            "reconciler_rollbacks_total",
+            "Failed updates whose old container was restored.",
+            st.rollbacks,
+        ),
+        ("reconciler_passes_total", "Reconcile passes.", st.passes),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    if let Some(t) = st
+        .last_fetch
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+    {
+        let _ = writeln!(out, "# HELP reconciler_last_successful_fetch_timestamp_seconds When desired state was last read.\n# TYPE reconciler_last_successful_fetch_timestamp_seconds gauge\nreconciler_last_successful_fetch_timestamp_seconds {}", t.as_secs());
+    }
+    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+}
+
+async fn hook(State(s): State<ServerState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(secret) = &s.webhook_secret {
+        if !signed(secret, &headers, &body) {
+            tracing::warn!("webhook refused: missing or bad signature");
+            return (StatusCode::UNAUTHORIZED, "bad signature\n").into_response();
+        }
+    }
+    s.trigger.notify_one();
+    (StatusCode::ACCEPTED, "sync triggered\n").into_response()
+}
+
+/// GitHub (`X-Hub-Signature-256: sha256=<hex>`), Gitea/Forgejo (`X-Gitea-Signature: <hex>`), both
+/// HMAC-SHA256 of the body; GitLab (`X-Gitlab-Token: <secret>`).
+pub fn signed(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(sig) = header("x-hub-signature-256").and_then(|v| v.strip_prefix("sha256=")) {
+        return hmac_matches(secret, body, sig);
+    }
+    if let Some(sig) = header("x-gitea-signature").or(header("x-forgejo-signature")) {
+        return hmac_matches(secret, body, sig);
+    }
+    if let Some(token) = header("x-gitlab-token") {
+        return constant_time_eq(token.as_bytes(), secret.as_bytes());
+    }
+    false
+}
+
+fn hmac_matches(secret: &str, body: &[u8], hex_sig: &str) -> bool {
+    let Some(sig) = decode_hex(hex_sig) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac takes any key");
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn github_signature(secret: &str, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        format!(
+            "sha256={}",
+            crate::desired::hex(&mac.finalize().into_bytes())
+        )
+    }
+
+    #[test]
+    fn a_github_signature_made_with_the_secret_is_accepted_and_any_other_refused() {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-hub-signature-256",
+            github_signature("s3cret", body).parse().unwrap(),
+        );
+        assert!(signed("s3cret", &headers, body));
+        assert!(!signed("other", &headers, body));
+        assert!(!signed("s3cret", &headers, b"tampered"));
+        assert!(
+            !signed("s3cret", &HeaderMap::new(), body),
+            "unsigned is refused"
+        );
+    }
+
+    #[test]
+    fn a_gitlab_token_must_match_exactly() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-gitlab-token", "s3cret".parse().unwrap());
+        assert!(signed("s3cret", &headers, b""));
+        assert!(!signed("s3cre", &headers, b""));
+    }
+}

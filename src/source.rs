@@ -1,0 +1,294 @@
+//! Where the desired state comes from: a local directory (its files as they are, so edits can be
+//! previewed before commit) or a git remote fetched with git2 into `<state-dir>/git/`. A fetched
+//! commit's tree is written out once per commit (no work tree, nothing to get dirty), and the
+//! loader reads that folder like any other.
+
+use git2::{Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot fetch {url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error("branch '{branch}' does not exist in {url}")]
+    NoBranch { url: String, branch: String },
+    #[error("revision '{rev}' is not in {url}: {message}")]
+    NoRevision {
+        url: String,
+        rev: String,
+        message: String,
+    },
+    #[error("history of {url} was rewritten: the branch moved from {from} to {to}, which does not contain it (force-push). Nothing is applied; pass --allow-non-fast-forward to follow it")]
+    NonFastForward {
+        url: String,
+        from: String,
+        to: String,
+    },
+    #[error("cannot write out commit {commit}: {message}")]
+    Checkout { commit: String, message: String },
+    #[error("--repo {0}: no such directory")]
+    NoDirectory(PathBuf),
+    #[error("--rev needs a git source; {0} is a plain directory, read as it is")]
+    RevOnDirectory(String),
+}
+
+impl SourceError {
+    /// A remote that cannot be reached now may answer later; the rest needs a person.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Fetch { .. })
+    }
+}
+
+/// What `--repo` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    Directory(PathBuf),
+    Git { url: String },
+}
+
+impl SourceSpec {
+    pub fn parse(repo: &str) -> Self {
+        let scp_like = !repo.contains("://")
+            && repo.contains('@')
+            && repo
+                .split_once(':')
+                .is_some_and(|(host, _)| !host.contains('/'));
+        if repo.contains("://") || scp_like {
+            Self::Git {
+                url: repo.to_string(),
+            }
+        } else {
+            Self::Directory(PathBuf::from(repo))
+        }
+    }
+}
+
+/// A desired-state folder ready to load, and the commit it came from (git sources).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub dir: PathBuf,
+    pub commit: Option<String>,
+}
+
+/// How to authenticate to a remote: a token for https, a key (or the agent) for ssh.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub token: Option<String>,
+    pub ssh_key: Option<PathBuf>,
+}
+
+pub struct GitSource {
+    pub url: String,
+    pub branch: String,
+    pub credentials: Credentials,
+    /// `<state-dir>`: the clone lives in `git/<digest of url>`, trees in `checkouts/<commit>`.
+    pub state_dir: PathBuf,
+}
+
+impl GitSource {
+    fn clone_dir(&self) -> PathBuf {
+        let digest = crate::desired::hex(&Sha256::digest(self.url.as_bytes()));
+        self.state_dir.join("git").join(&digest[..16])
+    }
+
+    fn open(&self) -> Result<Repository, SourceError> {
+        let dir = self.clone_dir();
+        let fail = |e: git2::Error| SourceError::Fetch {
+            url: self.url.clone(),
+            message: e.message().to_string(),
+        };
+        match Repository::open_bare(&dir) {
+            Ok(repo) => Ok(repo),
+            Err(_) => {
+                fs::create_dir_all(&dir).map_err(|e| SourceError::Fetch {
+                    url: self.url.clone(),
+                    message: format!("{}: {e}", dir.display()),
+                })?;
+                Repository::init_bare(&dir).map_err(fail)
+            }
+        }
+    }
+
+    /// Fetch the branch and return its tip. Blocking: call it from `spawn_blocking`.
+    pub fn fetch(&self) -> Result<String, SourceError> {
+        let repo = self.open()?;
+        let mut remote = repo
+            .remote_anonymous(&self.url)
+            .map_err(|e| SourceError::Fetch {
+                url: self.url.clone(),
+                message: e.message().to_string(),
+            })?;
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(self.callbacks());
+        let refspec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", self.branch);
+        remote
+            .fetch(&[refspec.as_str()], Some(&mut options), None)
+            .map_err(|e| SourceError::Fetch {
+                url: self.url.clone(),
+                message: e.message().to_string(),
+            })?;
+        let tip = repo
+            .refname_to_id(&format!("refs/remotes/origin/{}", self.branch))
+            .map_err(|_| SourceError::NoBranch {
+                url: self.url.clone(),
+                branch: self.branch.clone(),
+            })?;
+        Ok(tip.to_string())
+    }
+
+    /// Resolve `--rev` (a commit id, tag or ref name) in the fetched clone.
+    pub fn resolve(&self, rev: &str) -> Result<String, SourceError> {
+        let repo = self.open()?;
+        repo.revparse_single(rev)
+            .and_then(|o| o.peel_to_commit())
+            .map(|c| c.id().to_string())
+            .map_err(|e| SourceError::NoRevision {
+                url: self.url.clone(),
+                rev: rev.to_string(),
+                message: e.message().to_string(),
+            })
+    }
+
+    /// Refuse a tip that does not descend from the last one applied (history rewritten).
+    pub fn check_fast_forward(
+        &self,
+        previous: &str,
+        tip: &str,
+        allow: bool,
+    ) -> Result<(), SourceError> {
+        if previous == tip || allow {
+            return Ok(());
+        }
+        let repo = self.open()?;
+        let (Ok(old), Ok(new)) = (Oid::from_str(previous), Oid::from_str(tip)) else {
+            return Ok(());
+        };
+        // An unknown previous commit (clone recreated, state from elsewhere) cannot be judged.
+        if repo.find_commit(old).is_err() {
+            return Ok(());
+        }
+        match repo.graph_descendant_of(new, old) {
+            Ok(true) => Ok(()),
+            _ => Err(SourceError::NonFastForward {
+                url: self.url.clone(),
+                from: previous.to_string(),
+                to: tip.to_string(),
+            }),
+        }
+    }
+
+    /// Write the commit's tree to `<state-dir>/checkouts/<commit>` (once) and return it.
+    pub fn checkout(&self, commit: &str) -> Result<Snapshot, SourceError> {
+        let target = self.state_dir.join("checkouts").join(commit);
+        if !target.exists() {
+            let fail = |message: String| SourceError::Checkout {
+                commit: commit.to_string(),
+                message,
+            };
+            let repo = self.open()?;
+            let oid = Oid::from_str(commit).map_err(|e| fail(e.message().to_string()))?;
+            let tree = repo
+                .find_commit(oid)
+                .and_then(|c| c.tree())
+                .map_err(|e| fail(e.message().to_string()))?;
+            let parent = target.parent().expect("checkouts has a parent");
+            fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+            let tmp = parent.join(format!(".tmp-{commit}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&tmp);
+            write_tree(&repo, &tree, &tmp).map_err(fail)?;
+            fs::rename(&tmp, &target).map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(Snapshot {
+            dir: target,
+            commit: Some(commit.to_string()),
+        })
+    }
+
+    fn callbacks(&self) -> RemoteCallbacks<'_> {
+        let mut callbacks = RemoteCallbacks::new();
+        let creds = self.credentials.clone();
+        let mut tried = 0;
+        callbacks.credentials(move |_url, username, allowed| {
+            // libgit2 asks again after a refusal; a second ask means the credentials are wrong.
+            tried += 1;
+            if tried > 2 {
+                return Err(git2::Error::from_str("authentication failed"));
+            }
+            let user = username.unwrap_or("git");
+            if allowed.contains(CredentialType::SSH_KEY) {
+                return match &creds.ssh_key {
+                    Some(key) => Cred::ssh_key(user, None, key, None),
+                    None => Cred::ssh_key_from_agent(user),
+                };
+            }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                if let Some(token) = &creds.token {
+                    return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), token);
+                }
+            }
+            Cred::default()
+        });
+        callbacks
+    }
+}
+
+fn write_tree(repo: &Repository, tree: &git2::Tree<'_>, dir: &Path) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    for entry in tree.iter() {
+        let name = entry
+            .name()
+            .ok_or("a file name in the commit is not UTF-8")?;
+        let path = dir.join(name);
+        let object = entry.to_object(repo).map_err(|e| e.message().to_string())?;
+        match entry.filemode() {
+            0o040000 => {
+                let sub = object.peel_to_tree().map_err(|e| e.message().to_string())?;
+                write_tree(repo, &sub, &path)?;
+            }
+            0o120000 => {
+                // Kept as a symlink: the loader refuses one that leaves the stack folder.
+                let blob = object.peel_to_blob().map_err(|e| e.message().to_string())?;
+                let target = String::from_utf8_lossy(blob.content()).to_string();
+                std::os::unix::fs::symlink(target, &path).map_err(|e| e.to_string())?;
+            }
+            0o160000 => {} // submodules are not part of the desired state
+            mode => {
+                let blob = object.peel_to_blob().map_err(|e| e.message().to_string())?;
+                fs::write(&path, blob.content()).map_err(|e| e.to_string())?;
+                if mode == 0o100755 {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o755));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_git_and_paths_are_directories() {
+        for url in [
+            "file:///srv/repo.git",
+            "https://git.example/ops.git",
+            "ssh://git@host/ops",
+            "git@host:ops/desired.git",
+        ] {
+            assert!(
+                matches!(SourceSpec::parse(url), SourceSpec::Git { .. }),
+                "{url}"
+            );
+        }
+        for dir in ["desired-state", "/srv/desired", "./a:b"] {
+            assert!(
+                matches!(SourceSpec::parse(dir), SourceSpec::Directory(_)),
+                "{dir}"
+            );
+        }
+    }
+}
