@@ -140,6 +140,9 @@ pub enum Command {
         prune: bool,
         #[arg(long, default_value = "512MiB", value_parser = parse_size)]
         min_free_disk: u64,
+        /// Report managed containers stopped or removed by hand instead of bringing them back.
+        #[arg(long)]
+        no_self_heal: bool,
     },
     /// Make the running loop start a pass now.
     Sync,

@@ -163,11 +163,40 @@ pub async fn run(
         tokio::spawn(async move { axum::serve(listener, app).await });
         tracing::info!("listening on {addr}");
     }
+    // A container stopped or removed by hand starts a pass now, not at the next interval.
+    // Only this loop's stacks: other Compose projects on the host are none of its business.
+    let watched: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+        Default::default();
+    let (on_event, watched_by_events) = (trigger.clone(), watched.clone());
+    engine.watch_container_events(move |project| {
+        if watched_by_events
+            .lock()
+            .expect("watched lock")
+            .contains(project)
+        {
+            on_event.notify_one();
+        }
+    });
+    // A local directory is watched; a burst of edits settles in the debounce below.
+    let _watch = match &source.spec {
+        SourceSpec::Directory(dir) => {
+            let on_change = trigger.clone();
+            Some(
+                crate::source::watch_directory(dir, move || on_change.notify_one())
+                    .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", dir.display()))?,
+            )
+        }
+        SourceSpec::Git { .. } => None,
+    };
     let mut failures_in_a_row = 0u32;
     loop {
         let started = std::time::Instant::now();
         let result = reconcile_once(&engine, &source, &host.state_dir, settings, &|_| {}).await;
         record_pass(&status, started, &result);
+        if let Ok(report) = &result {
+            *watched.lock().expect("watched lock") =
+                report.plan.stacks.iter().map(|s| s.stack.clone()).collect();
+        }
         let wait = match &result {
             Ok(report) => {
                 failures_in_a_row = 0;
@@ -205,7 +234,9 @@ pub async fn run(
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = trigger.notified() => {}
+            // Let a burst (a stop is several events; a push may bring several hooks) settle into
+            // one pass.
+            _ = trigger.notified() => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
             _ = hangup.recv() => {}
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -279,6 +310,7 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
     } else {
         crate::engine::Engine::list_containers(&engine, &projects).await?
     };
+    let suspended = host.state_dir.suspended();
     let mut rows = Vec::new();
     for (stack, st) in &state.stacks {
         for (service, sv) in &st.services {
@@ -290,10 +322,11 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
             rows.push(serde_json::json!({
                 "stack": stack,
                 "service": service,
+                "desired_image": sv.desired_image,
                 "running_image": c.map(|c| c.image.clone()),
                 "state": c.map(|c| c.state.clone()).unwrap_or_else(|| "missing".into()),
                 "health": c.map(|c| c.health),
-                "sync": if sv.failed.is_some() { "Failed" } else if c.is_some_and(|c| c.revision() == st.last_applied.as_deref()) { "Synced" } else { "OutOfSync" },
+                "sync": sync_of(suspended.contains(stack), sv, c),
                 "revision": sv.running_revision,
                 "since": sv.since,
                 "last_error": sv.failed.as_ref().map(|f| f.reason.clone()),
@@ -312,6 +345,7 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
     let columns = [
         "stack",
         "service",
+        "desired_image",
         "running_image",
         "state",
         "health",
@@ -326,6 +360,28 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
         .collect();
     print_table(&columns.map(|c| c.to_uppercase().replace('_', " ")), &table);
     Ok(EXIT_OK)
+}
+
+/// Synced: runs the desired image; Failed: its release failed and the last good one runs.
+fn sync_of(
+    suspended: bool,
+    sv: &crate::state::ServiceState,
+    c: Option<&crate::observed::ObservedContainer>,
+) -> &'static str {
+    let runs_desired = c.is_some_and(|c| {
+        c.is_running()
+            && sv
+                .desired_image
+                .as_deref()
+                .map(crate::observed::normalize_reference)
+                == Some(crate::observed::normalize_reference(&c.image))
+    });
+    match () {
+        _ if suspended => "Suspended",
+        _ if sv.failed.is_some() => "Failed",
+        _ if runs_desired => "Synced",
+        _ => "OutOfSync",
+    }
 }
 
 pub fn history(

@@ -37,6 +37,8 @@ pub struct ApplySettings {
     pub min_free_disk: u64,
     /// Try services whose current spec failed before.
     pub retry_failed: bool,
+    /// Start or recreate a managed container that was stopped or removed by hand.
+    pub self_heal: bool,
 }
 
 pub fn policy_from_flags(

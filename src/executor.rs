@@ -42,6 +42,8 @@ pub struct Outcome {
     pub changed: Vec<String>,
     /// `stack/service: reason` for each service that failed and was restored.
     pub failed: Vec<String>,
+    /// `stack/service` of updates back to the image the service ran before.
+    pub rollbacks: Vec<String>,
 }
 
 pub struct Executor<'a, E: Engine> {
@@ -125,7 +127,7 @@ impl<E: Engine> Executor<'_, E> {
         plan: &Plan,
         state: &mut State,
     ) -> Result<Outcome, ExecError> {
-        let digests = self.pull_all(desired, observed, plan, state).await?;
+        let digests = self.pull_all(desired, plan, state).await?;
         let mut outcome = Outcome::default();
         for stack_plan in &plan.stacks {
             let Some(stack) = desired.stacks.iter().find(|s| s.name == stack_plan.stack) else {
@@ -200,7 +202,7 @@ impl<E: Engine> Executor<'_, E> {
                         .await?
                     }
                 };
-                self.record(
+                let rollback = self.record(
                     stack,
                     service,
                     sp,
@@ -209,6 +211,9 @@ impl<E: Engine> Executor<'_, E> {
                     started.elapsed(),
                     state,
                 )?;
+                if rollback {
+                    outcome.rollbacks.push(who.clone());
+                }
                 match result {
                     Ok(()) => outcome.changed.push(who),
                     Err(f) => {
@@ -232,7 +237,6 @@ impl<E: Engine> Executor<'_, E> {
     async fn pull_all(
         &self,
         desired: &Desired,
-        observed: &Observed,
         plan: &Plan,
         state: &mut State,
     ) -> Result<BTreeMap<String, String>, ExecError> {
@@ -249,11 +253,17 @@ impl<E: Engine> Executor<'_, E> {
                 needed.push((stack, &stack.services[&s.service]));
             }
         }
+        // Asked only when there is work: an in-sync pass costs one container listing, no more.
+        let local = if needed.is_empty() {
+            Vec::new()
+        } else {
+            self.engine.list_image_references().await?
+        };
         let to_pull: Vec<&(&Stack, &Service)> = needed
             .iter()
             .filter(|(_, s)| {
                 s.pull_policy == crate::desired::PullPolicy::Always
-                    || !observed.has_image(&s.spec.image)
+                    || !crate::observed::image_present(&local, &s.spec.image)
             })
             .collect();
         if !to_pull.is_empty() {
@@ -690,6 +700,22 @@ impl<E: Engine> Executor<'_, E> {
         Ok(())
     }
 
+    /// A revert: the service goes back to the image its last successful update replaced.
+    fn returns_to_previous_image(
+        &self,
+        stack: &Stack,
+        service: &Service,
+    ) -> Result<bool, ExecError> {
+        let journal = self.state_dir.journal()?;
+        let last = journal.iter().rev().find(|e| {
+            e.stack == stack.name
+                && e.service == service.name
+                && e.result == "ok"
+                && (e.action == "update" || e.action == "rollback")
+        });
+        Ok(last.is_some_and(|e| e.from.as_deref() == Some(service.spec.image.as_str())))
+    }
+
     /// Healthy per the healthcheck; with none, running `min_ready` without a restart. Fails at
     /// once when the container exits or turns unhealthy. Then the http probe, then `monitor`.
     async fn wait_ready(
@@ -703,7 +729,13 @@ impl<E: Engine> Executor<'_, E> {
         let first = self.engine.inspect_container(id).await?;
         let restarts = first.restart_count;
         loop {
-            let s = self.engine.inspect_container(id).await?;
+            let s = match self.engine.inspect_container(id).await {
+                Ok(s) => s,
+                Err(e) if !e.is_transient() => {
+                    return Ok(Err(format!("the container went away: {e}")))
+                }
+                Err(e) => return Err(e.into()),
+            };
             if !s.running {
                 return Ok(Err(format!("exited with code {}", s.exit_code)));
             }
@@ -739,7 +771,13 @@ impl<E: Engine> Executor<'_, E> {
         let watch_until = Instant::now() + service.monitor;
         while Instant::now() < watch_until {
             tokio::time::sleep(POLL).await;
-            let s = self.engine.inspect_container(id).await?;
+            let s = match self.engine.inspect_container(id).await {
+                Ok(s) => s,
+                Err(e) if !e.is_transient() => {
+                    return Ok(Err(format!("the container went away: {e}")))
+                }
+                Err(e) => return Err(e.into()),
+            };
             if !s.running || s.restart_count > restarts || s.health.as_deref() == Some("unhealthy")
             {
                 return Ok(Err("failed during the monitor period".into()));
@@ -758,10 +796,14 @@ impl<E: Engine> Executor<'_, E> {
         result: &Result<(), Failed>,
         elapsed: Duration,
         state: &mut State,
-    ) -> Result<(), ExecError> {
+    ) -> Result<bool, ExecError> {
+        let rollback = sp.action == Action::Update
+            && result.is_ok()
+            && self.returns_to_previous_image(stack, service)?;
         let action = match sp.action {
             Action::Create => "create",
             Action::Start => "start",
+            _ if rollback => "rollback",
             _ => "update",
         };
         let secrets: Vec<&str> = service
@@ -779,12 +821,16 @@ impl<E: Engine> Executor<'_, E> {
             }
             Err(f) => {
                 let reason = crate::mask::scrub(&f.reason, secrets.iter().copied());
-                entry.failed = Some(Failure {
-                    revision: stack.revision.clone(),
-                    spec_hash: service.spec.hash(),
-                    reason: reason.clone(),
-                    at: now_rfc3339(),
-                });
+                // Starting an existing container again (self-heal) is not a release: its failure
+                // must not block the next pass from creating the service anew.
+                if sp.action != Action::Start {
+                    entry.failed = Some(Failure {
+                        revision: stack.revision.clone(),
+                        spec_hash: service.spec.hash(),
+                        reason: reason.clone(),
+                        at: now_rfc3339(),
+                    });
+                }
                 let logs: Vec<String> = f
                     .logs
                     .iter()
@@ -810,7 +856,8 @@ impl<E: Engine> Executor<'_, E> {
             elapsed,
             reason,
             logs,
-        )
+        )?;
+        Ok(rollback)
     }
 
     #[allow(clippy::too_many_arguments)]

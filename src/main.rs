@@ -41,6 +41,7 @@ fn main() {
                     prune: *prune,
                     min_free_disk: *min_free_disk,
                     retry_failed: *retry_failed,
+                    self_heal: true,
                 };
                 commands::apply(&host, source, policy, &settings).await
             }
@@ -52,12 +53,14 @@ fn main() {
                 webhook_secret,
                 prune,
                 min_free_disk,
+                no_self_heal,
             } => {
                 let settings = ApplySettings {
                     dry_run: false,
                     prune: *prune,
                     min_free_disk: *min_free_disk,
                     retry_failed: false,
+                    self_heal: !*no_self_heal,
                 };
                 let looping = commands::LoopSettings {
                     interval: *interval,

@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Observed {
     pub containers: Vec<ObservedContainer>,
-    /// Image references present locally (tags and `name@digest` forms).
-    pub local_images: Vec<String>,
     /// For `pull_policy: always`: the digest the registry now gives for a reference.
     pub registry_digests: BTreeMap<String, String>,
 }
@@ -102,13 +100,14 @@ impl Observed {
             .iter()
             .find(|c| c.project == project && c.service == service && c.role() == Role::Primary)
     }
+}
 
-    pub fn has_image(&self, reference: &str) -> bool {
-        let full = normalize_reference(reference);
-        self.local_images
-            .iter()
-            .any(|i| i == reference || normalize_reference(i) == full)
-    }
+/// Whether a reference is among the local image references (tags and `name@digest` forms).
+pub fn image_present(local: &[String], reference: &str) -> bool {
+    let full = normalize_reference(reference);
+    local
+        .iter()
+        .any(|i| i == reference || normalize_reference(i) == full)
 }
 
 /// `nginx` and `docker.io/library/nginx:latest` name the same image.
@@ -213,7 +212,6 @@ pub async fn observe<E: crate::engine::Engine>(
     }
     Ok(Observed {
         containers,
-        local_images: engine.list_image_references().await?,
         registry_digests,
     })
 }

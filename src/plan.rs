@@ -61,6 +61,8 @@ pub enum Action {
     Failed,
     /// Runs but is not in the desired state, and pruning is off: reported, never touched.
     Orphan,
+    /// Stopped or removed by hand while self-heal is off: reported, not repaired.
+    Drifted,
 }
 
 /// One field that differs. Secret values are never carried: `from`/`to` are `None` then.
@@ -73,6 +75,25 @@ pub struct Change {
 }
 
 impl Plan {
+    /// `--no-self-heal`: a service that was running and was stopped or removed by hand is
+    /// reported as drifted instead of being started or created again. `existed` tells whether a
+    /// service ran before (the state dir knows).
+    pub fn without_self_heal(&mut self, existed: impl Fn(&str, &str) -> bool) {
+        for stack in &mut self.stacks {
+            for s in &mut stack.services {
+                let by_hand = s.action == Action::Start
+                    || (s.action == Action::Create && existed(&stack.stack, &s.service));
+                if by_hand {
+                    s.action = Action::Drifted;
+                    s.note = Some(
+                        "stopped or removed by hand; self-heal is off, so it is only reported"
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+
     /// Drift is anything the next `apply` would change, or a failure it will not retry.
     pub fn has_drift(&self) -> bool {
         self.stacks
@@ -169,7 +190,9 @@ fn plan_service(
                 out.action = Action::Update;
                 out.order = Some(service.effective_order());
                 changes
-            } else if !c.is_running() && !is_one_shot(stack, &service.name) {
+            } else if matches!(c.state.as_str(), "exited" | "created" | "dead")
+                && !is_one_shot(stack, &service.name)
+            {
                 out.action = Action::Start;
                 vec![Change {
                     field: "state".into(),
@@ -485,6 +508,7 @@ impl fmt::Display for Plan {
                     Action::Remove => ("-", "remove (volumes are kept)".to_string()),
                     Action::Failed => ("!", "failed".to_string()),
                     Action::Orphan => ("?", "orphan".to_string()),
+                    Action::Drifted => ("!", "drifted".to_string()),
                 };
                 write!(f, "  {sign} {}", s.service)?;
                 if !what.is_empty() {

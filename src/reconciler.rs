@@ -124,6 +124,8 @@ pub struct PassReport {
     pub plan: Plan,
     pub changed: Vec<String>,
     pub failed: Vec<String>,
+    /// Updates that returned a service to the image it ran before (a revert).
+    pub rollbacks: Vec<String>,
     pub suspended: Vec<String>,
 }
 
@@ -169,7 +171,7 @@ pub async fn reconcile_once<E: Engine>(
     if !settings.dry_run && executor.recover(&observed).await? {
         observed = observe(engine, &desired).await?;
     }
-    let plan = plan(
+    let mut plan = plan(
         &desired,
         &observed,
         &state,
@@ -177,7 +179,24 @@ pub async fn reconcile_once<E: Engine>(
             prune: settings.prune,
         },
     );
+    if !settings.self_heal {
+        plan.without_self_heal(|stack, service| {
+            state
+                .stacks
+                .get(stack)
+                .and_then(|s| s.services.get(service))
+                .is_some_and(|s| s.running_revision.is_some())
+        });
+    }
     on_plan(&plan);
+    if !settings.dry_run {
+        for stack in &desired.stacks {
+            for service in stack.services.values() {
+                state.service_mut(&stack.name, &service.name).desired_image =
+                    Some(service.spec.image.clone());
+            }
+        }
+    }
     let outcome = if plan.has_drift() && !settings.dry_run {
         executor
             .apply(&desired, &observed, &plan, &mut state)
@@ -193,6 +212,7 @@ pub async fn reconcile_once<E: Engine>(
         commit: snapshot.commit,
         failed: outcome.failed,
         changed: outcome.changed,
+        rollbacks: outcome.rollbacks,
         suspended,
         plan,
     })
@@ -247,7 +267,7 @@ pub fn record_pass(
             s.last_error = None;
             s.applies += report.changed.len() as u64;
             s.failures += report.failed.len() as u64;
-            s.rollbacks += report.failed.len() as u64;
+            s.rollbacks += report.rollbacks.len() as u64;
             s.last_report = Some(report.clone());
         }
         Err(e) => s.last_error = Some(e.to_string()),

@@ -234,6 +234,23 @@ impl GitSource {
     }
 }
 
+/// Watch a directory source: `on_change` runs (on the watcher's thread) for any change under
+/// it, so an edit is reconciled at once. The watch lasts as long as the returned watcher.
+pub fn watch_directory(
+    dir: &Path,
+    on_change: impl Fn() + Send + 'static,
+) -> Result<notify::RecommendedWatcher, notify::Error> {
+    use notify::Watcher;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reads (access events) change nothing; everything else may.
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            on_change();
+        }
+    })?;
+    watcher.watch(dir, notify::RecursiveMode::Recursive)?;
+    Ok(watcher)
+}
+
 fn write_tree(repo: &Repository, tree: &git2::Tree<'_>, dir: &Path) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     for entry in tree.iter() {

@@ -44,6 +44,9 @@ pub struct ServiceState {
     /// A release that failed; not tried again while the desired spec hash is the same.
     pub failed: Option<Failure>,
     pub running_revision: Option<String>,
+    /// The image the desired state names, as of the last pass (for `status` without --repo).
+    #[serde(default)]
+    pub desired_image: Option<String>,
     /// RFC 3339 time the running container was proven.
     pub since: Option<String>,
 }

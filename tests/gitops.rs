@@ -13,6 +13,19 @@ fn served(port: u16) -> Option<String> {
     http_get(&format!("127.0.0.1:{port}"), "/")
 }
 
+/// The first pass has finished: the container was proven, not just answering.
+fn wait_created(env: &TestEnv) {
+    wait_for(
+        "the first create to be proven",
+        Duration::from_secs(45),
+        || {
+            env.journal()
+                .iter()
+                .any(|e| e["action"] == "create" && e["result"] == "ok")
+        },
+    );
+}
+
 fn wait_served(port: u16, body: &str, what: &str) {
     wait_for(what, Duration::from_secs(45), || {
         served(port).as_deref() == Some(body)
@@ -48,6 +61,17 @@ fn run_follows_pushes_rolls_back_on_revert_and_tries_a_broken_release_once() {
     remote.git("revert --no-edit HEAD");
     remote.git("push -q origin main");
     wait_served(port, "v1\n", "v1 served again after git revert + push");
+    wait_for(
+        "the revert recorded as a rollback",
+        Duration::from_secs(10),
+        || {
+            env.journal()
+                .iter()
+                .any(|e| e["action"] == "rollback" && e["result"] == "ok")
+        },
+    );
+    let history = env.reconciler(&["history"]);
+    assert!(history.stdout.contains("rollback"), "{history}");
 
     env.write_compose(&web(&broken, port));
     remote.commit_and_push("broken release");
@@ -241,6 +265,8 @@ fn a_suspended_stack_is_left_alone_until_resumed() {
         Some("v1\n"),
         "suspended: not updated"
     );
+    let status = env.reconciler(&["status", "-o", "json"]);
+    assert!(status.stdout.contains("\"Suspended\""), "{status}");
     assert_eq!(env.reconciler(&["resume", env.project()]).code, 0);
     wait_served(port, "v2\n", "updated after resume");
     run.signal_and_wait("TERM", Duration::from_secs(20));
@@ -248,25 +274,26 @@ fn a_suspended_stack_is_left_alone_until_resumed() {
 
 #[test]
 fn a_run_killed_in_the_middle_of_an_update_converges_when_started_again() {
-    let env = TestEnv::new("killrun");
-    let remote = GitRemote::new(&env);
-    let (v1, v2) = (
-        env.registry.push(WEB_V1, "web:v1"),
-        env.registry.push(WEB_V2, "web:v2"),
-    );
-    let port = free_port();
-    env.write_compose(&web(&v1, port));
-    remote.commit_and_push("v1");
-    let url = remote.url();
-    env.reconciler(&["apply", "--repo", &url]).assert_code(0);
-    env.write_compose(&web(&v2, port));
-    remote.commit_and_push("v2");
+    // A fresh stack per failpoint, so each kill starts from the same proven v1.
     for failpoint in [
         "after-stop-old",
         "after-rename-old",
         "after-start",
         "before-remove-old",
     ] {
+        let env = TestEnv::new("killrun");
+        let remote = GitRemote::new(&env);
+        let (v1, v2) = (
+            env.registry.push(WEB_V1, "web:v1"),
+            env.registry.push(WEB_V2, "web:v2"),
+        );
+        let port = free_port();
+        env.write_compose(&web(&v1, port));
+        remote.commit_and_push("v1");
+        let url = remote.url();
+        env.reconciler(&["apply", "--repo", &url]).assert_code(0);
+        env.write_compose(&web(&v2, port));
+        remote.commit_and_push("v2");
         let killed = env.spawn_reconciler(
             &["run", "--repo", &url, "--interval", "1s"],
             &[("RECONCILER_FAILPOINT", failpoint)],
@@ -291,11 +318,124 @@ fn a_run_killed_in_the_middle_of_an_update_converges_when_started_again() {
         wait_served(port, "v2\n", failpoint);
         let stopped = run.signal_and_wait("TERM", Duration::from_secs(30));
         assert_eq!(stopped.code, 0, "{failpoint}:\n{stopped}");
-        // Back to v1 for the next round.
-        env.write_compose(&web(&v1, port));
-        remote.commit_and_push("back to v1");
-        env.reconciler(&["apply", "--repo", &url]).assert_code(0);
-        env.write_compose(&web(&v2, port));
-        remote.commit_and_push("v2 again");
     }
+}
+
+#[test]
+fn a_container_stopped_or_removed_by_hand_is_brought_back_at_once() {
+    let env = TestEnv::new("selfheal");
+    let remote = GitRemote::new(&env);
+    let v1 = env.registry.push(WEB_V1, "web:v1");
+    let port = free_port();
+    env.write_compose(&web(&v1, port));
+    remote.commit_and_push("v1");
+    let url = remote.url();
+    // An hour between passes: only the engine's events can explain a prompt repair.
+    let run = env.spawn_reconciler(&["run", "--repo", &url, "--interval", "1h"], &[]);
+    wait_created(&env);
+    let name = format!("{}-web-1", env.project());
+    sh(&format!("docker stop -t 1 {name}"));
+    wait_served(port, "v1\n", "serving again after a docker stop by hand");
+    wait_for("the restart to be proven", Duration::from_secs(45), || {
+        env.journal()
+            .iter()
+            .any(|e| e["action"] == "start" && e["result"] == "ok")
+    });
+    sh(&format!("docker rm -f {name}"));
+    wait_served(port, "v1\n", "serving again after a docker rm by hand");
+    assert_eq!(env.containers().len(), 1);
+    run.signal_and_wait("TERM", Duration::from_secs(20));
+}
+
+#[test]
+fn with_no_self_heal_a_container_stopped_by_hand_is_only_reported() {
+    let env = TestEnv::new("noheal");
+    let remote = GitRemote::new(&env);
+    let v1 = env.registry.push(WEB_V1, "web:v1");
+    let port = free_port();
+    env.write_compose(&web(&v1, port));
+    remote.commit_and_push("v1");
+    let url = remote.url();
+    let run = env.spawn_reconciler(
+        &["run", "--repo", &url, "--interval", "1s", "--no-self-heal"],
+        &[],
+    );
+    wait_created(&env);
+    let name = format!("{}-web-1", env.project());
+    sh(&format!("docker stop -t 1 {name}"));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        env.container("web").state,
+        "exited",
+        "not restarted:\n{}",
+        run.output_so_far()
+    );
+    let status = env.reconciler(&["status", "-o", "json"]);
+    assert!(status.stdout.contains("\"OutOfSync\""), "{status}");
+    run.signal_and_wait("TERM", Duration::from_secs(20));
+}
+
+#[test]
+fn a_remote_served_over_the_git_protocol_is_followed() {
+    let env = TestEnv::new("gitdaemon");
+    let remote = GitRemote::new(&env);
+    let v1 = env.registry.push(WEB_V1, "web:v1");
+    let port = free_port();
+    env.write_compose(&web(&v1, port));
+    remote.commit_and_push("v1");
+    // git daemon on loopback: a network transport, not just file://.
+    let daemon_port = free_port();
+    let base = remote
+        .bare
+        .path()
+        .parent()
+        .expect("temp dir has a parent")
+        .to_path_buf();
+    let name = remote
+        .bare
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let mut daemon = std::process::Command::new("git")
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+            &format!("--port={daemon_port}"),
+        ])
+        .arg(format!("--base-path={}", base.display()))
+        .arg(&base)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("git daemon");
+    wait_for("git daemon", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", daemon_port)).is_ok()
+    });
+    let url = format!("git://127.0.0.1:{daemon_port}/{name}");
+    let applied = env.reconciler(&["apply", "--repo", &url]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    applied.assert_code(0);
+    assert_eq!(served(port).as_deref(), Some("v1\n"));
+}
+
+#[test]
+fn a_local_directory_source_is_watched_and_an_edit_is_reconciled_at_once() {
+    let env = TestEnv::new("watchdir");
+    let (v1, v2) = (
+        env.registry.push(WEB_V1, "web:v1"),
+        env.registry.push(WEB_V2, "web:v2"),
+    );
+    let port = free_port();
+    env.write_compose(&web(&v1, port));
+    let repo = env.repo.path().to_str().unwrap().to_string();
+    // An hour between passes: only the file watch can explain a prompt update.
+    let run = env.spawn_reconciler(&["run", "--repo", &repo, "--interval", "1h"], &[]);
+    wait_created(&env);
+    env.write_compose(&web(&v2, port));
+    wait_served(port, "v2\n", "v2 after editing the compose file");
+    run.signal_and_wait("TERM", Duration::from_secs(20));
 }

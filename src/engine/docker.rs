@@ -52,6 +52,41 @@ impl DockerEngine {
         Ok(Self { docker, endpoint })
     }
 
+    /// Call `on_event(project)` whenever a Compose-labelled container stops, dies or is removed, so a
+    /// hand-made change is healed at once rather than at the next interval. Reconnects (every
+    /// 5 s) when the engine goes away; runs until the runtime stops.
+    pub fn watch_container_events(&self, on_event: impl Fn(&str) + Send + 'static) {
+        let docker = self.docker.clone();
+        tokio::spawn(async move {
+            loop {
+                let filters = HashMap::from([
+                    ("type".to_string(), vec!["container".to_string()]),
+                    ("label".to_string(), vec![labels::PROJECT.to_string()]),
+                    (
+                        "event".to_string(),
+                        ["die", "stop", "destroy", "kill"]
+                            .map(String::from)
+                            .to_vec(),
+                    ),
+                ]);
+                let options = bollard::query_parameters::EventsOptions {
+                    filters: Some(filters),
+                    ..Default::default()
+                };
+                let mut events = docker.events(Some(options));
+                while let Some(Ok(event)) = events.next().await {
+                    let project = event
+                        .actor
+                        .and_then(|a| a.attributes)
+                        .and_then(|mut a| a.remove(labels::PROJECT))
+                        .unwrap_or_default();
+                    on_event(&project);
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+    }
+
     fn error(&self, call: &'static str, target: &str, e: BollardError) -> EngineError {
         match &e {
             BollardError::DockerResponseServerError { message, .. } => EngineError::Call {

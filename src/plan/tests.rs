@@ -811,3 +811,22 @@ fn the_spec_label_never_holds_an_env_value_but_changes_with_one() {
     let changed = with_env(web.clone(), &[("LOG_LEVEL", "quiet")]);
     assert_ne!(spec_label(&changed.spec), label);
 }
+
+#[test]
+fn without_self_heal_a_stopped_or_vanished_service_is_reported_and_a_new_one_still_created() {
+    let (web, api, new) = (
+        service("web", "web:v1"),
+        service("api", "api:v1"),
+        service("new", "new:v1"),
+    );
+    let mut stopped = managed(&web);
+    stopped.state = "exited".into();
+    let mut plan = plan_of(&desired(vec![web, api, new]), &observed(vec![stopped]));
+    // api ran before (the state dir says so) and is gone now; new never ran.
+    plan.without_self_heal(|_, service| service == "api" || service == "web");
+    assert_eq!(of(&plan, "web").action, Action::Drifted);
+    assert_eq!(of(&plan, "api").action, Action::Drifted);
+    assert_eq!(of(&plan, "new").action, Action::Create);
+    assert!(plan.has_drift(), "drift is still drift, only not repaired");
+    assert!(plan.to_string().contains("! web: drifted"), "{plan}");
+}
