@@ -408,6 +408,7 @@ fn a_remote_served_over_the_git_protocol_is_followed() {
         ])
         .arg(format!("--base-path={}", base.display()))
         .arg(&base)
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("git daemon");
