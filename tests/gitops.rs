@@ -440,3 +440,64 @@ fn a_local_directory_source_is_watched_and_an_edit_is_reconciled_at_once() {
     wait_served(port, "v2\n", "v2 after editing the compose file");
     run.signal_and_wait("TERM", Duration::from_secs(20));
 }
+
+#[test]
+fn an_http_remote_that_needs_a_token_is_read_with_the_token_and_refused_without() {
+    let env = TestEnv::new("gittoken");
+    let remote = GitRemote::new(&env);
+    let v1 = env.registry.push(WEB_V1, "web:v1");
+    let port = free_port();
+    env.write_compose(&web(&v1, port));
+    remote.commit_and_push("v1");
+    let http_port = free_port();
+    let root = remote
+        .bare
+        .path()
+        .parent()
+        .expect("temp dir has a parent")
+        .to_path_buf();
+    let name = remote
+        .bare
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/git-http-server.py");
+    let mut server = std::process::Command::new("python3")
+        .arg(script)
+        .arg(http_port.to_string())
+        .arg(&root)
+        .arg("t0ken-value")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3");
+    wait_for("the git http server", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", http_port)).is_ok()
+    });
+    let url = format!("http://127.0.0.1:{http_port}/git/{name}");
+    let refused = env.reconciler(&["validate", "--repo", &url]);
+    let wrong = env.reconciler_with_env(
+        &["validate", "--repo", &url],
+        &[("RECONCILER_GIT_TOKEN", "wrong")],
+    );
+    let applied = env.reconciler_with_env(
+        &["apply", "--repo", &url],
+        &[("RECONCILER_GIT_TOKEN", "t0ken-value")],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(refused.code, 2, "no token:\n{refused}");
+    assert_eq!(wrong.code, 2, "wrong token:\n{wrong}");
+    assert!(
+        !wrong.combined().contains("wrong") || !wrong.combined().contains("t0ken-value"),
+        "{wrong}"
+    );
+    applied.assert_code(0);
+    assert_eq!(served(port).as_deref(), Some("v1\n"));
+    assert!(
+        !applied.combined().contains("t0ken-value"),
+        "the token never reaches the output"
+    );
+}
