@@ -501,3 +501,34 @@ fn an_http_remote_that_needs_a_token_is_read_with_the_token_and_refused_without(
         "the token never reaches the output"
     );
 }
+
+#[test]
+fn an_ssh_remote_is_read_with_a_key_and_refused_with_the_wrong_one() {
+    let env = TestEnv::new("gitssh");
+    let remote = GitRemote::new(&env);
+    let v1 = env.registry.push(WEB_V1, "web:v1");
+    let port = free_port();
+    env.write_compose(&web(&v1, port));
+    remote.commit_and_push("v1");
+    let ssh = SshServer::start();
+    let url = format!(
+        "ssh://root@127.0.0.1:{}{}",
+        ssh.port,
+        remote.bare.path().display()
+    );
+    let home = ssh.home.to_str().unwrap();
+    let key = ssh.client_key.to_str().unwrap();
+    let wrong_key = ssh.unauthorized_key.to_str().unwrap();
+    let refused = env.reconciler_with_env(
+        &["validate", "--repo", &url, "--ssh-key", wrong_key],
+        &[("HOME", home)],
+    );
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(refused.stderr.contains("cannot fetch"), "{refused}");
+    env.reconciler_with_env(
+        &["apply", "--repo", &url, "--ssh-key", key],
+        &[("HOME", home)],
+    )
+    .assert_code(0);
+    assert_eq!(served(port).as_deref(), Some("v1\n"));
+}

@@ -1136,3 +1136,61 @@ fn sh_ok_in(dir: &Path, script: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// An OpenSSH server on a free loopback port that accepts one generated client key for root,
+/// and a HOME whose `known_hosts` lists its host key (libgit2 verifies host keys there).
+pub struct SshServer {
+    pub port: u16,
+    pub client_key: PathBuf,
+    /// A valid private key the server does not accept.
+    pub unauthorized_key: PathBuf,
+    pub home: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl SshServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        let port = free_port();
+        std::fs::create_dir_all("/run/sshd").expect("sshd privilege separation dir");
+        sh_ok_in(d, "ssh-keygen -q -t ed25519 -N '' -f hostkey && ssh-keygen -q -t rsa -b 2048 -m PEM -N '' -f clientkey && ssh-keygen -q -t rsa -b 2048 -m PEM -N '' -f otherkey && cp clientkey.pub authorized_keys && mkdir -p home/.ssh");
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/hostkey\nAuthorizedKeysFile {0}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\nPidFile {0}/sshd.pid\nUsePAM no\n",
+                d.display()
+            ),
+        )
+        .expect("sshd_config");
+        let host_key = std::fs::read_to_string(d.join("hostkey.pub")).expect("host key");
+        let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
+        std::fs::write(
+            d.join("home/.ssh/known_hosts"),
+            format!("[127.0.0.1]:{port} {}\n", host_key.join(" ")),
+        )
+        .expect("known_hosts");
+        sh_ok_in(
+            d,
+            "/usr/sbin/sshd -f \"$PWD/sshd_config\" -E \"$PWD/sshd.log\"",
+        );
+        wait_for("sshd", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Self {
+            port,
+            client_key: d.join("clientkey"),
+            unauthorized_key: d.join("otherkey"),
+            home: d.join("home"),
+            dir,
+        }
+    }
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("sshd.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
