@@ -145,6 +145,17 @@ pub async fn run(
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    // Watched during a pass too: the executor stops between services, not after all of them.
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let stop_signal = stopping.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        crate::executor::request_stop();
+        stop_signal.notify_one();
+    });
     let source = source_settings(source, policy)?;
     let engine = engine(host)?;
     let status = SharedStatus::default();
@@ -238,8 +249,7 @@ pub async fn run(
             // one pass.
             _ = trigger.notified() => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
             _ = hangup.recv() => {}
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+            _ = stopping.notified() => break,
         }
     }
     let _ = std::fs::remove_file(host.state_dir.pid_file());

@@ -158,6 +158,15 @@ impl<E: Engine> Executor<'_, E> {
             self.prepare_stack(stack, &work).await?;
             let mut failed_here: BTreeSet<String> = BTreeSet::new();
             for sp in work {
+                if stop_requested() {
+                    // SIGTERM: the service in progress has finished; the rest waits for the next
+                    // start, which will find it as drift. Nothing is left half-done.
+                    progress(
+                        &stack.name,
+                        "stopping: remaining services are left for the next run",
+                    );
+                    break;
+                }
                 let who = format!("{}/{}", stack.name, sp.service);
                 if sp.action == Action::Remove {
                     self.remove(stack, sp, observed, state).await?;
@@ -901,6 +910,17 @@ impl Failed {
     fn new(reason: String, logs: Vec<String>) -> Self {
         Self { reason, logs }
     }
+}
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asked to stop (SIGTERM): finish the service being updated, start no other.
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

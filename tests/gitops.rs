@@ -532,3 +532,53 @@ fn an_ssh_remote_is_read_with_a_key_and_refused_with_the_wrong_one() {
     .assert_code(0);
     assert_eq!(served(port).as_deref(), Some("v1\n"));
 }
+
+#[test]
+fn sigterm_during_an_update_finishes_that_service_leaves_the_rest_and_nothing_half_done() {
+    let env = TestEnv::new("sigterm");
+    let remote = GitRemote::new(&env);
+    let (v1, v2) = (
+        env.registry.push(WEB_V1, "web:v1"),
+        env.registry.push(WEB_V2, "web:v2"),
+    );
+    let two = |image: &str| {
+        format!("services:\n  a:\n    image: {image}\n{HEALTHCHECK}  b:\n    image: {image}\n{HEALTHCHECK}    depends_on: [a]\n")
+    };
+    env.write_compose(&two(&v1));
+    remote.commit_and_push("v1");
+    let url = remote.url();
+    env.reconciler(&["apply", "--repo", &url]).assert_code(0);
+    env.write_compose(&two(&v2));
+    remote.commit_and_push("v2");
+    let run = env.spawn_reconciler(&["run", "--repo", &url, "--interval", "1s"], &[]);
+    run.wait_for_output(
+        &format!("{}/a: creating", env.project()),
+        Duration::from_secs(30),
+    );
+    let stopped = run.signal_and_wait("TERM", Duration::from_secs(30));
+    assert_eq!(stopped.code, 0, "{stopped}");
+    let containers = env.containers();
+    assert_eq!(
+        containers.len(),
+        2,
+        "no leftovers (no -reconciler-old/-new): {containers:?}"
+    );
+    let image_of = |svc: &str| {
+        containers
+            .iter()
+            .find(|c| c.0.ends_with(&format!("-{svc}-1")))
+            .map(|c| c.2.clone())
+            .unwrap()
+    };
+    assert!(
+        image_of("a").ends_with("web:v2"),
+        "the service in progress was finished: {containers:?}"
+    );
+    assert!(
+        image_of("b").ends_with("web:v1"),
+        "the next one was not started: {containers:?}"
+    );
+    // The next start picks up where it stopped.
+    env.reconciler(&["apply", "--repo", &url]).assert_code(0);
+    assert!(env.containers().iter().all(|c| c.2.ends_with("web:v2")));
+}
