@@ -199,6 +199,15 @@ pub async fn run(
         }
         SourceSpec::Git { .. } => None,
     };
+    eprintln!(
+        "following {} every {}{}",
+        source_description(&source),
+        humantime::format_duration(looping.interval),
+        looping
+            .listen
+            .map(|a| format!(", serving http://{a}"))
+            .unwrap_or_default()
+    );
     let mut failures_in_a_row = 0u32;
     loop {
         let started = std::time::Instant::now();
@@ -255,6 +264,13 @@ pub async fn run(
     let _ = std::fs::remove_file(host.state_dir.pid_file());
     eprintln!("stopped");
     Ok(EXIT_OK)
+}
+
+fn source_description(source: &SourceSettings) -> String {
+    match &source.spec {
+        SourceSpec::Directory(dir) => format!("{} (watched)", dir.display()),
+        SourceSpec::Git { url } => format!("{url} branch {}", source.branch),
+    }
 }
 
 fn progress_line(message: &str) {

@@ -196,6 +196,13 @@ pub async fn reconcile_once<E: Engine>(
                     Some(service.spec.image.clone());
             }
         }
+        // A failure is history once the desired state runs again (e.g. the bad commit was
+        // reverted): status must not keep saying Failed.
+        for sp in &plan.stacks {
+            for s in sp.services.iter().filter(|s| s.action == Action::InSync) {
+                state.service_mut(&sp.stack, &s.service).failed = None;
+            }
+        }
     }
     let outcome = if plan.has_drift() && !settings.dry_run {
         executor
@@ -270,7 +277,13 @@ pub fn record_pass(
             s.rollbacks += report.rollbacks.len() as u64;
             s.last_report = Some(report.clone());
         }
-        Err(e) => s.last_error = Some(e.to_string()),
+        Err(e) => {
+            s.last_error = Some(e.to_string());
+            // A release whose image cannot be pulled is a failure too, not only an error.
+            if matches!(e, PassError::Exec(ExecError::Pull { .. })) && !e.is_transient() {
+                s.failures += 1;
+            }
+        }
     }
 }
 

@@ -71,7 +71,11 @@ async fn metrics(State(s): State<ServerState>) -> Response {
                     Action::InSync | Action::Orphan => "Synced",
                     _ => "OutOfSync",
                 };
-                let _ = writeln!(out, "reconciler_service_sync{{stack=\"{}\",service=\"{}\",sync=\"{sync}\",revision=\"{}\"}} 1", stack.stack, sv.service, stack.revision);
+                let _ = writeln!(
+                    out,
+                    "reconciler_service_sync{{stack=\"{}\",service=\"{}\",sync=\"{sync}\"}} 1",
+                    stack.stack, sv.service
+                );
             }
         }
         for stack in &report.suspended {

@@ -110,3 +110,35 @@ fn an_update_killed_after_the_old_container_was_renamed_is_restored_by_the_next_
         env.write("compose.yaml", &compose(&v2));
     }
 }
+
+#[test]
+fn with_every_stack_suspended_other_projects_leftovers_are_not_touched() {
+    let env = TestEnv::new("safesuspended");
+    let v1 = env.registry.push(WEB_V1, "web:v1");
+    env.write(
+        "compose.yaml",
+        &format!("services:\n  web:\n    image: {v1}\n    x-reconciler: {{min_ready: 1s}}\n"),
+    );
+    env.apply_ok();
+    // Another project's container that looks like an interrupted update's backup.
+    let other = env.extra_project("other");
+    let leftover = format!("{other}-web-1-reconciler-old");
+    env.docker_run(&[
+        "--name",
+        &leftover,
+        "--label",
+        &format!("com.docker.compose.project={other}"),
+        "--label",
+        "com.docker.compose.service=web",
+        WEB_V1,
+    ]);
+    assert_eq!(env.reconciler(&["suspend", env.project()]).code, 0);
+    env.run("apply", &[]).assert_code(0);
+    let (ok, state) = sh(&format!(
+        "docker inspect -f '{{{{.Name}}}} {{{{.State.Status}}}}' {leftover}"
+    ));
+    assert!(
+        ok && state.trim() == format!("/{leftover} running"),
+        "untouched: {state}"
+    );
+}

@@ -153,6 +153,9 @@ fn nanos(ms: Option<u64>) -> Option<i64> {
 
 impl Engine for DockerEngine {
     async fn list_containers(&self, projects: &[String]) -> Result<Vec<ObservedContainer>> {
+        if projects.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut filters = HashMap::new();
         let label_filter = if projects.len() == 1 {
             format!("{}={}", labels::PROJECT, projects[0])
@@ -175,7 +178,7 @@ impl Engine for DockerEngine {
             let labels: BTreeMap<String, String> =
                 s.labels.unwrap_or_default().into_iter().collect();
             let project = labels.get(labels::PROJECT).cloned().unwrap_or_default();
-            if !projects.is_empty() && !projects.contains(&project) {
+            if !projects.contains(&project) {
                 continue;
             }
             // One-off containers (`docker compose run`) are not the service.

@@ -88,8 +88,8 @@ pub struct PullProgress {
 
 #[allow(async_fn_in_trait)]
 pub trait Engine {
-    /// The containers of the given Compose projects (all of them when `projects` is empty), in
-    /// any state, from one list call.
+    /// The containers of the given Compose projects, in any state, from one list call. No
+    /// projects means no containers: nothing outside the desired stacks is ever looked at.
     async fn list_containers(&self, projects: &[String]) -> Result<Vec<ObservedContainer>>;
     async fn inspect_container(&self, id: &str) -> Result<ContainerStatus>;
     /// References of every local image (tags and digests).
