@@ -175,10 +175,23 @@ pub async fn run(
         tracing::info!("listening on {addr}");
     }
     // A container stopped or removed by hand starts a pass now, not at the next interval.
+    // Engine events and file changes come in bursts (a stop is several events, an editor several
+    // writes): they pass through a short settle delay before starting a pass.
+    let settled = std::sync::Arc::new(tokio::sync::Notify::new());
+    {
+        let (settled, trigger) = (settled.clone(), trigger.clone());
+        tokio::spawn(async move {
+            loop {
+                settled.notified().await;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                trigger.notify_one();
+            }
+        });
+    }
     // Only this loop's stacks: other Compose projects on the host are none of its business.
     let watched: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> =
         Default::default();
-    let (on_event, watched_by_events) = (trigger.clone(), watched.clone());
+    let (on_event, watched_by_events) = (settled.clone(), watched.clone());
     engine.watch_container_events(move |project| {
         if watched_by_events
             .lock()
@@ -191,7 +204,7 @@ pub async fn run(
     // A local directory is watched; a burst of edits settles in the debounce below.
     let _watch = match &source.spec {
         SourceSpec::Directory(dir) => {
-            let on_change = trigger.clone();
+            let on_change = settled.clone();
             Some(
                 crate::source::watch_directory(dir, move || on_change.notify_one())
                     .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", dir.display()))?,
@@ -254,9 +267,9 @@ pub async fn run(
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            // Let a burst (a stop is several events; a push may bring several hooks) settle into
-            // one pass.
-            _ = trigger.notified() => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
+            // Webhook and SIGHUP start a pass at once; triggers that come while a pass runs
+            // collapse into one permit, so a burst never means a pass per trigger.
+            _ = trigger.notified() => {}
             _ = hangup.recv() => {}
             _ = stopping.notified() => break,
         }
