@@ -126,6 +126,9 @@ pub struct PassReport {
     pub failed: Vec<String>,
     /// Updates that returned a service to the image it ran before (a revert).
     pub rollbacks: Vec<String>,
+    /// Health of each service's container as observed at the start of the pass:
+    /// (stack, service, healthy | unhealthy | starting | none | missing).
+    pub health: Vec<(String, String, String)>,
     pub suspended: Vec<String>,
 }
 
@@ -171,6 +174,22 @@ pub async fn reconcile_once<E: Engine>(
     if !settings.dry_run && executor.recover(&observed).await? {
         observed = observe(engine, &desired).await?;
     }
+    let health = desired
+        .stacks
+        .iter()
+        .flat_map(|stack| stack.services.keys().map(move |svc| (stack, svc)))
+        .map(|(stack, svc)| {
+            let h = match observed.primary(&stack.name, svc) {
+                Some(c) if c.is_running() => serde_json::to_value(c.health)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                Some(c) => c.state.clone(),
+                None => "missing".to_string(),
+            };
+            (stack.name.clone(), svc.clone(), h)
+        })
+        .collect();
     let mut plan = plan(
         &desired,
         &observed,
@@ -220,6 +239,7 @@ pub async fn reconcile_once<E: Engine>(
         failed: outcome.failed,
         changed: outcome.changed,
         rollbacks: outcome.rollbacks,
+        health,
         suspended,
         plan,
     })

@@ -78,6 +78,10 @@ async fn metrics(State(s): State<ServerState>) -> Response {
                 );
             }
         }
+        out.push_str("# HELP reconciler_service_health Container health per service at the last pass (1 for the current state).\n# TYPE reconciler_service_health gauge\n");
+        for (stack, service, health) in &report.health {
+            let _ = writeln!(out, "reconciler_service_health{{stack=\"{stack}\",service=\"{service}\",health=\"{health}\"}} 1");
+        }
         for stack in &report.suspended {
             let _ = writeln!(out, "reconciler_stack_suspended{{stack=\"{stack}\"}} 1");
         }

@@ -176,6 +176,13 @@ fn the_webhook_triggers_a_pass_when_signed_and_refuses_a_bad_signature() {
         )),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(&format!(
+            "reconciler_service_health{{stack=\"{}\",service=\"web\",health=",
+            env.project()
+        )),
+        "{metrics}"
+    );
     let status = http_get(&listen, "/status").expect("status");
     assert!(status.contains("\"last_pass\""), "{status}");
     run.signal_and_wait("TERM", Duration::from_secs(20));
