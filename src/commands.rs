@@ -234,7 +234,7 @@ pub async fn run(
             Ok(report) => {
                 failures_in_a_row = 0;
                 if !report.changed.is_empty() || !report.failed.is_empty() {
-                    progress_line(&format!(
+                    eprintln!(
                         "pass at {}: {} changed, {} failed",
                         report
                             .commit
@@ -243,7 +243,7 @@ pub async fn run(
                             .unwrap_or("working copy"),
                         report.changed.len(),
                         report.failed.len()
-                    ));
+                    );
                 }
                 jittered(looping.interval)
             }
@@ -284,10 +284,6 @@ fn source_description(source: &SourceSettings) -> String {
         SourceSpec::Directory(dir) => format!("{} (watched)", dir.display()),
         SourceSpec::Git { url } => format!("{url} branch {}", source.branch),
     }
-}
-
-fn progress_line(message: &str) {
-    eprintln!("{message}");
 }
 
 /// Signal the running loop (`sync`, and after `retry`/`suspend`/`resume`).

@@ -85,16 +85,6 @@ impl ObservedContainer {
 }
 
 impl Observed {
-    pub fn of_service<'a>(
-        &'a self,
-        project: &'a str,
-        service: &'a str,
-    ) -> impl Iterator<Item = &'a ObservedContainer> + 'a {
-        self.containers
-            .iter()
-            .filter(move |c| c.project == project && c.service == service)
-    }
-
     pub fn primary(&self, project: &str, service: &str) -> Option<&ObservedContainer> {
         self.containers
             .iter()

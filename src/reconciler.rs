@@ -307,18 +307,6 @@ pub fn record_pass(
     }
 }
 
-/// Services the report says are not converged (for logging).
-pub fn unconverged(report: &PassReport) -> usize {
-    report
-        .plan
-        .stacks
-        .iter()
-        .flat_map(|s| &s.services)
-        .filter(|s| s.action == Action::Failed)
-        .count()
-        + report.failed.len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

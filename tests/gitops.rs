@@ -392,19 +392,7 @@ fn a_remote_served_over_the_git_protocol_is_followed() {
     remote.commit_and_push("v1");
     // git daemon on loopback: a network transport, not just file://.
     let daemon_port = free_port();
-    let base = remote
-        .bare
-        .path()
-        .parent()
-        .expect("temp dir has a parent")
-        .to_path_buf();
-    let name = remote
-        .bare
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .to_string();
+    let (base, name) = remote.served_as();
     let mut daemon = std::process::Command::new("git")
         .args([
             "daemon",
@@ -457,19 +445,7 @@ fn an_http_remote_that_needs_a_token_is_read_with_the_token_and_refused_without(
     env.write_compose(&web(&v1, port));
     remote.commit_and_push("v1");
     let http_port = free_port();
-    let root = remote
-        .bare
-        .path()
-        .parent()
-        .expect("temp dir has a parent")
-        .to_path_buf();
-    let name = remote
-        .bare
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .to_string();
+    let (root, name) = remote.served_as();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/git-http-server.py");
     let mut server = std::process::Command::new("python3")
         .arg(script)

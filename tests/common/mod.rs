@@ -1099,6 +1099,18 @@ impl GitRemote {
         remote
     }
 
+    /// The folder holding the bare repository, and its name in it: what a git server serves.
+    pub fn served_as(&self) -> (PathBuf, String) {
+        let path = self.bare.path();
+        let parent = path.parent().expect("temp dir has a parent").to_path_buf();
+        let name = path
+            .file_name()
+            .expect("temp dir has a name")
+            .to_string_lossy()
+            .into_owned();
+        (parent, name)
+    }
+
     /// `file://` URL of the remote, as `--repo` takes it.
     pub fn url(&self) -> String {
         format!("file://{}", self.bare.path().display())
