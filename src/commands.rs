@@ -282,7 +282,9 @@ pub async fn run(
 fn source_description(source: &SourceSettings) -> String {
     match &source.spec {
         SourceSpec::Directory(dir) => format!("{} (watched)", dir.display()),
-        SourceSpec::Git { url } => format!("{url} branch {}", source.branch),
+        SourceSpec::Git { url } => {
+            format!("{} branch {}", crate::mask::redact_url(url), source.branch)
+        }
     }
 }
 

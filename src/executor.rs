@@ -300,7 +300,7 @@ impl<E: Engine> Executor<'_, E> {
                     // A missing tag or refused access is the release's fault: do not loop on it.
                     let failure = Failure {
                         revision: stack.revision.clone(),
-                        spec_hash: service.spec.hash(),
+                        spec_hash: service.spec_hash(),
                         reason: format!("pull failed: {source}"),
                         at: now_rfc3339(),
                     };
@@ -454,7 +454,7 @@ impl<E: Engine> Executor<'_, E> {
         name: String,
         digest: Option<&str>,
     ) -> CreateRequest {
-        let hash = service.spec.hash();
+        let hash = service.spec_hash();
         let mut extra = BTreeMap::from([
             (labels::PROJECT.to_string(), stack.name.clone()),
             (labels::SERVICE.to_string(), service.name.clone()),
@@ -464,7 +464,7 @@ impl<E: Engine> Executor<'_, E> {
             (labels::COMPOSE_VERSION.to_string(), "1.29.2".to_string()),
             (labels::SPEC_HASH.to_string(), hash),
             (labels::REVISION.to_string(), stack.revision.clone()),
-            (labels::SPEC.to_string(), spec_label(&service.spec)),
+            (labels::SPEC.to_string(), spec_label(service)),
             (labels::MANAGED.to_string(), "true".to_string()),
         ]);
         if let Some(d) = digest {
@@ -835,7 +835,7 @@ impl<E: Engine> Executor<'_, E> {
                 if sp.action != Action::Start {
                     entry.failed = Some(Failure {
                         revision: stack.revision.clone(),
-                        spec_hash: service.spec.hash(),
+                        spec_hash: service.spec_hash(),
                         reason: reason.clone(),
                         at: now_rfc3339(),
                     });

@@ -16,6 +16,7 @@ pub mod config;
 pub mod desired;
 pub mod engine;
 pub mod executor;
+pub mod label_key;
 pub mod labels;
 pub mod mask;
 pub mod observed;

@@ -160,7 +160,7 @@ pub async fn observe<E: crate::engine::Engine>(
         else {
             continue;
         };
-        let in_sync = c.is_managed() && c.spec_hash() == Some(service.spec.hash().as_str());
+        let in_sync = c.is_managed() && c.spec_hash() == Some(service.spec_hash().as_str());
         if in_sync {
             continue;
         }

@@ -1,14 +1,13 @@
 //! The plan: a pure function of desired, observed and recorded state. `diff` prints it, `apply`
 //! carries it out. Nothing here touches the engine.
 
-use crate::desired::{ContainerSpec, DependsCondition, Desired, Service, Stack, UpdateOrder};
+use crate::desired::{DependsCondition, Desired, Service, Stack, UpdateOrder, HIDDEN_PREFIX};
 use crate::labels;
 use crate::mask::MASK;
 use crate::observed::{Observed, ObservedContainer, Role};
 use crate::state::State;
 use serde::Serialize;
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -162,7 +161,7 @@ fn plan_service(
     observed: &Observed,
     state: &State,
 ) -> ServicePlan {
-    let desired_hash = service.spec.hash();
+    let desired_hash = service.spec_hash();
     let current = observed.primary(&stack.name, &service.name);
     let mut out = ServicePlan {
         service: service.name.clone(),
@@ -268,7 +267,7 @@ fn changes_of(service: &Service, container: &ObservedContainer) -> Vec<Change> {
 }
 
 fn field_changes(service: &Service, old: &Json, container: &ObservedContainer) -> Vec<Change> {
-    let new = spec_label_json(&service.spec);
+    let new = service.label_spec();
     let (Json::Object(old), Json::Object(new)) = (old, &new) else {
         return vec![];
     };
@@ -285,8 +284,17 @@ fn field_changes(service: &Service, old: &Json, container: &ObservedContainer) -
         if a == b {
             continue;
         }
+        let holds_secret = |v: &Json| v.as_str().is_some_and(|s| s.starts_with(HIDDEN_PREFIX));
         if key == "environment" {
             changes.extend(env_changes(service, a, b, container));
+        } else if holds_secret(a) || holds_secret(b) {
+            // Took a secret-looking variable: say that it changed, never what it is.
+            changes.push(Change {
+                field: field_name(key).to_string(),
+                from: (!a.is_null()).then(|| MASK.to_string()),
+                to: (!b.is_null()).then(|| MASK.to_string()),
+                hidden: true,
+            });
         } else {
             changes.push(Change {
                 field: field_name(key).to_string(),
@@ -413,23 +421,10 @@ fn adoption_changes(service: &Service, container: &ObservedContainer) -> Vec<Cha
     changes
 }
 
-/// The spec as stored in the `reconciler.spec` label: env values replaced by a digest, so the
-/// label shows which keys changed without holding any value.
-pub fn spec_label(spec: &ContainerSpec) -> String {
-    spec_label_json(spec).to_string()
-}
-
-fn spec_label_json(spec: &ContainerSpec) -> Json {
-    let mut json = serde_json::to_value(spec).expect("spec serializes");
-    if let Some(env) = json.get_mut("environment").and_then(Json::as_object_mut) {
-        for value in env.values_mut() {
-            let text = value.as_str().unwrap_or_default();
-            *value = Json::String(
-                crate::desired::hex(&Sha256::digest(text.as_bytes()))[..16].to_string(),
-            );
-        }
-    }
-    json
+/// The spec as stored in the `reconciler.spec` label: no env value and no secret in it, only
+/// digests that change with them (see [`Service::label_spec`]).
+pub fn spec_label(service: &Service) -> String {
+    service.label_spec().to_string()
 }
 
 fn field_name(key: &str) -> &str {

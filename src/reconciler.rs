@@ -5,7 +5,7 @@
 use crate::config::ApplySettings;
 use crate::desired::load::{load, LoadOptions};
 use crate::desired::policy::Policy;
-use crate::desired::Desired;
+use crate::desired::{Desired, LabelKey};
 use crate::engine::Engine;
 use crate::executor::{ExecError, Executor};
 use crate::observed::observe;
@@ -111,10 +111,25 @@ pub async fn read_desired(
         policy: source.policy.clone(),
         revision: snapshot.commit.clone(),
     };
-    let desired = tokio::task::spawn_blocking(move || load(&dir, &options))
+    let mut desired = tokio::task::spawn_blocking(move || load(&dir, &options))
         .await
         .expect("load task panicked")?;
+    let key = LabelKey::load(state_dir.root()).map_err(|source| state_io(state_dir, source))?;
+    for service in desired
+        .stacks
+        .iter_mut()
+        .flat_map(|s| s.services.values_mut())
+    {
+        service.label_key = key.clone();
+    }
     Ok((desired, snapshot))
+}
+
+fn state_io(state_dir: &StateDir, source: std::io::Error) -> PassError {
+    PassError::State(crate::state::StateError::Io {
+        path: state_dir.root().join(crate::label_key::FILE_NAME),
+        source,
+    })
 }
 
 /// What one pass found and did, for `/status`, `/metrics` and the log.
@@ -141,6 +156,10 @@ pub async fn reconcile_once<E: Engine>(
     settings: &ApplySettings,
     on_plan: &dyn Fn(&Plan),
 ) -> Result<PassReport, PassError> {
+    if !settings.dry_run {
+        // Made before anything is created with it; `diff` and `--dry-run` only read it.
+        LabelKey::ensure(state_dir.root()).map_err(|source| state_io(state_dir, source))?;
+    }
     let (mut desired, snapshot) = read_desired(source, state_dir).await?;
     let mut state = state_dir.load()?;
     let suspended = state_dir.suspended();

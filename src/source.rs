@@ -88,6 +88,18 @@ pub struct GitSource {
 }
 
 impl GitSource {
+    /// The URL as messages show it: no password or token (DESIGN 11).
+    fn shown_url(&self) -> String {
+        crate::mask::redact_url(&self.url)
+    }
+
+    /// libgit2's messages may echo the URL or the credentials it was given.
+    fn scrub(&self, message: &str) -> String {
+        let mut secrets = crate::mask::url_secrets(&self.url);
+        secrets.extend(self.credentials.token.clone());
+        crate::mask::scrub(message, secrets.iter().map(String::as_str))
+    }
+
     fn clone_dir(&self) -> PathBuf {
         let digest = crate::desired::hex(&Sha256::digest(self.url.as_bytes()));
         self.state_dir.join("git").join(&digest[..16])
@@ -96,14 +108,14 @@ impl GitSource {
     fn open(&self) -> Result<Repository, SourceError> {
         let dir = self.clone_dir();
         let fail = |e: git2::Error| SourceError::Fetch {
-            url: self.url.clone(),
-            message: e.message().to_string(),
+            url: self.shown_url(),
+            message: self.scrub(e.message()),
         };
         match Repository::open_bare(&dir) {
             Ok(repo) => Ok(repo),
             Err(_) => {
                 fs::create_dir_all(&dir).map_err(|e| SourceError::Fetch {
-                    url: self.url.clone(),
+                    url: self.shown_url(),
                     message: format!("{}: {e}", dir.display()),
                 })?;
                 Repository::init_bare(&dir).map_err(fail)
@@ -117,8 +129,8 @@ impl GitSource {
         let mut remote = repo
             .remote_anonymous(&self.url)
             .map_err(|e| SourceError::Fetch {
-                url: self.url.clone(),
-                message: e.message().to_string(),
+                url: self.shown_url(),
+                message: self.scrub(e.message()),
             })?;
         let mut options = FetchOptions::new();
         options.remote_callbacks(self.callbacks());
@@ -126,13 +138,13 @@ impl GitSource {
         remote
             .fetch(&[refspec.as_str()], Some(&mut options), None)
             .map_err(|e| SourceError::Fetch {
-                url: self.url.clone(),
-                message: e.message().to_string(),
+                url: self.shown_url(),
+                message: self.scrub(e.message()),
             })?;
         let tip = repo
             .refname_to_id(&format!("refs/remotes/origin/{}", self.branch))
             .map_err(|_| SourceError::NoBranch {
-                url: self.url.clone(),
+                url: self.shown_url(),
                 branch: self.branch.clone(),
             })?;
         Ok(tip.to_string())
@@ -145,9 +157,9 @@ impl GitSource {
             .and_then(|o| o.peel_to_commit())
             .map(|c| c.id().to_string())
             .map_err(|e| SourceError::NoRevision {
-                url: self.url.clone(),
+                url: self.shown_url(),
                 rev: rev.to_string(),
-                message: e.message().to_string(),
+                message: self.scrub(e.message()),
             })
     }
 
@@ -172,7 +184,7 @@ impl GitSource {
         match repo.graph_descendant_of(new, old) {
             Ok(true) => Ok(()),
             _ => Err(SourceError::NonFastForward {
-                url: self.url.clone(),
+                url: self.shown_url(),
                 from: previous.to_string(),
                 to: tip.to_string(),
             }),

@@ -5,7 +5,7 @@
 
 use super::dotenv;
 use super::error::Problem;
-use super::interpolate::interpolate;
+use super::interpolate::{interpolate, InterpolateError};
 use super::model::*;
 use super::yaml::{Node, Value};
 use crate::mask::is_secret_key;
@@ -144,6 +144,13 @@ pub fn convert(
 ) -> Result<StackParts, Vec<Problem>> {
     let mut cx = Cx {
         mount_lines: BTreeMap::new(),
+        sensitive_keys: Vec::new(),
+        secret_values: vars
+            .values
+            .iter()
+            .filter(|(name, _)| vars.host_local.contains(*name) || is_secret_key(name))
+            .map(|(_, value)| value.clone())
+            .collect(),
         file,
         vars,
         files,
@@ -161,6 +168,10 @@ pub fn convert(
 struct Cx<'a> {
     /// Lines of mount entries by target, for the service being converted.
     mount_lines: BTreeMap<String, usize>,
+    /// Keys whose value took a secret-looking variable, for the service being converted.
+    sensitive_keys: Vec<String>,
+    /// Values of host-local and secret-looking variables: never part of a message.
+    secret_values: Vec<String>,
     file: &'a str,
     vars: &'a Variables,
     files: &'a dyn StackFiles,
@@ -171,15 +182,22 @@ struct Cx<'a> {
 struct Text {
     value: String,
     secret: bool,
+    /// A host-local or secret-looking (`*PASSWORD*`, `*TOKEN*`, ...) variable went into it.
+    sensitive: bool,
 }
 
 impl Cx<'_> {
     fn problem(&mut self, node: &Node, key: &str, message: impl Into<String>) {
+        // Messages quote values ("'...' is not a size"): a secret must never be one of them.
+        let message = crate::mask::scrub(
+            &message.into(),
+            self.secret_values.iter().map(String::as_str),
+        );
         self.problems.push(Problem {
             file: self.file.to_string(),
             line: node.line,
             key: key.to_string(),
-            message: message.into(),
+            message,
         });
     }
 
@@ -232,13 +250,24 @@ impl Cx<'_> {
                 match interpolate(text, &lookup) {
                     Ok(out) => {
                         let secret = out.used.iter().any(|v| self.vars.host_local.contains(v));
+                        let sensitive = secret || out.used.iter().any(|v| is_secret_key(v));
                         Some(Text {
                             value: out.text,
                             secret,
+                            sensitive,
                         })
                     }
                     Err(e) => {
-                        self.problem(node, key, e.to_string());
+                        // The value of a secret-looking key is not quoted back, even when broken.
+                        let message = match &e {
+                            InterpolateError::Syntax { .. }
+                                if is_secret_key(key.rsplit('.').next().unwrap_or(key)) =>
+                            {
+                                "invalid interpolation syntax (the value is not shown: the key looks secret)".to_string()
+                            }
+                            _ => e.to_string(),
+                        };
+                        self.problem(node, key, message);
                         None
                     }
                 }
@@ -259,7 +288,12 @@ impl Cx<'_> {
     fn string(&mut self, node: &Node, key: &str) -> Option<String> {
         let text = self.text(node, key)?;
         if text.secret {
+            // Refused, and the value goes no further: no later message can quote it.
             self.problem(node, key, SECRET_OUTSIDE_ENV);
+            return None;
+        }
+        if text.sensitive {
+            self.sensitive_keys.push(key.to_string());
         }
         Some(text.value)
     }
@@ -373,6 +407,7 @@ impl Cx<'_> {
                                 Some(Text {
                                     value: v.to_string(),
                                     secret: t.secret,
+                                    sensitive: t.sensitive,
                                 }),
                                 item.line,
                             )),
@@ -401,6 +436,11 @@ impl Cx<'_> {
             .any(|(_, v, _)| v.as_ref().is_some_and(|t| t.secret))
         {
             self.problem(node, key, SECRET_OUTSIDE_ENV);
+        } else if entries
+            .iter()
+            .any(|(_, v, _)| v.as_ref().is_some_and(|t| t.sensitive))
+        {
+            self.sensitive_keys.push(key.to_string());
         }
         entries
             .into_iter()
@@ -596,6 +636,7 @@ impl Cx<'_> {
         let path = join("services", name);
         let entries = self.map(node, &path)?;
         let before = self.problems.len();
+        self.sensitive_keys.clear();
         if let Some((k, _)) = entries.iter().find(|(k, _)| k.key_text() == "build") {
             self.problem(
                 k,
@@ -684,10 +725,12 @@ impl Cx<'_> {
                     None => self.vars.values.get(&k).map(|value| Text {
                         value: value.clone(),
                         secret: self.vars.host_local.contains(&k),
+                        sensitive: self.vars.host_local.contains(&k) || is_secret_key(&k),
                     }),
                 };
                 if let Some(t) = value {
-                    if t.secret {
+                    // `DSN: postgres://app:${DB_PASSWORD}@db` holds the password too.
+                    if t.secret || t.sensitive {
                         secret_env.insert(k.clone());
                     }
                     spec.environment.insert(k, t.value);
@@ -813,6 +856,8 @@ impl Cx<'_> {
             min_ready: Duration::from_secs(5),
             http_probe: None,
             secret_env,
+            secret_fields: BTreeSet::new(),
+            label_key: LabelKey::default(),
             repo_binds,
             lines: entries
                 .iter()
@@ -829,6 +874,13 @@ impl Cx<'_> {
             self.x_reconciler(n, &key("x-reconciler"), &mut service);
         }
         service.lines.append(&mut self.mount_lines);
+        let prefix = format!("{path}.");
+        service.secret_fields = std::mem::take(&mut self.sensitive_keys)
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(|k| k.split(['.', '[']).next().unwrap_or(k).to_string())
+            .filter(|k| k != "environment")
+            .collect();
         if service.spec.container_name.is_some() && service.order == Some(UpdateOrder::StartFirst) {
             // Two containers cannot hold one name; start-first would always fail at create.
             let n = node.get("container_name").unwrap_or(node);

@@ -1423,3 +1423,94 @@ fn host_local_variables_in_list_entries_are_marked_secret() {
         BTreeSet::from(["CONN".to_string(), "DB_PASS".to_string()])
     );
 }
+
+#[test]
+fn a_host_local_value_refused_outside_environment_is_never_quoted_in_the_refusal() {
+    let secret = "s3cr3t-Value-9f";
+    let mut variables = vars(&[("X", secret)]);
+    variables.host_local.insert("X".into());
+    for body in [
+        "image: web:1\nmem_limit: ${X}",
+        "image: web:1\ncpus: ${X}",
+        "image: web:1\nports:\n  - \"${X}:80\"",
+        "image: web:1\nrestart: ${X}",
+        "image: web:1\ninit: ${X}",
+        "image: web:1\npull_policy: ${X}",
+        "image: web:1\nstop_grace_period: ${X}",
+        "image: web:${X}",
+        "image: web:1\nuser: ${X}",
+        "image: web:1\nvolumes:\n  - ${X}:/data",
+        "image: web:1\nenvironment:\n  A: ${MISSING:?no value, see ${X}}",
+    ] {
+        let problems = Repo::new()
+            .convert_with(&web(body), &variables)
+            .err()
+            .unwrap_or_else(|| panic!("accepted:\n{body}"));
+        let text = format!("{problems:?}");
+        assert!(!text.contains(secret), "{body}\n{text}");
+    }
+}
+
+#[test]
+fn a_secret_looking_repo_variable_outside_environment_marks_that_key_secret() {
+    let variables = vars(&[("REDIS_PASSWORD", "hunter22"), ("PORT", "6379")]);
+    let parts = Repo::new()
+        .convert_with(
+            &web("image: redis:7\ncommand: [\"redis-server\", \"--requirepass\", \"${REDIS_PASSWORD}\", \"--port\", \"${PORT}\"]\nhealthcheck:\n  test: [\"CMD\", \"redis-cli\", \"-a\", \"${REDIS_PASSWORD}\", \"ping\"]\nenvironment:\n  URL: redis://:${REDIS_PASSWORD}@localhost\n  PORT: ${PORT}"),
+            &variables,
+        )
+        .unwrap_or_else(|p| panic!("{p:#?}"));
+    let web = &parts.services["web"];
+    assert_eq!(
+        web.secret_fields,
+        BTreeSet::from(["command".to_string(), "healthcheck".to_string()])
+    );
+    assert!(web.secret_env.contains("URL"), "{:?}", web.secret_env);
+    assert!(!web.secret_env.contains("PORT"));
+    let label = web.label_spec().to_string();
+    assert!(!label.contains("hunter22"), "{label}");
+}
+
+#[test]
+fn a_secret_looking_value_is_not_quoted_in_messages_about_it() {
+    let variables = vars(&[("DB_PASSWORD", "hunter22")]);
+    let problems = Repo::new()
+        .convert_with(
+            &web("image: web:1\nmem_limit: ${DB_PASSWORD}\nenvironment:\n  API_TOKEN: \"abc${\""),
+            &variables,
+        )
+        .err()
+        .expect("refused");
+    let text = format!("{problems:?}");
+    assert!(!text.contains("hunter22"), "{text}");
+    assert!(!text.contains("abc"), "{text}");
+    assert!(text.contains("mem_limit"), "{text}");
+    assert!(text.contains("API_TOKEN"), "{text}");
+}
+
+#[test]
+fn label_digests_of_secrets_are_keyed_and_a_spec_without_secrets_hashes_as_before() {
+    let plain = service(&web("image: web:1\nenvironment:\n  LEVEL: info"));
+    assert_eq!(plain.spec_hash(), plain.spec.hash());
+    let variables = vars(&[("DB_PASSWORD", "hunter22")]);
+    let mut secret = Repo::new()
+        .convert_with(
+            &web("image: web:1\nenvironment:\n  DB_PASSWORD: ${DB_PASSWORD}"),
+            &variables,
+        )
+        .unwrap()
+        .services
+        .remove("web")
+        .unwrap();
+    secret.label_key = LabelKey::from_bytes([7; 32]);
+    let first = (secret.spec_hash(), secret.label_spec());
+    assert_ne!(first.0, secret.spec.hash(), "an unkeyed hash is an oracle");
+    secret.label_key = LabelKey::from_bytes([8; 32]);
+    assert_ne!(secret.spec_hash(), first.0);
+    assert_ne!(secret.label_spec(), first.1);
+    let unkeyed = crate::desired::hex(&sha2::Digest::finalize(sha2::Digest::chain_update(
+        <sha2::Sha256 as sha2::Digest>::new(),
+        b"hunter22",
+    )));
+    assert!(!first.1.to_string().contains(&unkeyed[..16]));
+}

@@ -4,7 +4,9 @@
 //! durations are milliseconds. Two spellings of the same Compose file give equal values here, so
 //! the spec hash never changes for cosmetic edits.
 
+pub use crate::label_key::LabelKey;
 use serde::Serialize;
+use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -86,6 +88,12 @@ pub struct Service {
     pub http_probe: Option<String>,
     /// Env keys whose values must never be shown (secret-looking or from the host-local env file).
     pub secret_env: BTreeSet<String>,
+    /// Service keys (`command`, `healthcheck`, ...) whose values took a secret-looking or
+    /// host-local variable: no diff shows them and no label holds them.
+    pub secret_fields: BTreeSet<String>,
+    /// The host's key for label digests of secret values; set once the state dir is known.
+    #[serde(skip)]
+    pub label_key: LabelKey,
     /// Source files (relative to the stack dir) the service bind-mounts from the repository.
     pub repo_binds: Vec<String>,
     /// Line of each service key (`privileged`, `volumes:/target`, ...) for later checks' messages.
@@ -192,7 +200,59 @@ impl ContainerSpec {
     }
 }
 
+/// Label digests of secret values start with this, so a diff knows to show no value.
+pub const HIDDEN_PREFIX: &str = "hidden:";
+
+/// The Compose key a field of [`ContainerSpec`] comes from.
+pub fn compose_key(spec_field: &str) -> &str {
+    match spec_field {
+        "mounts" | "mounted_content" => "volumes",
+        "stop_grace_period_ms" => "stop_grace_period",
+        "nano_cpus" => "cpus",
+        other => other,
+    }
+}
+
 impl Service {
+    /// The spec as the `reconciler.spec` label holds it: env values and fields that took a
+    /// secret reduced to digests, keyed with the host's key where the value is secret, so the
+    /// label tells which fields changed without holding (or letting anyone guess) a value.
+    pub fn label_spec(&self) -> Json {
+        let mut json = serde_json::to_value(&self.spec).expect("spec serializes");
+        let Some(fields) = json.as_object_mut() else {
+            return json;
+        };
+        if let Some(env) = fields.get_mut("environment").and_then(Json::as_object_mut) {
+            for (key, value) in env.iter_mut() {
+                let text = value.as_str().unwrap_or_default();
+                *value = Json::String(if self.secret_env.contains(key) {
+                    let digest = self.label_key.digest(&[key.as_bytes(), text.as_bytes()]);
+                    format!("{HIDDEN_PREFIX}{digest}")
+                } else {
+                    hex(&Sha256::digest(text.as_bytes()))[..16].to_string()
+                });
+            }
+        }
+        for (field, value) in fields.iter_mut() {
+            if field != "environment" && self.secret_fields.contains(compose_key(field)) {
+                let digest = self
+                    .label_key
+                    .digest(&[field.as_bytes(), value.to_string().as_bytes()]);
+                *value = Json::String(format!("{HIDDEN_PREFIX}{digest}"));
+            }
+        }
+        json
+    }
+
+    /// What decides a recreate. A spec holding no secret hashes as it always has; one holding a
+    /// secret is hashed in its label form, so the hash is no offline oracle for the secret.
+    pub fn spec_hash(&self) -> String {
+        if self.secret_env.is_empty() && self.secret_fields.is_empty() {
+            return self.spec.hash();
+        }
+        hex(&Sha256::digest(self.label_spec().to_string().as_bytes()))
+    }
+
     /// DESIGN 6: `start-first` only for a plainly stateless service, unless the file says otherwise.
     pub fn effective_order(&self) -> UpdateOrder {
         if let Some(order) = self.order {
@@ -250,6 +310,8 @@ mod tests {
             min_ready: Duration::from_secs(5),
             http_probe: None,
             secret_env: BTreeSet::new(),
+            secret_fields: BTreeSet::new(),
+            label_key: LabelKey::default(),
             repo_binds: vec![],
             lines: BTreeMap::new(),
         };

@@ -1,6 +1,7 @@
 //! The planner as a pure function: hand-built desired, observed and recorded state in, a plan out.
 
 use super::*;
+use crate::desired::ContainerSpec;
 use crate::desired::{MountKind, MountSpec, PortSpec, PullPolicy};
 use crate::observed::{Details, Health};
 use crate::state::Failure;
@@ -29,6 +30,8 @@ fn service(name: &str, image: &str) -> Service {
         min_ready: Duration::from_secs(5),
         http_probe: None,
         secret_env: BTreeSet::new(),
+        secret_fields: BTreeSet::new(),
+        label_key: Default::default(),
         repo_binds: vec![],
         lines: BTreeMap::new(),
     }
@@ -87,8 +90,8 @@ fn container(service: &str, image: &str, labels: BTreeMap<String, String>) -> Ob
 fn managed(from: &Service) -> ObservedContainer {
     let mut labels = compose_labels(&from.name);
     labels.insert(labels::MANAGED.into(), "true".into());
-    labels.insert(labels::SPEC_HASH.into(), from.spec.hash());
-    labels.insert(labels::SPEC.into(), spec_label(&from.spec));
+    labels.insert(labels::SPEC_HASH.into(), from.spec_hash());
+    labels.insert(labels::SPEC.into(), spec_label(&from));
     labels.insert(labels::REVISION.into(), "previous".into());
     let mut c = container(&from.name, &from.spec.image, labels);
     c.details = Some(Details {
@@ -523,7 +526,7 @@ fn an_adopted_secret_is_compared_but_not_shown() {
 fn a_spec_that_failed_before_is_not_retried() {
     let old = with_env(service("web", "web:v1"), &[("A", "1")]);
     let new = with_env(service("web", "web:v2"), &[("A", "1")]);
-    let state = failed_state("web", new.spec.hash());
+    let state = failed_state("web", new.spec_hash());
     let plan = plan(
         &desired(vec![new]),
         &observed(vec![managed(&old)]),
@@ -547,7 +550,7 @@ fn a_spec_that_failed_before_is_not_retried() {
 #[test]
 fn a_new_service_that_failed_before_is_not_created_again() {
     let web = service("web", "web:v1");
-    let state = failed_state("web", web.spec.hash());
+    let state = failed_state("web", web.spec_hash());
     let plan = plan(
         &desired(vec![web]),
         &observed(vec![]),
@@ -562,7 +565,7 @@ fn a_changed_spec_after_a_failure_is_tried_again() {
     let old = service("web", "web:v1");
     let broken = service("web", "web:v2");
     let fixed = service("web", "web:v3");
-    let state = failed_state("web", broken.spec.hash());
+    let state = failed_state("web", broken.spec_hash());
     let plan = plan(
         &desired(vec![fixed]),
         &observed(vec![managed(&old)]),
@@ -800,7 +803,7 @@ fn the_spec_label_never_holds_an_env_value_but_changes_with_one() {
             ("LOG_LEVEL", "verbose-level-value"),
         ],
     );
-    let label = spec_label(&web.spec);
+    let label = spec_label(&web);
     assert!(!label.contains("correct-horse-battery"), "{label}");
     assert!(!label.contains("verbose-level-value"), "{label}");
     assert!(
@@ -809,7 +812,7 @@ fn the_spec_label_never_holds_an_env_value_but_changes_with_one() {
     );
     assert!(label.contains("\"image\":\"web:v1\""), "{label}");
     let changed = with_env(web.clone(), &[("LOG_LEVEL", "quiet")]);
-    assert_ne!(spec_label(&changed.spec), label);
+    assert_ne!(spec_label(&changed), label);
 }
 
 #[test]
@@ -829,4 +832,26 @@ fn without_self_heal_a_stopped_or_vanished_service_is_reported_and_a_new_one_sti
     assert_eq!(of(&plan, "new").action, Action::Create);
     assert!(plan.has_drift(), "drift is still drift, only not repaired");
     assert!(plan.to_string().contains("! web: drifted"), "{plan}");
+}
+
+#[test]
+fn a_field_that_took_a_secret_is_shown_as_changed_and_never_by_value() {
+    let mut old = service("cache", "redis:7");
+    old.spec.command = Some(vec!["--requirepass".into(), "old-hunter2".into()]);
+    old.secret_fields = BTreeSet::from(["command".to_string()]);
+    let mut new = old.clone();
+    new.spec.command = Some(vec!["--requirepass".into(), "new-hunter2".into()]);
+    let plan = plan_of(&desired(vec![new]), &observed(vec![managed(&old)]));
+    let p = of(&plan, "cache");
+    assert_eq!(p.action, Action::Update);
+    assert_eq!(
+        p.changes,
+        [Change {
+            hidden: true,
+            ..change("command", Some(MASK), Some(MASK))
+        }]
+    );
+    let text = format!("{plan}{}", serde_json::to_string(&plan).unwrap());
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(!spec_label(&old).contains("hunter2"));
 }
