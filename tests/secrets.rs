@@ -44,7 +44,12 @@ fn a_host_local_value_refused_outside_environment_is_never_printed() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_reconciler"))
         .arg("--state-dir")
         .arg(state.path())
-        .args(["--docker-host", "unix:///nonexistent.sock", "validate", "--repo"])
+        .args([
+            "--docker-host",
+            "unix:///nonexistent.sock",
+            "validate",
+            "--repo",
+        ])
         .arg(repo.path())
         .output()
         .unwrap();
@@ -55,7 +60,10 @@ fn a_host_local_value_refused_outside_environment_is_never_printed() {
     );
     assert_eq!(out.status.code(), Some(2), "{text}");
     for key in ["mem_limit", "cpus", "restart", "ports[0]", "environment.A"] {
-        assert!(text.contains(&format!("services.web.{key}")), "{key}: {text}");
+        assert!(
+            text.contains(&format!("services.web.{key}")),
+            "{key}: {text}"
+        );
     }
     assert!(!text.contains(secret), "{text}");
 }

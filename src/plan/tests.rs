@@ -91,7 +91,7 @@ fn managed(from: &Service) -> ObservedContainer {
     let mut labels = compose_labels(&from.name);
     labels.insert(labels::MANAGED.into(), "true".into());
     labels.insert(labels::SPEC_HASH.into(), from.spec_hash());
-    labels.insert(labels::SPEC.into(), spec_label(&from));
+    labels.insert(labels::SPEC.into(), spec_label(from));
     labels.insert(labels::REVISION.into(), "previous".into());
     let mut c = container(&from.name, &from.spec.image, labels);
     c.details = Some(Details {
