@@ -111,7 +111,7 @@ impl Policy {
                 ("ipc", &spec.ipc),
             ] {
                 if let Some(message) = value.as_deref().and_then(|v| self.namespace_refusal(v)) {
-                    refuse(key, format!("{key}: {message}"));
+                    refuse(key, message);
                 }
             }
             for cap in &spec.cap_add {
@@ -141,17 +141,18 @@ impl Policy {
                 }
             }
         }
+        problems.sort_by_key(|p| p.line);
         problems
     }
 
     fn namespace_refusal(&self, value: &str) -> Option<String> {
         if value == "host" && !self.allow_host_namespaces {
-            return Some("host is refused by host policy (it shares the host's namespace); the host can allow it with --allow host-namespaces".into());
+            return Some("'host' is refused by host policy (it shares the host's namespace); the host can allow it with --allow host-namespaces".into());
         }
         // The engine reads `container:<name|id>`; any case is refused, to be safe.
         if value.to_ascii_lowercase().starts_with("container:") && !self.allow_container_namespaces
         {
-            return Some(format!("{value} is refused by host policy (it joins another container's namespace, possibly one outside this stack); the host can allow it with --allow container-namespaces"));
+            return Some(format!("'{value}' is refused by host policy (it joins another container's namespace, possibly one outside this stack); the host can allow it with --allow container-namespaces"));
         }
         None
     }
