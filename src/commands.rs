@@ -44,6 +44,7 @@ fn source_settings(
             &policy.bind_roots,
             &policy.registries,
             host.state_dir.root(),
+            host.docker_host.as_deref(),
         )
         .map_err(anyhow::Error::msg)?,
     })

@@ -121,6 +121,19 @@ fn the_socket_folders_and_dockers_data_are_refused_as_bind_sources() {
 }
 
 #[test]
+fn the_engine_socket_named_by_docker_host_is_guarded_like_the_usual_one() {
+    // `validate` here runs with `--docker-host unix:///nonexistent.sock`.
+    let repo = Repo::new("    volumes:\n      - /nonexistent.sock:/engine.sock\n");
+    let text = repo.refused(&[]);
+    assert_line(
+        &text,
+        "web/compose.yaml:5: services.web.volumes:",
+        "--allow docker-socket",
+    );
+    repo.valid(&["--allow", "docker-socket"]);
+}
+
+#[test]
 fn the_state_dir_and_the_folders_around_it_are_refused_as_bind_sources() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");

@@ -31,6 +31,8 @@ pub struct Policy {
     pub allowed_devices: Vec<PathBuf>,
     /// The reconciler's own state dir, absolute; never a bind source unless allowed.
     pub state_dir: Option<PathBuf>,
+    /// The engine's socket when `--docker-host` names one elsewhere than the usual places.
+    pub engine_socket: Option<PathBuf>,
     /// When set, absolute bind sources must lie under one of these.
     pub bind_roots: Vec<PathBuf>,
     /// When set, images must come from one of these registries (host[:port]).
@@ -206,6 +208,13 @@ impl Policy {
                 PathBuf::from(socket),
                 Guard::DockerSocket,
                 "the Docker socket, which gives root on the host",
+            ));
+        }
+        if let Some(socket) = &self.engine_socket {
+            list.push((
+                socket.clone(),
+                Guard::DockerSocket,
+                "the Docker socket this host uses, which gives root on the host",
             ));
         }
         if let Some(dir) = &self.state_dir {
@@ -522,6 +531,17 @@ mod tests {
         ] {
             assert!(refusal(&policy, refused).is_some(), "{refused}");
         }
+        assert!(refusal(&policy, "/srv/data").is_none());
+    }
+
+    #[test]
+    fn the_engine_socket_the_host_names_is_guarded_like_the_usual_one() {
+        let policy = Policy {
+            engine_socket: Some(PathBuf::from("/srv/engine/docker.sock")),
+            ..Policy::default()
+        };
+        let message = refusal(&policy, "/srv/engine").unwrap();
+        assert!(message.contains("--allow docker-socket"), "{message}");
         assert!(refusal(&policy, "/srv/data").is_none());
     }
 
