@@ -69,7 +69,9 @@ pub struct SourceArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct PolicyArgs {
-    /// Loosen host policy: privileged, host-namespaces, docker-socket, system-binds (comma list).
+    /// Loosen host policy (comma list, repeatable): privileged, host-namespaces,
+    /// container-namespaces, docker-socket, system-binds, state-dir, capabilities, cap:<NAME>,
+    /// devices, device:<PATH>.
     #[arg(long)]
     pub allow: Vec<String>,
     /// Absolute bind sources must lie under one of these (repeatable).

@@ -23,7 +23,11 @@ pub struct Host {
     pub state_dir: StateDir,
 }
 
-fn source_settings(source: &SourceArgs, policy: &PolicyArgs) -> Result<SourceSettings> {
+fn source_settings(
+    host: &Host,
+    source: &SourceArgs,
+    policy: &PolicyArgs,
+) -> Result<SourceSettings> {
     Ok(SourceSettings {
         spec: SourceSpec::parse(&source.repo),
         branch: source.branch.clone(),
@@ -35,13 +39,19 @@ fn source_settings(source: &SourceArgs, policy: &PolicyArgs) -> Result<SourceSet
             ssh_key: source.ssh_key.clone(),
         },
         allow_non_fast_forward: source.allow_non_fast_forward,
-        policy: policy_from_flags(&policy.allow, &policy.bind_roots, &policy.registries)
-            .map_err(anyhow::Error::msg)?,
+        policy: policy_from_flags(
+            &policy.allow,
+            &policy.bind_roots,
+            &policy.registries,
+            host.state_dir.root(),
+            host.docker_host.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?,
     })
 }
 
 async fn load_desired(host: &Host, source: &SourceArgs, policy: &PolicyArgs) -> Result<Desired> {
-    let settings = source_settings(source, policy)?;
+    let settings = source_settings(host, source, policy)?;
     Ok(read_desired(&settings, &host.state_dir).await?.0)
 }
 
@@ -91,7 +101,7 @@ pub async fn apply(
     policy: &PolicyArgs,
     settings: &ApplySettings,
 ) -> Result<i32> {
-    let source = source_settings(source, policy)?;
+    let source = source_settings(host, source, policy)?;
     let engine = engine(host)?;
     let print_plan = |plan: &crate::plan::Plan| print!("{plan}");
     let report = reconcile_once(&engine, &source, &host.state_dir, settings, &print_plan).await?;
@@ -156,7 +166,7 @@ pub async fn run(
         crate::executor::request_stop();
         stop_signal.notify_one();
     });
-    let source = source_settings(source, policy)?;
+    let source = source_settings(host, source, policy)?;
     let engine = engine(host)?;
     let status = SharedStatus::default();
     let trigger = std::sync::Arc::new(tokio::sync::Notify::new());

@@ -41,28 +41,34 @@ pub struct ApplySettings {
     pub self_heal: bool,
 }
 
+/// The host policy from `--allow`, `--bind-root` and `--allowed-registry`; `state_dir` (made
+/// absolute, as the engine would see it) and the socket of a `unix://` `docker_host` are guarded
+/// as bind sources.
 pub fn policy_from_flags(
     allow: &[String],
     bind_roots: &[PathBuf],
     registries: &[String],
+    state_dir: &Path,
+    docker_host: Option<&str>,
 ) -> Result<Policy, String> {
+    let state_dir = if state_dir.is_absolute() {
+        state_dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("the current folder cannot be read: {e}"))?
+            .join(state_dir)
+    };
     let mut policy = Policy {
         bind_roots: bind_roots.to_vec(),
         registries: registries.to_vec(),
+        state_dir: Some(state_dir),
+        engine_socket: docker_host
+            .and_then(|h| h.strip_prefix("unix://"))
+            .map(PathBuf::from),
         ..Policy::default()
     };
     for item in allow.iter().flat_map(|a| a.split(',')) {
-        match item.trim() {
-            "privileged" => policy.allow_privileged = true,
-            "host-namespaces" => policy.allow_host_namespaces = true,
-            "docker-socket" => policy.allow_docker_socket = true,
-            "system-binds" => policy.allow_system_binds = true,
-            other => {
-                return Err(format!(
-                    "--allow {other}: expected privileged, host-namespaces, docker-socket or system-binds"
-                ))
-            }
-        }
+        policy.allow(item)?;
     }
     Ok(policy)
 }

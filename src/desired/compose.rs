@@ -73,6 +73,7 @@ const SERVICE_KEYS: &[&str] = &[
     "cpus",
     "logging",
     "deploy",
+    "devices",
     "network_mode",
     "pid",
     "ipc",
@@ -96,7 +97,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "credential_spec",
     "develop",
     "device_cgroup_rules",
-    "devices",
     "dns",
     "dns_opt",
     "dns_search",
@@ -830,10 +830,19 @@ impl Cx<'_> {
         ] {
             if let Some(n) = node.get(field) {
                 let mut caps = self.string_or_list(n, &key(field)).unwrap_or_default();
+                // Each entry's own line, for the host policy's message about it.
+                if let Value::Seq(items) = &n.value {
+                    for (item, cap) in items.iter().zip(&caps) {
+                        self.mount_lines.insert(format!("{field}:{cap}"), item.line);
+                    }
+                }
                 caps.sort();
                 caps.dedup();
                 *slot = caps;
             }
+        }
+        if let Some(n) = node.get("devices") {
+            spec.devices = self.devices(n, &key("devices"));
         }
         if let Some(n) = node.get("mem_limit") {
             spec.mem_limit = self.bytes(n, &key("mem_limit"));
@@ -1330,6 +1339,60 @@ impl Cx<'_> {
         out
     }
 
+    /// `devices:` in Compose's forms: `HOST[:CONTAINER][:PERMISSIONS]` or `{source, target,
+    /// permissions}`. Whether the host gives them is the policy's call.
+    fn devices(&mut self, node: &Node, key: &str) -> Vec<DeviceSpec> {
+        let mut out = Vec::new();
+        let Value::Seq(items) = &node.value else {
+            self.problem(
+                node,
+                key,
+                format!("expected a list of devices, found {}", node.kind()),
+            );
+            return out;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let k = format!("{key}[{i}]");
+            let parsed = match &item.value {
+                Value::Map(entries) => {
+                    self.check_keys(entries, &k, &["source", "target", "permissions"]);
+                    let field = |cx: &mut Self, name: &str| {
+                        item.get(name).and_then(|n| cx.string(n, &join(&k, name)))
+                    };
+                    match field(self, "source") {
+                        Some(source) => {
+                            let target = field(self, "target").unwrap_or_else(|| source.clone());
+                            let permissions =
+                                field(self, "permissions").unwrap_or_else(|| "rwm".into());
+                            check_device(source, target, permissions)
+                        }
+                        None => {
+                            if item.get("source").is_none() {
+                                self.problem(item, &k, "a long-form device needs 'source'");
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => match self.string(item, &k) {
+                    Some(text) => parse_device(&text),
+                    None => continue,
+                },
+            };
+            match parsed {
+                Ok(device) => {
+                    self.mount_lines
+                        .insert(format!("devices:{}", device.host_path), item.line);
+                    out.push(device);
+                }
+                Err(e) => self.problem(item, &k, e),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     fn cpus(&mut self, node: &Node, key: &str) -> Option<i64> {
         let s = self.string(node, key)?;
         match s.parse::<f64>() {
@@ -1790,4 +1853,43 @@ pub fn parse_short_mount(text: &str) -> Result<MountSpec, String> {
         tmpfs_size: None,
         no_copy: mode.split(',').any(|f| f == "nocopy"),
     })
+}
+
+/// Short device syntax, read as the Docker CLI does: `HOST`, `HOST:CONTAINER`,
+/// `HOST:PERMISSIONS` or `HOST:CONTAINER:PERMISSIONS`.
+pub fn parse_device(text: &str) -> Result<DeviceSpec, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (host, container, permissions) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, p] if valid_device_permissions(p) => (*h, *h, *p),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] => (*h, *c, *p),
+        _ => return Err(format!("'{text}': expected HOST[:CONTAINER][:PERMISSIONS]")),
+    };
+    check_device(host.into(), container.into(), permissions.into())
+        .map_err(|e| format!("'{text}': {e}"))
+}
+
+fn check_device(
+    host: String,
+    container: String,
+    permissions: String,
+) -> Result<DeviceSpec, String> {
+    if !host.starts_with('/') || !container.starts_with('/') {
+        return Err("a device's host and container paths must be absolute (e.g. /dev/fuse)".into());
+    }
+    if !valid_device_permissions(&permissions) {
+        return Err(format!(
+            "device permissions '{permissions}' must be some of r, w, m"
+        ));
+    }
+    Ok(DeviceSpec {
+        host_path: host,
+        container_path: container,
+        permissions,
+    })
+}
+
+fn valid_device_permissions(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 3 && p.chars().all(|c| "rwm".contains(c))
 }

@@ -1143,7 +1143,7 @@ fn an_unknown_key_without_a_close_match_lists_only_the_supported_keys() {
         "{p}"
     );
     // Keys that are refused must not be offered as allowed.
-    for refused in ["build", "devices", "sysctls"] {
+    for refused in ["build", "device_cgroup_rules", "sysctls"] {
         assert!(!p.message.contains(refused), "{refused} offered in: {p}");
     }
 }
@@ -1159,11 +1159,58 @@ fn build_is_refused_with_a_hint_to_use_a_registry() {
 
 #[test]
 fn a_compose_key_outside_the_subset_is_named_as_unsupported() {
-    let p = problem(&web("image: web:1\ndevices:\n  - /dev/fuse"));
-    assert_eq!((p.line, p.key.as_str()), (4, "services.web.devices"));
+    let p = problem(&web("image: web:1\nsysctls:\n  - net.core.somaxconn=1024"));
+    assert_eq!((p.line, p.key.as_str()), (4, "services.web.sysctls"));
     assert_eq!(
         p.message,
-        "'devices' is a Compose key the reconciler does not support"
+        "'sysctls' is a Compose key the reconciler does not support"
+    );
+}
+
+#[test]
+fn devices_are_read_in_short_and_long_form_sorted_and_deduplicated() {
+    let s = spec("image: web:1\ndevices:\n  - /dev/ttyUSB0:/dev/ttyS0:rw\n  - /dev/fuse\n  - /dev/snd:r\n  - source: /dev/net/tun\n    permissions: rwm\n  - /dev/fuse");
+    let devices: Vec<(&str, &str, &str)> = s
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.host_path.as_str(),
+                d.container_path.as_str(),
+                d.permissions.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        devices,
+        [
+            ("/dev/fuse", "/dev/fuse", "rwm"),
+            ("/dev/net/tun", "/dev/net/tun", "rwm"),
+            ("/dev/snd", "/dev/snd", "r"),
+            ("/dev/ttyUSB0", "/dev/ttyS0", "rw"),
+        ]
+    );
+}
+
+#[test]
+fn a_malformed_device_is_named_with_its_line() {
+    for bad in ["dev/fuse", "/dev/fuse:/dev/fuse:rwx", "/a:/b:rw:x"] {
+        let p = problem(&web(&format!("image: web:1\ndevices:\n  - {bad}")));
+        assert_eq!(
+            (p.line, p.key.as_str()),
+            (5, "services.web.devices[0]"),
+            "{bad}: {p}"
+        );
+    }
+}
+
+#[test]
+fn a_device_changes_the_hash_and_no_device_leaves_it_as_before() {
+    let plain = spec("image: web:1");
+    assert!(!serde_json::to_string(&plain).unwrap().contains("devices"));
+    assert_ne!(
+        spec("image: web:1\ndevices: [/dev/fuse]").hash(),
+        plain.hash()
     );
 }
 

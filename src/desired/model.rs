@@ -126,6 +126,10 @@ pub struct ContainerSpec {
     pub read_only: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
+    /// Host devices given to the container; left out of the hash when empty, so adding the
+    /// field did not change the hash (and recreate) every existing service.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceSpec>,
     pub privileged: bool,
     pub network_mode: Option<String>,
     pub pid: Option<String>,
@@ -166,6 +170,15 @@ pub struct MountSpec {
     pub repo_relative: Option<String>,
     pub tmpfs_size: Option<i64>,
     pub no_copy: bool,
+}
+
+/// One `devices:` entry: a host device node made available inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct DeviceSpec {
+    pub host_path: String,
+    pub container_path: String,
+    /// cgroup permissions, some of `rwm`.
+    pub permissions: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -7,9 +7,10 @@ use crate::labels;
 use crate::observed::{health_from_status, ObservedContainer};
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Mount,
-    MountTmpfsOptions, MountType, MountVolumeOptions, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigLogConfig, Mount, MountTmpfsOptions, MountType, MountVolumeOptions,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
@@ -591,6 +592,16 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
         readonly_rootfs: Some(spec.read_only),
         cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
         cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
+        devices: (!spec.devices.is_empty()).then(|| {
+            spec.devices
+                .iter()
+                .map(|d| DeviceMapping {
+                    path_on_host: Some(d.host_path.clone()),
+                    path_in_container: Some(d.container_path.clone()),
+                    cgroup_permissions: Some(d.permissions.clone()),
+                })
+                .collect()
+        }),
         privileged: Some(spec.privileged),
         network_mode,
         pid_mode: spec.pid.clone(),
@@ -691,6 +702,27 @@ mod tests {
             Some("/state/stacks/web/abc/app.conf")
         );
         assert_eq!(mounts[1].read_only, Some(true));
+    }
+
+    #[test]
+    fn devices_are_passed_to_the_engine_with_their_permissions() {
+        let spec = ContainerSpec {
+            image: "web:1".into(),
+            devices: vec![crate::desired::DeviceSpec {
+                host_path: "/dev/fuse".into(),
+                container_path: "/dev/fuse".into(),
+                permissions: "rw".into(),
+            }],
+            ..Default::default()
+        };
+        let devices = create_body(&request(spec))
+            .host_config
+            .unwrap()
+            .devices
+            .unwrap();
+        assert_eq!(devices[0].path_on_host.as_deref(), Some("/dev/fuse"));
+        assert_eq!(devices[0].path_in_container.as_deref(), Some("/dev/fuse"));
+        assert_eq!(devices[0].cgroup_permissions.as_deref(), Some("rw"));
     }
 
     #[test]
