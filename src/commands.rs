@@ -575,3 +575,45 @@ fn plural(n: usize) -> &'static str {
         "s"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::time::Duration;
+
+    fn looping(args: &[&str]) -> LoopSettings {
+        let mut argv = vec!["reconciler", "run", "--repo", "x"];
+        argv.extend_from_slice(args);
+        let crate::cli::Command::Run {
+            interval, limits, ..
+        } = crate::cli::Cli::parse_from(argv).command
+        else {
+            unreachable!()
+        };
+        LoopSettings {
+            interval,
+            listen: None,
+            webhook_secret: None,
+            limits,
+        }
+    }
+
+    #[test]
+    fn unhealthy_after_defaults_to_three_intervals_and_at_least_five_minutes() {
+        assert_eq!(looping(&[]).unhealthy_after(), Duration::from_secs(300));
+        assert_eq!(
+            looping(&["--interval", "10m"]).unhealthy_after(),
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            looping(&["--unhealthy-after", "20s"]).unhealthy_after(),
+            Duration::from_secs(20)
+        );
+        let limits = looping(&[]).limits;
+        assert_eq!(limits.fetch_idle_timeout, Duration::from_secs(60));
+        assert_eq!(limits.fetch_timeout, Duration::from_secs(600));
+        assert_eq!(limits.http_idle_timeout, Duration::from_secs(30));
+        assert_eq!(limits.http_max_connections, 64);
+    }
+}

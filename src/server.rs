@@ -342,6 +342,17 @@ mod tests {
     }
 
     #[test]
+    fn the_heartbeat_is_overdue_only_past_the_wait_plus_the_limit() {
+        let beat = Heartbeat::new(Duration::from_secs(60));
+        assert_eq!(beat.overdue(), None);
+        beat.beat(Duration::ZERO, Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(beat.overdue().is_some());
+        beat.beat(Duration::from_secs(300), Duration::ZERO);
+        assert_eq!(beat.overdue(), None, "a long backoff is not a stall");
+    }
+
+    #[test]
     fn an_empty_secret_accepts_nothing_not_even_an_empty_gitlab_token() {
         let mut headers = HeaderMap::new();
         headers.insert("x-gitlab-token", "".parse().unwrap());
