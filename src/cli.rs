@@ -82,6 +82,28 @@ pub struct PolicyArgs {
     pub registries: Vec<String>,
 }
 
+/// Bounds that keep `run` responsive whatever the remote or the network clients do.
+#[derive(Debug, Args, Clone)]
+pub struct LoopLimits {
+    /// /healthz answers 503 when no pass has completed for this long past when one was due
+    /// (after the interval or retry backoff) [default: 3 x --interval, at least 5m].
+    #[arg(long, value_parser = parse_duration)]
+    pub unhealthy_after: Option<std::time::Duration>,
+    /// A git fetch gives up when connecting, or any single read, takes longer than this.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub fetch_idle_timeout: std::time::Duration,
+    /// A git fetch gives up when it takes longer than this in all.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub fetch_timeout: std::time::Duration,
+    /// An HTTP connection on --listen is closed when a request head does not arrive within
+    /// this (also between keep-alive requests), as is a webhook body that is slower.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub http_idle_timeout: std::time::Duration,
+    /// HTTP connections served at once on --listen; more wait until one closes.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub http_max_connections: u16,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse, interpolate and check policy; no Docker needed. Exit 0 valid, 2 invalid.
@@ -132,12 +154,17 @@ pub enum Command {
         /// Time between passes (spread by ±10%).
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         interval: std::time::Duration,
-        /// Serve /healthz, /status, /metrics and POST /hooks/git on this address.
+        /// Serve /healthz, /status, /metrics and POST /hooks/git on this address. Without
+        /// --webhook-secret anyone who reaches it can start passes: keep it on loopback.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
-        /// Shared secret the webhook must be signed with (GitHub/Gitea HMAC, GitLab token).
+        /// Shared secret the webhook must be signed with (GitHub/Gitea HMAC, GitLab token);
+        /// must not be empty. Hooks coalesce: a burst starts one pass now and at most one after
+        /// it, and passes they start are at least 1 s apart.
         #[arg(long, env = "RECONCILER_WEBHOOK_SECRET", hide_env_values = true)]
         webhook_secret: Option<String>,
+        #[command(flatten)]
+        limits: LoopLimits,
         #[arg(long)]
         prune: bool,
         #[arg(long, default_value = "512MiB", value_parser = parse_size)]

@@ -139,10 +139,25 @@ pub struct LoopSettings {
     pub interval: std::time::Duration,
     pub listen: Option<std::net::SocketAddr>,
     pub webhook_secret: Option<String>,
+    pub limits: crate::cli::LoopLimits,
 }
 
-/// `run`: pass after pass until SIGTERM/SIGINT. A pass in progress is finished first, so
-/// nothing is left half-done; a `kill -9` is resolved by the next start's recovery.
+/// Passes started by webhooks or SIGHUP are at least this far apart, so a stream of triggers
+/// cannot keep the loop (and the engine, and the remote) permanently busy.
+pub const MIN_TRIGGERED_SPACING: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl LoopSettings {
+    /// `--unhealthy-after`, or 3 intervals, at least 5 minutes (a slow fetch is not a stall).
+    pub fn unhealthy_after(&self) -> std::time::Duration {
+        self.limits
+            .unhealthy_after
+            .unwrap_or_else(|| (self.interval * 3).max(std::time::Duration::from_secs(300)))
+    }
+}
+
+/// `run`: pass after pass until SIGTERM/SIGINT. A pass that is still fetching or reading is
+/// dropped at once; one that is updating finishes the service in progress and starts no other,
+/// so nothing is left half-done; a `kill -9` is resolved by the next start's recovery.
 pub async fn run(
     host: &Host,
     source: &SourceArgs,
@@ -164,11 +179,29 @@ pub async fn run(
             _ = interrupt.recv() => {}
         }
         crate::executor::request_stop();
+        crate::source::cancel_fetches();
         stop_signal.notify_one();
+    });
+    if looping
+        .webhook_secret
+        .as_deref()
+        .is_some_and(|s| s.trim().is_empty())
+    {
+        bail!("--webhook-secret is empty: an empty secret would let anyone start passes; set a long random value, or leave the flag out");
+    }
+    if let Some(addr) = looping.listen {
+        if !addr.ip().is_loopback() && looping.webhook_secret.is_none() {
+            eprintln!("warning: --listen {addr} is reachable from other hosts and no --webhook-secret is set: anyone who reaches it can start passes");
+        }
+    }
+    crate::source::set_fetch_limits(crate::source::FetchLimits {
+        idle: looping.limits.fetch_idle_timeout,
+        total: looping.limits.fetch_timeout,
     });
     let source = source_settings(host, source, policy)?;
     let engine = engine(host)?;
     let status = SharedStatus::default();
+    let heartbeat = crate::server::Heartbeat::new(looping.unhealthy_after());
     let trigger = std::sync::Arc::new(tokio::sync::Notify::new());
     std::fs::create_dir_all(host.state_dir.root())?;
     std::fs::write(host.state_dir.pid_file(), std::process::id().to_string())?;
@@ -180,8 +213,15 @@ pub async fn run(
             status: status.clone(),
             trigger: trigger.clone(),
             webhook_secret: looping.webhook_secret.clone(),
+            heartbeat: heartbeat.clone(),
+            unhealthy_after: looping.unhealthy_after(),
+            idle_timeout: looping.limits.http_idle_timeout,
         });
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let limits = crate::server::HttpLimits {
+            idle_timeout: looping.limits.http_idle_timeout,
+            max_connections: looping.limits.http_max_connections.into(),
+        };
+        tokio::spawn(crate::server::serve(listener, app, limits));
         tracing::info!("listening on {addr}");
     }
     // A container stopped or removed by hand starts a pass now, not at the next interval.
@@ -234,7 +274,22 @@ pub async fn run(
     let mut failures_in_a_row = 0u32;
     loop {
         let started = std::time::Instant::now();
-        let result = reconcile_once(&engine, &source, &host.state_dir, settings, &|_| {}).await;
+        let mut stop_after_pass = false;
+        let pass = reconcile_once(&engine, &source, &host.state_dir, settings, &|_| {});
+        tokio::pin!(pass);
+        let result = tokio::select! {
+            result = &mut pass => result,
+            _ = stopping.notified() => {
+                if !crate::reconciler::pass_is_changing() {
+                    // Still fetching or reading (perhaps from a remote that stopped
+                    // answering): nothing has been changed, so nothing is left half-done.
+                    break;
+                }
+                // An update is in progress: the executor finishes that service, starts no other.
+                stop_after_pass = true;
+                pass.await
+            }
+        };
         record_pass(&status, started, &result);
         if let Ok(report) = &result {
             *watched.lock().expect("watched lock") =
@@ -275,12 +330,22 @@ pub async fn run(
                 jittered(looping.interval)
             }
         };
+        heartbeat.beat(wait, looping.unhealthy_after());
+        if stop_after_pass {
+            break;
+        }
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(wait) => continue,
             // Webhook and SIGHUP start a pass at once; triggers that come while a pass runs
             // collapse into one permit, so a burst never means a pass per trigger.
             _ = trigger.notified() => {}
             _ = hangup.recv() => {}
+            _ = stopping.notified() => break,
+        }
+        // ... and no sooner than MIN_TRIGGERED_SPACING after the last one started.
+        let spacing = MIN_TRIGGERED_SPACING.saturating_sub(started.elapsed());
+        tokio::select! {
+            _ = tokio::time::sleep(spacing) => {}
             _ = stopping.notified() => break,
         }
     }
@@ -520,5 +585,47 @@ fn plural(n: usize) -> &'static str {
         ""
     } else {
         "s"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::time::Duration;
+
+    fn looping(args: &[&str]) -> LoopSettings {
+        let mut argv = vec!["reconciler", "run", "--repo", "x"];
+        argv.extend_from_slice(args);
+        let crate::cli::Command::Run {
+            interval, limits, ..
+        } = crate::cli::Cli::parse_from(argv).command
+        else {
+            unreachable!()
+        };
+        LoopSettings {
+            interval,
+            listen: None,
+            webhook_secret: None,
+            limits,
+        }
+    }
+
+    #[test]
+    fn unhealthy_after_defaults_to_three_intervals_and_at_least_five_minutes() {
+        assert_eq!(looping(&[]).unhealthy_after(), Duration::from_secs(300));
+        assert_eq!(
+            looping(&["--interval", "10m"]).unhealthy_after(),
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            looping(&["--unhealthy-after", "20s"]).unhealthy_after(),
+            Duration::from_secs(20)
+        );
+        let limits = looping(&[]).limits;
+        assert_eq!(limits.fetch_idle_timeout, Duration::from_secs(60));
+        assert_eq!(limits.fetch_timeout, Duration::from_secs(600));
+        assert_eq!(limits.http_idle_timeout, Duration::from_secs(30));
+        assert_eq!(limits.http_max_connections, 64);
     }
 }

@@ -51,6 +51,7 @@ fn main() {
                 interval,
                 listen,
                 webhook_secret,
+                limits,
                 prune,
                 min_free_disk,
                 no_self_heal,
@@ -66,6 +67,7 @@ fn main() {
                     interval: *interval,
                     listen: *listen,
                     webhook_secret: webhook_secret.clone(),
+                    limits: limits.clone(),
                 };
                 commands::run(&host, source, policy, &settings, &looping).await
             }

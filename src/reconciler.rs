@@ -84,7 +84,7 @@ pub async fn read_desired(
             let rev = source.rev.clone();
             let allow = source.allow_non_fast_forward;
             let previous = state_dir.load()?.source_commit;
-            tokio::task::spawn_blocking(move || -> Result<Snapshot, SourceError> {
+            crate::source::run_bounded(url, move || -> Result<Snapshot, SourceError> {
                 let tip = git.fetch()?;
                 let commit = match rev {
                     Some(rev) => git.resolve(&rev)?,
@@ -97,8 +97,7 @@ pub async fn read_desired(
                 };
                 git.checkout(&commit)
             })
-            .await
-            .expect("fetch task panicked")?
+            .await?
         }
     };
     let mut dir = snapshot.dir.clone();
@@ -190,6 +189,9 @@ pub async fn reconcile_once<E: Engine>(
         settings,
     };
     let mut observed = observe(engine, &desired).await?;
+    // From here the pass changes containers and state: shutdown waits for it (the executor
+    // stops between services). Before, it only read, and shutdown may drop it.
+    let _changing = (!settings.dry_run).then(Changing::enter);
     if !settings.dry_run && executor.recover(&observed).await? {
         observed = observe(engine, &desired).await?;
     }
@@ -262,6 +264,30 @@ pub async fn reconcile_once<E: Engine>(
         suspended,
         plan,
     })
+}
+
+static CHANGING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a pass is past reading and is changing containers or state. The loop drops a pass
+/// at shutdown only while this is false.
+pub fn pass_is_changing() -> bool {
+    CHANGING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Marks the changing part of a pass; cleared when the pass ends, however it ends.
+struct Changing;
+
+impl Changing {
+    fn enter() -> Self {
+        CHANGING.store(true, std::sync::atomic::Ordering::SeqCst);
+        Changing
+    }
+}
+
+impl Drop for Changing {
+    fn drop(&mut self) {
+        CHANGING.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// What the loop shares with the HTTP server.

@@ -1,10 +1,14 @@
 //! `--listen`: `/healthz`, `/status` (JSON), `/metrics` (Prometheus text) and `POST /hooks/git`,
 //! which triggers a pass at once when the request is signed with the shared secret.
+//!
+//! Anyone who can reach the address can open connections: each must send a complete request
+//! head within the idle timeout (also between keep-alive requests), at most `max_connections`
+//! are served at once (the rest wait in the kernel's backlog, using no descriptor here), and a
+//! webhook body is at most [`MAX_HOOK_BODY`].
 
 use crate::plan::Action;
 use crate::reconciler::SharedStatus;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,15 +16,67 @@ use axum::Router;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt::Write;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
+
+/// The largest webhook body read; forges send a few KiB.
+pub const MAX_HOOK_BODY: usize = 1 << 20;
 
 #[derive(Clone)]
 pub struct ServerState {
     pub status: SharedStatus,
     pub trigger: Arc<Notify>,
     pub webhook_secret: Option<String>,
+    /// When the loop last finished a pass: `/healthz` fails when it is overdue.
+    pub heartbeat: Heartbeat,
+    /// `--unhealthy-after`, for the message.
+    pub unhealthy_after: Duration,
+    /// Also the longest a webhook body may take to arrive.
+    pub idle_timeout: Duration,
+}
+
+/// When the loop last finished a pass, and by when it should finish the next one, shared
+/// with the HTTP server.
+#[derive(Clone)]
+pub struct Heartbeat(Arc<Mutex<Beat>>);
+
+struct Beat {
+    last: Instant,
+    /// Allowed silence: the wait before the next pass (interval or backoff) plus the limit.
+    allowed: Duration,
+}
+
+impl Heartbeat {
+    /// At start: the first pass must complete within `limit`.
+    pub fn new(limit: Duration) -> Self {
+        Self(Arc::new(Mutex::new(Beat {
+            last: Instant::now(),
+            allowed: limit,
+        })))
+    }
+
+    /// A pass completed; the next starts after `wait` and must complete within `limit`.
+    pub fn beat(&self, wait: Duration, limit: Duration) {
+        *self.0.lock().expect("heartbeat lock") = Beat {
+            last: Instant::now(),
+            allowed: wait + limit,
+        };
+    }
+
+    /// Since the last completed pass, when that is longer than allowed.
+    pub fn overdue(&self) -> Option<Duration> {
+        let beat = self.0.lock().expect("heartbeat lock");
+        let age = beat.last.elapsed();
+        (age > beat.allowed).then_some(age)
+    }
+}
+
+/// Bounds on what clients of `--listen` can hold.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 pub fn router(state: ServerState) -> Router {
@@ -32,8 +88,50 @@ pub fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Serve `app` on `listener` until the process ends, within `limits`.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: HttpLimits) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        // Take a permit before accepting: a connection over the limit stays in the backlog.
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, most likely: give the passes room, then try again.
+                tracing::warn!("--listen: cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.idle_timeout);
+            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+/// 200 while passes keep completing; 503 with the reason when none has for `unhealthy_after`
+/// past the time the next one was due (a stuck remote, a wedged engine), so a supervisor can
+/// notice.
+async fn healthz(State(s): State<ServerState>) -> Response {
+    if let Some(age) = s.heartbeat.overdue() {
+        let body = format!(
+            "unhealthy: no pass has completed for {}s, more than --unhealthy-after ({}s) past when one was due\n",
+            age.as_secs(),
+            s.unhealthy_after.as_secs()
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    "ok\n".into_response()
 }
 
 async fn status(State(s): State<ServerState>) -> Response {
@@ -137,7 +235,21 @@ async fn metrics(State(s): State<ServerState>) -> Response {
     ([("content-type", "text/plain; version=0.0.4")], out).into_response()
 }
 
-async fn hook(State(s): State<ServerState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn hook(State(s): State<ServerState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let read = axum::body::to_bytes(body, MAX_HOOK_BODY);
+    let body = match tokio::time::timeout(s.idle_timeout, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {MAX_HOOK_BODY} bytes\n"),
+            )
+                .into_response()
+        }
+        Err(_) => return (StatusCode::REQUEST_TIMEOUT, "body too slow\n").into_response(),
+    };
     if let Some(secret) = &s.webhook_secret {
         if !signed(secret, &headers, &body) {
             tracing::warn!("webhook refused: missing or bad signature");
@@ -151,6 +263,10 @@ async fn hook(State(s): State<ServerState>, headers: HeaderMap, body: Bytes) -> 
 /// GitHub (`X-Hub-Signature-256: sha256=<hex>`), Gitea/Forgejo (`X-Gitea-Signature: <hex>`), both
 /// HMAC-SHA256 of the body; GitLab (`X-Gitlab-Token: <secret>`).
 pub fn signed(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    // An empty secret signs nothing (an empty GitLab token would match it); `run` refuses one.
+    if secret.is_empty() {
+        return false;
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(sig) = header("x-hub-signature-256").and_then(|v| v.strip_prefix("sha256=")) {
         return hmac_matches(secret, body, sig);
@@ -223,5 +339,23 @@ mod tests {
         headers.insert("x-gitlab-token", "s3cret".parse().unwrap());
         assert!(signed("s3cret", &headers, b""));
         assert!(!signed("s3cre", &headers, b""));
+    }
+
+    #[test]
+    fn the_heartbeat_is_overdue_only_past_the_wait_plus_the_limit() {
+        let beat = Heartbeat::new(Duration::from_secs(60));
+        assert_eq!(beat.overdue(), None);
+        beat.beat(Duration::ZERO, Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(beat.overdue().is_some());
+        beat.beat(Duration::from_secs(300), Duration::ZERO);
+        assert_eq!(beat.overdue(), None, "a long backoff is not a stall");
+    }
+
+    #[test]
+    fn an_empty_secret_accepts_nothing_not_even_an_empty_gitlab_token() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-gitlab-token", "".parse().unwrap());
+        assert!(!signed("", &headers, b""));
     }
 }

@@ -7,6 +7,9 @@ use git2::{Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository}
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -32,12 +35,92 @@ pub enum SourceError {
     NoDirectory(PathBuf),
     #[error("--rev needs a git source; {0} is a plain directory, read as it is")]
     RevOnDirectory(String),
+    #[error("fetch of {url} stopped: shutting down")]
+    Cancelled { url: String },
 }
 
 impl SourceError {
     /// A remote that cannot be reached now may answer later; the rest needs a person.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Fetch { .. })
+    }
+}
+
+/// How long a fetch may take. A remote that accepts the connection and then says nothing must
+/// not hold the loop: each connect and each read waits at most `idle`, the whole fetch `total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(60),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+static LIMITS: OnceLock<FetchLimits> = OnceLock::new();
+/// Set on SIGTERM/SIGINT: a fetch in flight gives up at its next callback.
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+/// One fetch at a time: a fetch abandoned at its deadline may still hold its thread (libgit2
+/// cannot be interrupted inside a read), and must not be joined by another, then another.
+static FETCHING: Mutex<()> = Mutex::new(());
+
+/// Set the fetch limits once, before the first fetch (`run --git-idle-timeout/--git-timeout`);
+/// without a call the defaults hold.
+pub fn set_fetch_limits(limits: FetchLimits) {
+    let _ = LIMITS.set(limits);
+}
+
+fn fetch_limits() -> FetchLimits {
+    *LIMITS.get_or_init(FetchLimits::default)
+}
+
+/// Make every fetch in flight, and any started later, give up (shutdown).
+pub fn cancel_fetches() {
+    CANCELLED.store(true, Ordering::Relaxed);
+}
+
+fn cancelled() -> bool {
+    CANCELLED.load(Ordering::Relaxed)
+}
+
+/// libgit2's socket timeouts are process globals: set them once, before the first connection.
+fn apply_socket_timeouts(limits: FetchLimits) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let ms = |d: Duration| d.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+        // SAFETY: these write two C ints libgit2 reads when it opens a socket. The Once runs
+        // before any fetch (every fetch passes here first), so no socket is being opened.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(limits.idle));
+            let _ = git2::opts::set_server_timeout_in_milliseconds(ms(limits.idle));
+        }
+    });
+}
+
+/// Run blocking git work (fetch, resolve, checkout) off the runtime and wait for it at most the
+/// fetch limit plus one idle period: libgit2 enforces the limits itself where it can, this
+/// catches what it cannot (a remote that trickles a byte just before each idle timeout).
+pub async fn run_bounded<T: Send + 'static>(
+    url: &str,
+    work: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
+) -> Result<T, SourceError> {
+    let limits = fetch_limits();
+    let bound = limits.total + limits.idle;
+    match tokio::time::timeout(bound, tokio::task::spawn_blocking(work)).await {
+        Ok(joined) => joined.expect("git task panicked"),
+        Err(_) => Err(SourceError::Fetch {
+            url: crate::mask::redact_url(url),
+            message: format!(
+                "no result after {}; the remote is too slow or stopped answering",
+                humantime::format_duration(bound)
+            ),
+        }),
     }
 }
 
@@ -123,8 +206,21 @@ impl GitSource {
         }
     }
 
-    /// Fetch the branch and return its tip. Blocking: call it from `spawn_blocking`.
+    /// Fetch the branch and return its tip. Blocking: call it through [`run_bounded`].
     pub fn fetch(&self) -> Result<String, SourceError> {
+        if cancelled() {
+            return Err(SourceError::Cancelled {
+                url: self.shown_url(),
+            });
+        }
+        let limits = fetch_limits();
+        apply_socket_timeouts(limits);
+        let _only_fetch = FETCHING.try_lock().map_err(|_| SourceError::Fetch {
+            url: self.shown_url(),
+            message: "the previous fetch has not ended yet (the remote stopped answering?)"
+                .to_string(),
+        })?;
+        let deadline = Instant::now() + limits.total;
         let repo = self.open()?;
         let mut remote = repo
             .remote_anonymous(&self.url)
@@ -133,13 +229,28 @@ impl GitSource {
                 message: self.scrub(e.message()),
             })?;
         let mut options = FetchOptions::new();
-        options.remote_callbacks(self.callbacks());
+        options.remote_callbacks(self.callbacks(deadline));
         let refspec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", self.branch);
         remote
             .fetch(&[refspec.as_str()], Some(&mut options), None)
-            .map_err(|e| SourceError::Fetch {
-                url: self.shown_url(),
-                message: self.scrub(e.message()),
+            .map_err(|e| {
+                if cancelled() {
+                    return SourceError::Cancelled {
+                        url: self.shown_url(),
+                    };
+                }
+                let message = if Instant::now() >= deadline {
+                    format!(
+                        "took longer than {} (the fetch limit)",
+                        humantime::format_duration(limits.total)
+                    )
+                } else {
+                    self.scrub(e.message())
+                };
+                SourceError::Fetch {
+                    url: self.shown_url(),
+                    message,
+                }
             })?;
         let tip = repo
             .refname_to_id(&format!("refs/remotes/origin/{}", self.branch))
@@ -218,8 +329,13 @@ impl GitSource {
         })
     }
 
-    fn callbacks(&self) -> RemoteCallbacks<'_> {
+    /// Credentials, and a check on every progress report: past `deadline` or at shutdown the
+    /// fetch is aborted (returning false makes libgit2 stop the transfer).
+    fn callbacks(&self, deadline: Instant) -> RemoteCallbacks<'_> {
         let mut callbacks = RemoteCallbacks::new();
+        let go_on = move || !cancelled() && Instant::now() < deadline;
+        callbacks.transfer_progress(move |_| go_on());
+        callbacks.sideband_progress(move |_| go_on());
         let creds = self.credentials.clone();
         let mut tried = 0;
         callbacks.credentials(move |_url, username, allowed| {
