@@ -280,6 +280,29 @@ fn a_symlink_in_a_bound_folder_that_leaves_the_stack_is_refused_and_copies_nothi
 }
 
 #[test]
+fn a_bound_folder_with_a_link_inside_it_is_mounted_with_the_link_kept() {
+    let env = TestEnv::new("hostilebindok");
+    let image = env.registry.push(WEB_V1, "web:v1");
+    env.write(
+        "compose.yaml",
+        &format!("services:\n  web:\n    image: {image}\n    volumes:\n      - ./conf:/conf:ro\n    x-reconciler: {{min_ready: 1s}}\n"),
+    );
+    env.write("conf/v2/app.conf", "listen 8080\n");
+    std::os::unix::fs::symlink("v2", env.stack_dir().join("conf/current")).unwrap();
+
+    env.apply_ok();
+    let id = env.container_id("web");
+    assert_eq!(
+        docker_ok(&["exec", &id, "cat", "/conf/current/app.conf"]),
+        "listen 8080\n"
+    );
+    assert_eq!(
+        docker_ok(&["exec", &id, "readlink", "/conf/current"]).trim(),
+        "v2"
+    );
+}
+
+#[test]
 fn a_dot_env_linked_to_proc_environ_is_refused_and_reveals_nothing() {
     let env = TestEnv::new("hostileenviron");
     let image = env.registry.push(WEB_V1, "web:v1");

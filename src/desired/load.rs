@@ -329,21 +329,12 @@ fn special_kind(meta: &fs::Metadata) -> Option<&'static str> {
 }
 
 const LEAVES: &str = "a symlink that leaves the stack folder";
+const DANGLING: &str = "a symlink to nothing";
 
-/// Whether the link at `path` (inside `root`, canonical) points somewhere inside `root`. A
-/// dangling link counts as inside when its text stays inside lexically (nothing is read there).
+/// Whether the link at `path` (inside `root`, canonical) leads to something inside `root`. A
+/// dangling link is refused too: Docker creates a missing bind source where a link points.
 fn link_stays_inside(root: &Path, path: &Path) -> bool {
-    match path.canonicalize() {
-        Ok(real) => real.starts_with(root),
-        Err(_) => {
-            let Ok(target) = fs::read_link(path) else {
-                return false;
-            };
-            let from = path.parent().unwrap_or(root);
-            let rel = from.strip_prefix(root).unwrap_or(Path::new(""));
-            normalize(&rel.join(&target).to_string_lossy()).is_ok() && !target.is_absolute()
-        }
-    }
+    path.canonicalize().is_ok_and(|real| real.starts_with(root))
 }
 
 /// Walk `dir` (real, inside `root`) without following any link: folders are entered, regular
@@ -382,7 +373,8 @@ fn walk(
             walk(root, &path, &rel, hasher.as_deref_mut())?;
         } else if meta.is_symlink() {
             if !link_stays_inside(root, &path) {
-                return Err(refuse(&rel, LEAVES.into()));
+                let what = if path.exists() { LEAVES } else { DANGLING };
+                return Err(refuse(&rel, what.into()));
             }
             if let Some(h) = hasher.as_deref_mut() {
                 use std::os::unix::ffi::OsStrExt;
@@ -496,10 +488,8 @@ impl DirFiles {
         let full = self.root.join(&normalized);
         let real = match full.canonicalize() {
             Ok(real) => real,
-            Err(_)
-                if fs::symlink_metadata(&full).is_ok() && !link_stays_inside(&self.root, &full) =>
-            {
-                return Err(format!("'{rel}' is {LEAVES}"))
+            Err(_) if fs::symlink_metadata(&full).is_ok() => {
+                return Err(format!("'{rel}' is {DANGLING}"))
             }
             Err(_) => return Err(format!("'{rel}' does not exist in the stack folder")),
         };
@@ -654,7 +644,6 @@ mod tests {
         let web = tmp.path().join("web");
         std::os::unix::fs::symlink("app.conf", web.join("conf/alias.conf")).unwrap();
         std::os::unix::fs::symlink("..", web.join("conf/up")).unwrap();
-        std::os::unix::fs::symlink("missing", web.join("conf/dangling")).unwrap();
         let files = DirFiles::new(&web).unwrap();
         assert_eq!(files.resolve("./conf").unwrap(), "conf");
         assert_eq!(files.read("conf/alias.conf").unwrap(), b"x");
@@ -667,10 +656,16 @@ mod tests {
             "a link's target is part of the digest"
         );
         std::os::unix::fs::symlink("../../elsewhere", web.join("conf/out")).unwrap();
+        fs::create_dir(tmp.path().join("elsewhere")).unwrap();
         assert!(files
             .resolve("./conf")
             .unwrap_err()
             .contains("'conf/out', a symlink that leaves"));
+        fs::remove_dir(tmp.path().join("elsewhere")).unwrap();
+        assert!(files
+            .resolve("./conf")
+            .unwrap_err()
+            .contains("'conf/out', a symlink to nothing"));
     }
 
     #[test]
