@@ -109,6 +109,7 @@ pub async fn read_desired(
         host_env_dir: Some(state_dir.env_dir()),
         policy: source.policy.clone(),
         revision: snapshot.commit.clone(),
+        repo_root: Some(snapshot.dir.clone()),
     };
     let mut desired = tokio::task::spawn_blocking(move || load(&dir, &options))
         .await

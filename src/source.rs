@@ -319,9 +319,14 @@ impl GitSource {
             let parent = target.parent().expect("checkouts has a parent");
             fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
             let tmp = parent.join(format!(".tmp-{commit}-{}", std::process::id()));
+            // remove_dir_all does not follow links, so a half-written tree is safe to remove.
             let _ = fs::remove_dir_all(&tmp);
-            write_tree(&repo, &tree, &tmp).map_err(fail)?;
-            fs::rename(&tmp, &target).map_err(|e| fail(e.to_string()))?;
+            let written = write_tree(&repo, &tree, &tmp, "", &mut Budget::default())
+                .and_then(|()| fs::rename(&tmp, &target).map_err(|e| e.to_string()));
+            if let Err(message) = written {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(fail(message));
+            }
         }
         Ok(Snapshot {
             dir: target,
@@ -379,42 +384,190 @@ pub fn watch_directory(
     Ok(watcher)
 }
 
-fn write_tree(repo: &Repository, tree: &git2::Tree<'_>, dir: &Path) -> Result<(), String> {
-    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+/// Most entries one commit may write out: far beyond any desired-state repository.
+pub const MAX_CHECKOUT_ENTRIES: usize = 100_000;
+/// Most bytes one commit may write out, all files together.
+pub const MAX_CHECKOUT_BYTES: u64 = 1 << 30;
+/// Deepest folder nesting written out (recursion and path length stay bounded).
+pub const MAX_CHECKOUT_DEPTH: usize = 64;
+
+/// Why a tree entry name cannot be written as a file name, if it cannot: `.`, `..` and `.git`
+/// (any case) would step out of or into what we do not own, `/` and NUL are not one name.
+fn refused_name(name: &[u8]) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("an empty name");
+    }
+    if name == b"." || name == b".." {
+        return Some("'.' and '..' are not file names");
+    }
+    if name.eq_ignore_ascii_case(b".git") {
+        return Some("'.git' is git's own folder");
+    }
+    if name.contains(&b'/') {
+        return Some("a name holding '/'");
+    }
+    if name.contains(&0) {
+        return Some("a name holding NUL");
+    }
+    if std::str::from_utf8(name).is_err() {
+        return Some("a name that is not UTF-8");
+    }
+    None
+}
+
+/// What writing one commit has used so far, against the limits above.
+#[derive(Default)]
+struct Budget {
+    entries: usize,
+    bytes: u64,
+}
+
+/// Write `tree` into the fresh folder `dir`. Never follows a symlink: every folder is created
+/// by us (`create_dir` fails on anything already there), every file with O_CREAT|O_EXCL|
+/// O_NOFOLLOW. Errors name the offending path relative to the commit's root.
+fn write_tree(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    dir: &Path,
+    shown: &str,
+    budget: &mut Budget,
+) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let depth = shown.split('/').filter(|p| !p.is_empty()).count();
+    if depth > MAX_CHECKOUT_DEPTH {
+        return Err(format!(
+            "'{shown}' is nested deeper than {MAX_CHECKOUT_DEPTH} folders"
+        ));
+    }
+    fs::create_dir(dir).map_err(|e| format!("'{}': {e}", or_root(shown)))?;
+    let mut seen = std::collections::HashSet::new();
     for entry in tree.iter() {
-        let name = entry
-            .name()
-            .ok_or("a file name in the commit is not UTF-8")?;
-        let path = dir.join(name);
-        let object = entry.to_object(repo).map_err(|e| e.message().to_string())?;
+        let raw = entry.name_bytes();
+        let name = String::from_utf8_lossy(raw);
+        let rel = if shown.is_empty() {
+            name.to_string()
+        } else {
+            format!("{shown}/{name}")
+        };
+        if let Some(why) = refused_name(raw) {
+            return Err(format!(
+                "'{}': refused entry name ({why})",
+                rel.escape_debug()
+            ));
+        }
+        if !seen.insert(raw.to_vec()) {
+            return Err(format!("'{rel}': the tree holds two entries of this name"));
+        }
+        budget.entries += 1;
+        if budget.entries > MAX_CHECKOUT_ENTRIES {
+            return Err(format!(
+                "'{rel}': more than {MAX_CHECKOUT_ENTRIES} entries in one commit"
+            ));
+        }
+        let path = dir.join(&*name);
+        let git = |e: git2::Error| format!("'{rel}': {}", e.message());
         match entry.filemode() {
             0o040000 => {
-                let sub = object.peel_to_tree().map_err(|e| e.message().to_string())?;
-                write_tree(repo, &sub, &path)?;
-            }
-            0o120000 => {
-                // Kept as a symlink: the loader refuses one that leaves the stack folder.
-                let blob = object.peel_to_blob().map_err(|e| e.message().to_string())?;
-                let target = String::from_utf8_lossy(blob.content()).to_string();
-                std::os::unix::fs::symlink(target, &path).map_err(|e| e.to_string())?;
+                let sub = entry
+                    .to_object(repo)
+                    .and_then(|o| o.peel_to_tree())
+                    .map_err(git)?;
+                write_tree(repo, &sub, &path, &rel, budget)?;
             }
             0o160000 => {} // submodules are not part of the desired state
-            mode => {
-                let blob = object.peel_to_blob().map_err(|e| e.message().to_string())?;
-                fs::write(&path, blob.content()).map_err(|e| e.to_string())?;
-                if mode == 0o100755 {
-                    use std::os::unix::fs::PermissionsExt;
-                    let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o755));
+            mode @ (0o120000 | 0o100644 | 0o100755 | 0o100664) => {
+                // The size is read from the object header first, so an oversized blob is
+                // refused before it is loaded into memory.
+                let (size, _) = repo
+                    .odb()
+                    .and_then(|o| o.read_header(entry.id()))
+                    .map_err(git)?;
+                budget.bytes += size as u64;
+                if budget.bytes > MAX_CHECKOUT_BYTES {
+                    return Err(format!(
+                        "'{rel}': the commit's files exceed {MAX_CHECKOUT_BYTES} bytes"
+                    ));
+                }
+                let blob = repo.find_blob(entry.id()).map_err(git)?;
+                if mode == 0o120000 {
+                    // Kept as a link, never followed here; the loader refuses one that leaves
+                    // the stack folder.
+                    use std::os::unix::ffi::OsStrExt;
+                    let target = blob.content();
+                    if target.is_empty() || target.contains(&0) {
+                        return Err(format!(
+                            "'{rel}': a symlink target that is empty or holds NUL"
+                        ));
+                    }
+                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &path)
+                        .map_err(|e| format!("'{rel}': {e}"))?;
+                } else {
+                    let mut file = fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .mode(if mode == 0o100755 { 0o755 } else { 0o644 })
+                        .open(&path)
+                        .map_err(|e| format!("'{rel}': {e}"))?;
+                    file.write_all(blob.content())
+                        .map_err(|e| format!("'{rel}': {e}"))?;
                 }
             }
+            mode => return Err(format!("'{rel}': unsupported entry mode {mode:o}")),
         }
     }
     Ok(())
 }
 
+fn or_root(shown: &str) -> &str {
+    if shown.is_empty() {
+        "."
+    } else {
+        shown
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_step_out_or_into_git_are_refused_and_ordinary_ones_pass() {
+        for bad in [
+            &b""[..],
+            b".",
+            b"..",
+            b".git",
+            b".GIT",
+            b".gIt",
+            b"a/b",
+            b"../x",
+            b"a\0b",
+            b"\xff",
+        ] {
+            assert!(
+                refused_name(bad).is_some(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for good in [
+            &b"compose.yaml"[..],
+            b".env",
+            b"...",
+            b".gitignore",
+            b"git",
+            b"..a",
+        ] {
+            assert_eq!(
+                refused_name(good),
+                None,
+                "{}",
+                String::from_utf8_lossy(good)
+            );
+        }
+    }
 
     #[test]
     fn urls_are_git_and_paths_are_directories() {
