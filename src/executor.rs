@@ -370,9 +370,17 @@ impl<E: Engine> Executor<'_, E> {
         }
         if services.iter().any(|s| !s.repo_binds.is_empty()) {
             let target = self.state_dir.stack_files_dir(&stack.name, &stack.revision);
-            write_out_stack(&stack.dir, &target).map_err(|message| ExecError::StackFiles {
-                stack: stack.name.clone(),
-                message,
+            // What was written is recorded, so pruning can tell it from data a container wrote.
+            let record = |written: &std::path::Path| {
+                self.state_dir
+                    .record_stack_files(&stack.name, &stack.revision, written)
+                    .map_err(|e| e.to_string())
+            };
+            write_out_stack(&stack.dir, &target, record).map_err(|message| {
+                ExecError::StackFiles {
+                    stack: stack.name.clone(),
+                    message,
+                }
             })?;
         }
         Ok(())
@@ -946,7 +954,12 @@ fn failpoint(name: &str) {
 
 /// Copy the stack folder to where relative binds point, once per revision. Written to a temp
 /// folder and renamed, so a crash never leaves a half-written revision.
-fn write_out_stack(source: &std::path::Path, target: &std::path::Path) -> Result<(), String> {
+/// `record` sees the complete folder before it is put in place.
+fn write_out_stack(
+    source: &std::path::Path,
+    target: &std::path::Path,
+    record: impl FnOnce(&std::path::Path) -> Result<(), String>,
+) -> Result<(), String> {
     if target.exists() {
         return Ok(());
     }
@@ -955,6 +968,7 @@ fn write_out_stack(source: &std::path::Path, target: &std::path::Path) -> Result
     let tmp = parent.join(format!(".tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     copy_tree(source, &tmp).map_err(|e| format!("{}: {e}", source.display()))?;
+    record(&tmp)?;
     std::fs::rename(&tmp, target).map_err(|e| e.to_string())
 }
 
