@@ -274,17 +274,17 @@ fn a_full_state_dir_stops_the_pass_before_the_running_container_is_touched() {
 
     env.write_compose(&web_v(&v2));
     let out = env.run("apply", &[]);
-    out.assert_code(2);
-    assert!(
-        out.stderr.contains("nothing was changed")
-            && out.stderr.contains(&env.state.path().display().to_string()),
-        "a clear error naming the state dir:\n{out}"
-    );
     let after = env.container("web");
     assert_eq!(
         (&after.id, &after.image, after.is_running()),
         (&before.id, &before.image, true),
         "the running container was touched:\n{out}"
+    );
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("nothing was changed")
+            && out.stderr.contains(&env.state.path().display().to_string()),
+        "a clear error naming the state dir:\n{out}"
     );
 
     std::fs::remove_file(&fill).unwrap();
