@@ -11,7 +11,7 @@ use crate::reconciler::{
     backoff, jittered, read_desired, reconcile_once, record_pass, SharedStatus, SourceSettings,
 };
 use crate::source::{Credentials, SourceSpec};
-use crate::state::StateDir;
+use crate::state::{check_service_name, check_stack_name, LockKind, StateDir};
 use anyhow::{bail, Result};
 
 pub const EXIT_OK: i32 = 0;
@@ -101,6 +101,8 @@ pub async fn apply(
     policy: &PolicyArgs,
     settings: &ApplySettings,
 ) -> Result<i32> {
+    // Two writers at once would race on containers and state: the second stops here.
+    let _lock = host.state_dir.lock(LockKind::Writer)?;
     let source = source_settings(host, source, policy)?;
     let engine = engine(host)?;
     let print_plan = |plan: &crate::plan::Plan| print!("{plan}");
@@ -165,6 +167,8 @@ pub async fn run(
     settings: &ApplySettings,
     looping: &LoopSettings,
 ) -> Result<i32> {
+    // Held until exit: keeps other writers out and tells `sync` (via the kernel) who we are.
+    let _lock = host.state_dir.lock(LockKind::Loop)?;
     use tokio::signal::unix::{signal, SignalKind};
     // First: a SIGTERM that arrives while we start must stop us cleanly, not by default action.
     let mut hangup = signal(SignalKind::hangup())?;
@@ -363,13 +367,13 @@ fn source_description(source: &SourceSettings) -> String {
     }
 }
 
-/// Signal the running loop (`sync`, and after `retry`/`suspend`/`resume`).
+/// Signal the running loop (`sync`, and after `retry`/`suspend`/`resume`): only the process
+/// the kernel says holds the loop's lock, never a pid read from a file that may be stale.
 fn poke_loop(host: &Host) -> Result<bool> {
-    let Ok(pid) = std::fs::read_to_string(host.state_dir.pid_file()) else {
+    let Some(pid) = host.state_dir.loop_holder()? else {
         return Ok(false);
     };
-    let pid: i32 = pid.trim().parse()?;
-    // SAFETY: kill has no memory preconditions; a stale pid fails with ESRCH.
+    // SAFETY: kill has no memory preconditions.
     Ok(unsafe { libc::kill(pid, libc::SIGHUP) } == 0)
 }
 
@@ -386,6 +390,9 @@ pub fn sync(host: &Host) -> Result<i32> {
 }
 
 pub fn retry(host: &Host, stack: &str, service: &str) -> Result<i32> {
+    // Names become file names: checked before any path is built.
+    check_stack_name(stack)?;
+    check_service_name(service)?;
     host.state_dir.request_retry(stack, service)?;
     let running = poke_loop(host)?;
     println!(
@@ -400,6 +407,7 @@ pub fn retry(host: &Host, stack: &str, service: &str) -> Result<i32> {
 }
 
 pub fn suspend(host: &Host, stack: &str, suspended: bool) -> Result<i32> {
+    check_stack_name(stack)?;
     host.state_dir.suspend(stack, suspended)?;
     poke_loop(host)?;
     println!(
@@ -502,7 +510,17 @@ pub fn history(
     service: Option<&str>,
     output: Output,
 ) -> Result<i32> {
-    let mut entries = host.state_dir.journal()?;
+    let journal = host.state_dir.read_journal()?;
+    if journal.skipped > 0 {
+        tracing::warn!(
+            "skipped {} line{} of {} that {} not a journal entry (torn by a crash, or damaged)",
+            journal.skipped,
+            plural(journal.skipped),
+            host.state_dir.journal_path().display(),
+            if journal.skipped == 1 { "is" } else { "are" }
+        );
+    }
+    let mut entries = journal.entries;
     entries
         .retain(|e| stack.is_none_or(|s| e.stack == s) && service.is_none_or(|s| e.service == s));
     entries.reverse();

@@ -370,9 +370,17 @@ impl<E: Engine> Executor<'_, E> {
         }
         if services.iter().any(|s| !s.repo_binds.is_empty()) {
             let target = self.state_dir.stack_files_dir(&stack.name, &stack.revision);
-            write_out_stack(&stack.dir, &target).map_err(|message| ExecError::StackFiles {
-                stack: stack.name.clone(),
-                message,
+            // What was written is recorded, so pruning can tell it from data a container wrote.
+            let record = |written: &std::path::Path| {
+                self.state_dir
+                    .record_stack_files(&stack.name, &stack.revision, written)
+                    .map_err(|e| e.to_string())
+            };
+            write_out_stack(&stack.dir, &target, record).map_err(|message| {
+                ExecError::StackFiles {
+                    stack: stack.name.clone(),
+                    message,
+                }
             })?;
         }
         Ok(())
@@ -946,7 +954,12 @@ fn failpoint(name: &str) {
 
 /// Copy the stack folder to where relative binds point, once per revision. Written to a temp
 /// folder and renamed, so a crash never leaves a half-written revision; removed on failure.
-fn write_out_stack(source: &std::path::Path, target: &std::path::Path) -> Result<(), String> {
+/// `record` sees the complete folder before it is put in place.
+fn write_out_stack(
+    source: &std::path::Path,
+    target: &std::path::Path,
+    record: impl FnOnce(&std::path::Path) -> Result<(), String>,
+) -> Result<(), String> {
     if target.exists() {
         return Ok(());
     }
@@ -957,6 +970,7 @@ fn write_out_stack(source: &std::path::Path, target: &std::path::Path) -> Result
     let copied = copy_tree(source, &tmp, std::path::Path::new(""))
         .and_then(|()| links_stay_inside(&tmp))
         .map_err(|e| format!("{}: {e}", source.display()))
+        .and_then(|()| record(&tmp))
         .and_then(|()| std::fs::rename(&tmp, target).map_err(|e| e.to_string()));
     if copied.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -1146,7 +1160,7 @@ mod write_out_tests {
         symlink("v2", stack.join("conf/current")).unwrap();
         symlink(".", stack.join("conf/loop")).unwrap();
         let target = tmp.path().join("files/rev1");
-        write_out_stack(&stack, &target).unwrap();
+        write_out_stack(&stack, &target, |_| Ok(())).unwrap();
         assert_eq!(
             std::fs::read_link(target.join("conf/current")).unwrap(),
             std::path::Path::new("v2")
@@ -1180,7 +1194,7 @@ mod write_out_tests {
             std::fs::create_dir_all(stack.join("conf")).unwrap();
             make(&stack.join("conf").join(name)).unwrap();
             let files = tmp.path().join(format!("files-{name}"));
-            let err = write_out_stack(&stack, &files.join("rev")).unwrap_err();
+            let err = write_out_stack(&stack, &files.join("rev"), |_| Ok(())).unwrap_err();
             assert!(err.contains(&format!("conf/{name}")), "{name}: {err}");
             let left: Vec<_> = std::fs::read_dir(&files).unwrap().flatten().collect();
             assert!(left.is_empty(), "{name}: {left:?}");

@@ -157,6 +157,8 @@ pub async fn reconcile_once<E: Engine>(
     on_plan: &dyn Fn(&Plan),
 ) -> Result<PassReport, PassError> {
     if !settings.dry_run {
+        // A pass that cannot record what it does must not start doing it.
+        state_dir.check_writable()?;
         // Made before anything is created with it; `diff` and `--dry-run` only read it.
         LabelKey::ensure(state_dir.root()).map_err(|source| state_io(state_dir, source))?;
     }
@@ -255,6 +257,11 @@ pub async fn reconcile_once<E: Engine>(
     if !settings.dry_run {
         state.source_commit = snapshot.commit.clone().or(state.source_commit);
         state_dir.save(&state)?;
+        // Housekeeping: a pass that did its work is not failed by it.
+        if let Err(e) = prune_state_dir(engine, state_dir, &state, snapshot.commit.as_deref()).await
+        {
+            tracing::warn!("not pruning the state dir this pass: {e}");
+        }
     }
     Ok(PassReport {
         commit: snapshot.commit,
@@ -289,6 +296,68 @@ impl Drop for Changing {
     fn drop(&mut self) {
         CHANGING.store(false, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// Remove the checkouts and revision folders nothing needs any more (see [`StateDir::prune`]).
+/// Kept: what any container of these stacks was created from (running or not: a stopped one
+/// still mounts its folder), what state names (last applied, last good, running), the commit
+/// just read. When the engine cannot say which containers exist, nothing is pruned.
+async fn prune_state_dir<E: Engine>(
+    engine: &E,
+    state_dir: &StateDir,
+    state: &crate::state::State,
+    commit: Option<&str>,
+) -> Result<(), crate::engine::EngineError> {
+    let mut projects: std::collections::BTreeSet<String> =
+        state_dir.stacks_with_files().into_iter().collect();
+    projects.extend(state.stacks.keys().cloned());
+    let projects: Vec<String> = projects.into_iter().collect();
+    let containers = if projects.is_empty() {
+        vec![]
+    } else {
+        engine.list_containers(&projects).await?
+    };
+    let mut keep = crate::state::Keep::default();
+    let mut note = |stack: &str, revision: &str| {
+        keep.revisions
+            .entry(stack.to_string())
+            .or_default()
+            .insert(revision.to_string());
+        keep.commits.insert(revision.to_string());
+    };
+    for c in &containers {
+        if let Some(revision) = c.revision() {
+            note(&c.project, revision);
+        }
+    }
+    for (name, st) in &state.stacks {
+        let running = st
+            .services
+            .values()
+            .filter_map(|s| s.running_revision.as_deref());
+        for revision in st
+            .last_applied
+            .iter()
+            .chain(st.last_good.iter())
+            .map(String::as_str)
+            .chain(running)
+        {
+            note(name, revision);
+        }
+    }
+    keep.commits.extend(commit.map(str::to_string));
+    keep.commits.extend(state.source_commit.clone());
+    let state_dir_root = state_dir.root().to_path_buf();
+    let pruned = {
+        let dir = StateDir::new(state_dir_root);
+        tokio::task::spawn_blocking(move || dir.prune(&keep))
+            .await
+            .expect("prune task panicked")
+    };
+    for path in pruned.checkouts.iter().chain(&pruned.revisions) {
+        tracing::debug!("pruned {}", path.display());
+    }
+    Ok(())
 }
 
 /// What the loop shares with the HTTP server.
