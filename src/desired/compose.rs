@@ -5,7 +5,7 @@
 
 use super::dotenv;
 use super::error::Problem;
-use super::interpolate::interpolate;
+use super::interpolate::{interpolate_within, Budget};
 use super::model::*;
 use super::yaml::{Node, Value};
 use crate::mask::is_secret_key;
@@ -148,6 +148,7 @@ pub fn convert(
         vars,
         files,
         problems: Vec::new(),
+        budget: Budget::per_file(),
     };
     let parts = cx.stack(doc, project);
     if cx.problems.is_empty() {
@@ -165,6 +166,8 @@ struct Cx<'a> {
     vars: &'a Variables,
     files: &'a dyn StackFiles,
     problems: Vec<Problem>,
+    /// Interpolated bytes left for this file: aliases may repeat a `${BIG}` scalar many times.
+    budget: Budget,
 }
 
 /// An interpolated scalar and whether a host-local (secret) variable went into it.
@@ -228,8 +231,9 @@ impl Cx<'_> {
     fn text(&mut self, node: &Node, key: &str) -> Option<Text> {
         match &node.value {
             Value::Scalar { text, .. } => {
-                let lookup = |name: &str| self.vars.values.get(name).cloned();
-                match interpolate(text, &lookup) {
+                let vars = self.vars;
+                let lookup = |name: &str| vars.values.get(name).cloned();
+                match interpolate_within(text, &lookup, &mut self.budget) {
                     Ok(out) => {
                         let secret = out.used.iter().any(|v| self.vars.host_local.contains(v));
                         Some(Text {
