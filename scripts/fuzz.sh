@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Long fuzz/property run of the desired-state parser and loader (tests/fuzz_desired.rs).
-#   bash scripts/fuzz.sh [CASES]      (default 20000; FUZZ_SEED, FUZZ_MAX_SECS, FUZZ_MAX_RSS_MB
+#   bash scripts/fuzz.sh [CASES]      (default 20000; FUZZ_SEED, FUZZ_SCALE (percent of full input sizes), FUZZ_MAX_SECS, FUZZ_MAX_RSS_MB
 #                                      and FUZZ_PROFILE=release are honoured)
 # Prints the cases run, the longest time one input took and the maximum RSS; exits non-zero on
 # any failure (panic, unanswered input, an input over the time bound, RSS over the bound). A
@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export FUZZ_CASES="${1:-20000}"
+export FUZZ_SCALE="${FUZZ_SCALE:-100}"
 export FUZZ_SEED="${FUZZ_SEED:-$(date +%s)}"
 profile=()
 if [[ "${FUZZ_PROFILE:-dev}" == release ]]; then profile=(--release); fi

@@ -7,7 +7,8 @@
 //! without a panic, within `FUZZ_MAX_SECS`, on a 2 MiB stack (a tokio worker's), and the process
 //! must stay under `FUZZ_MAX_RSS_MB`. Parsed trees must respect the YAML limits.
 //!
-//! Normal test runs do `FUZZ_CASES` (default 40) from a fixed seed; `bash scripts/fuzz.sh
+//! Normal test runs do `FUZZ_CASES` (default 40) from a fixed seed at a tenth of the full input
+//! sizes (`FUZZ_SCALE`, percent); `bash scripts/fuzz.sh
 //! [CASES]` does a long run and prints cases, max time per input and max RSS. A failing input is
 //! written to target/fuzz-failures/ for replay.
 
@@ -40,6 +41,16 @@ impl Rng {
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
+}
+
+/// Percent of the full size of long and deep inputs (`FUZZ_SCALE`): 10 in the normal test run,
+/// which must take seconds on a debug build; scripts/fuzz.sh uses 100.
+static SCALE_PERCENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(10);
+
+/// A length for a long or deep input, up to `max` at full scale.
+fn big(rng: &mut Rng, max: usize) -> usize {
+    let scale = SCALE_PERCENT.load(std::sync::atomic::Ordering::Relaxed);
+    rng.below(max * scale / 100)
 }
 
 const WORDS: &[&str] = &[
@@ -149,7 +160,7 @@ fn scalar(rng: &mut Rng) -> String {
                 .replace('"', "\\\"")
         ),
         1 => format!("'{}'", interpolation(rng, 0).replace('\'', "''")),
-        2 => "x".repeat(rng.below(5000)),
+        2 => "x".repeat(big(rng, 5000)),
         3 => format!("\"{}\"", interpolation(rng, 0)),
         _ => rng.pick(WORDS).to_string(),
     }
@@ -221,7 +232,7 @@ fn env_file(rng: &mut Rng) -> String {
         let value = match rng.below(7) {
             0 => format!("\"{}\"", interpolation(rng, 0)),
             1 => format!("'{}'", rng.pick(WORDS)),
-            2 => "y".repeat(rng.below(100_000)),
+            2 => "y".repeat(big(rng, 100_000)),
             3 => "\"open\nmulti\nline".to_string(),
             4 => format!("{} # comment", rng.pick(WORDS)),
             _ => rng.pick(WORDS).to_string(),
@@ -246,25 +257,25 @@ fn hostile(rng: &mut Rng) -> String {
         }
         1 => rng
             .pick(&["[", "{", "- ", "{a: ", "[{", "? "])
-            .repeat(1 + rng.below(100_000)),
-        2 => (0..1 + rng.below(4000))
+            .repeat(1 + big(rng, 100_000)),
+        2 => (0..1 + big(rng, 4000))
             .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
             .collect(),
         3 => format!(
             "services:\n  web:\n    image: \"{}x{}\"\n",
-            "${A:-".repeat(rng.below(50_000)),
-            "}".repeat(rng.below(50_000))
+            "${A:-".repeat(big(rng, 50_000)),
+            "}".repeat(big(rng, 50_000))
         ),
         4 => format!(
             "services:\n  web:\n    command: \"{}\"\n",
-            "${LONG}".repeat(rng.below(5000))
+            "${LONG}".repeat(big(rng, 5000))
         ),
-        5 => (0..rng.below(30_000))
+        5 => (0..big(rng, 30_000))
             .map(|i| format!("k{i}: {i}\n"))
             .collect(),
         _ => format!(
             "s: &s {}\nl: [{}]\n",
-            "z".repeat(rng.below(1 << 20)),
+            "z".repeat(big(rng, 1 << 20)),
             vec!["*s"; 40].join(",")
         ),
     }
@@ -311,7 +322,7 @@ fn mutate(rng: &mut Rng, seed: &str, corpus: &[String]) -> String {
                 bytes.splice(at..at, token.bytes());
             }
             4 => bytes
-                .splice(at..at, "q".repeat(rng.below(200_000)).into_bytes())
+                .splice(at..at, "q".repeat(big(rng, 200_000)).into_bytes())
                 .for_each(drop),
             5 if !bytes.is_empty() => {
                 let to = at + rng.below(bytes.len() - at.min(bytes.len()) + 1);
@@ -514,6 +525,10 @@ fn parser_and_loader_answer_every_generated_and_mutated_input_in_bounded_time_an
     let seed = env_or("FUZZ_SEED", 0x5eed_0006);
     let max_time = Duration::from_secs(env_or("FUZZ_MAX_SECS", 10));
     let max_rss_mib = env_or("FUZZ_MAX_RSS_MB", 1024) as i64;
+    SCALE_PERCENT.store(
+        env_or("FUZZ_SCALE", 10) as usize,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let slow_report = Duration::from_millis(env_or("FUZZ_REPORT_SLOW_MS", 2000));
     let corpus = corpus();
     let (to_worker, inbox) = mpsc::channel::<(u64, Case)>();
