@@ -534,10 +534,17 @@ fn parser_and_loader_answer_every_generated_and_mutated_input_in_bounded_time_an
     let (to_worker, inbox) = mpsc::channel::<(u64, Case)>();
     let (to_main, results) = mpsc::channel::<(u64, Result<(), String>, Case)>();
     // A tokio worker's stack: if the loader fits here it fits in `run`.
+    // Panics of the worker are reported with their input below; the test thread's are shown.
+    let shown = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() != Some("fuzz-worker") {
+            shown(info);
+        }
+    }));
     std::thread::Builder::new()
+        .name("fuzz-worker".into())
         .stack_size(2 << 20)
         .spawn(move || {
-            std::panic::set_hook(Box::new(|_| {}));
             for (n, case) in inbox {
                 let outcome =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(&case)))
