@@ -5,7 +5,7 @@
 
 use super::dotenv;
 use super::error::Problem;
-use super::interpolate::{interpolate, InterpolateError};
+use super::interpolate::{interpolate_within, Budget, InterpolateError};
 use super::model::*;
 use super::yaml::{Node, Value};
 use crate::mask::is_secret_key;
@@ -143,6 +143,7 @@ pub fn convert(
     files: &dyn StackFiles,
 ) -> Result<StackParts, Vec<Problem>> {
     let mut cx = Cx {
+        dropped: 0,
         mount_lines: BTreeMap::new(),
         sensitive_keys: Vec::new(),
         secret_values: vars
@@ -155,17 +156,35 @@ pub fn convert(
         vars,
         files,
         problems: Vec::new(),
+        budget: Budget::per_file(),
     };
     let parts = cx.stack(doc, project);
     if cx.problems.is_empty() {
         Ok(parts)
     } else {
         cx.problems.sort_by_key(|p| p.line);
+        if cx.dropped > 0 {
+            cx.problems.push(Problem {
+                file: file.to_string(),
+                line: cx.problems.last().map_or(1, |p| p.line),
+                key: String::new(),
+                message: format!(
+                    "... and {} more problems (only the first {MAX_PROBLEMS} are listed)",
+                    cx.dropped
+                ),
+            });
+        }
         Err(cx.problems)
     }
 }
 
+/// A file with more problems than this is not a Compose file someone mistyped; listing them all
+/// (a hostile file can hold hundreds of thousands) would only cost time and memory.
+const MAX_PROBLEMS: usize = 200;
+
 struct Cx<'a> {
+    /// Problems past [`MAX_PROBLEMS`], counted rather than kept.
+    dropped: usize,
     /// Lines of mount entries by target, for the service being converted.
     mount_lines: BTreeMap<String, usize>,
     /// Keys whose value took a secret-looking variable, for the service being converted.
@@ -176,6 +195,8 @@ struct Cx<'a> {
     vars: &'a Variables,
     files: &'a dyn StackFiles,
     problems: Vec<Problem>,
+    /// Interpolated bytes left for this file: aliases may repeat a `${BIG}` scalar many times.
+    budget: Budget,
 }
 
 /// An interpolated scalar and whether a host-local (secret) variable went into it.
@@ -188,6 +209,10 @@ struct Text {
 
 impl Cx<'_> {
     fn problem(&mut self, node: &Node, key: &str, message: impl Into<String>) {
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.dropped += 1;
+            return;
+        }
         // Messages quote values ("'...' is not a size"): a secret must never be one of them.
         let message = crate::mask::scrub(
             &message.into(),
@@ -246,8 +271,9 @@ impl Cx<'_> {
     fn text(&mut self, node: &Node, key: &str) -> Option<Text> {
         match &node.value {
             Value::Scalar { text, .. } => {
-                let lookup = |name: &str| self.vars.values.get(name).cloned();
-                match interpolate(text, &lookup) {
+                let vars = self.vars;
+                let lookup = |name: &str| vars.values.get(name).cloned();
+                match interpolate_within(text, &lookup, &mut self.budget) {
                     Ok(out) => {
                         let secret = out.used.iter().any(|v| self.vars.host_local.contains(v));
                         let sensitive = secret || out.used.iter().any(|v| is_secret_key(v));
@@ -1616,6 +1642,10 @@ fn valid_service_name(name: &str) -> bool {
 
 /// The closest allowed key within a small edit distance, for "did you mean" hints.
 fn suggest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    // No Compose key is this long: a typo of one is not either, and the distance costs length².
+    if key.len() > 40 {
+        return None;
+    }
     allowed
         .iter()
         .map(|a| (edit_distance(key, a), *a))

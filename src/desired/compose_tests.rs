@@ -1561,3 +1561,18 @@ fn label_digests_of_secrets_are_keyed_and_a_spec_without_secrets_hashes_as_befor
     )));
     assert!(!first.1.to_string().contains(&unkeyed[..16]));
 }
+
+#[test]
+fn a_file_with_thousands_of_problems_lists_the_first_two_hundred_and_counts_the_rest() {
+    let mut text = String::from("services:\n  web:\n    image: web:1\n");
+    for i in 0..1000 {
+        text.push_str(&format!("unknown_{i}: {}\n", "x".repeat(50)));
+    }
+    let all = problems(&text);
+    assert_eq!(all.len(), 201, "{:#?}", &all[..3]);
+    assert!(
+        all[200].message.contains("800 more problems"),
+        "{:?}",
+        all[200]
+    );
+}

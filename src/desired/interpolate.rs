@@ -1,5 +1,32 @@
 //! Compose-style variable interpolation: `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
 //! `${VAR:?message}`, `${VAR?message}`, `${VAR:+alt}`, `${VAR+alt}` and `$$`.
+//!
+//! Bounded: a value may not grow past [`MAX_VALUE_BYTES`], one Compose file's values together
+//! past [`MAX_FILE_BYTES`] (see [`Budget`]), and `${` may nest [`MAX_NESTING`] levels deep. Each
+//! `$A` may stand for a large `.env` value, so output is checked as it grows, not at the end.
+
+/// Largest value one scalar may interpolate to. Certificates and JSON fit; gigabytes do not.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Largest total of interpolated values in one Compose file (aliases repeat scalars).
+pub const MAX_FILE_BYTES: usize = 16 << 20;
+/// Deepest `${A:-${B:-...}}` nesting; a real file uses two or three levels.
+pub const MAX_NESTING: usize = 16;
+/// Longest excerpt of the input an error message quotes.
+const QUOTED_INPUT_CHARS: usize = 80;
+
+/// Bytes of interpolated output left for one Compose file, shared by all its scalars.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    left: usize,
+}
+
+impl Budget {
+    pub fn per_file() -> Self {
+        Self {
+            left: MAX_FILE_BYTES,
+        }
+    }
+}
 
 /// Result of interpolating one string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,21 +42,41 @@ pub enum InterpolateError {
     Required { var: String, message: String },
     #[error("invalid interpolation syntax in {text:?}: {reason}")]
     Syntax { text: String, reason: String },
+    #[error("interpolation yields more than {limit} bytes for one value, the limit")]
+    ValueTooLong { limit: usize },
+    #[error("interpolation yields more than {limit} bytes for the whole file, the limit")]
+    FileTooLong { limit: usize },
+    #[error("'${{' is nested deeper than {limit} levels, the limit")]
+    TooDeep { limit: usize },
 }
 
 const DEFAULT_REQUIRED_MESSAGE: &str = "a value is required";
 
 /// Interpolates `input`, resolving variables through `lookup` (`None` means unset).
+/// One value on its own: only the per-value limit applies.
 pub fn interpolate(
     input: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Interpolated, InterpolateError> {
+    interpolate_within(input, lookup, &mut Budget::per_file())
+}
+
+/// As [`interpolate`], spending the output's length from `budget` (one per Compose file).
+pub fn interpolate_within(
+    input: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    budget: &mut Budget,
 ) -> Result<Interpolated, InterpolateError> {
     let mut expander = Expander {
         input,
         lookup,
         used: Vec::new(),
+        limit: MAX_VALUE_BYTES.min(budget.left),
+        file_limited: budget.left < MAX_VALUE_BYTES,
+        nesting: 0,
     };
     let text = expander.expand(input)?;
+    budget.left -= text.len();
     Ok(Interpolated {
         text,
         used: expander.used,
@@ -54,18 +101,40 @@ struct Expander<'a> {
     input: &'a str,
     lookup: &'a dyn Fn(&str) -> Option<String>,
     used: Vec<String>,
+    /// Most bytes any output may hold: the per-value limit, or less when the file's budget is.
+    limit: usize,
+    file_limited: bool,
+    /// `${` levels open around the text being expanded.
+    nesting: usize,
 }
 
 impl Expander<'_> {
     fn expand(&mut self, text: &str) -> Result<String, InterpolateError> {
-        let mut out = String::with_capacity(text.len());
+        let mut out = String::new();
         let mut rest = text;
         while let Some(pos) = rest.find('$') {
-            out.push_str(&rest[..pos]);
+            self.push(&mut out, &rest[..pos])?;
             rest = self.expand_dollar(&rest[pos + 1..], &mut out)?;
         }
-        out.push_str(rest);
+        self.push(&mut out, rest)?;
         Ok(out)
+    }
+
+    /// Appends `piece` unless that takes `out` past the limit: checked before the copy is made.
+    fn push(&self, out: &mut String, piece: &str) -> Result<(), InterpolateError> {
+        if out.len().saturating_add(piece.len()) > self.limit {
+            return Err(if self.file_limited {
+                InterpolateError::FileTooLong {
+                    limit: MAX_FILE_BYTES,
+                }
+            } else {
+                InterpolateError::ValueTooLong {
+                    limit: MAX_VALUE_BYTES,
+                }
+            });
+        }
+        out.push_str(piece);
+        Ok(())
     }
 
     /// Expands what follows a `$` into `out` and returns the text left after it.
@@ -76,22 +145,29 @@ impl Expander<'_> {
     ) -> Result<&'s str, InterpolateError> {
         match after.as_bytes().first() {
             Some(b'$') => {
-                out.push('$');
+                self.push(out, "$")?;
                 Ok(&after[1..])
             }
             Some(b'{') => {
+                if self.nesting >= MAX_NESTING {
+                    return Err(InterpolateError::TooDeep { limit: MAX_NESTING });
+                }
                 let inner = &after[1..];
                 let end = closing_brace(inner).ok_or_else(|| self.syntax("unterminated '${'"))?;
-                out.push_str(&self.expand_braced(&inner[..end])?);
+                self.nesting += 1;
+                let value = self.expand_braced(&inner[..end]);
+                self.nesting -= 1;
+                self.push(out, &value?)?;
                 Ok(&inner[end + 1..])
             }
             _ => {
                 let len = name_len(after);
                 if len == 0 {
                     // Compose keeps a `$` that starts no variable (`$1`, `5$`) as a literal.
-                    out.push('$');
+                    self.push(out, "$")?;
                 } else {
-                    out.push_str(&self.lookup(&after[..len]).unwrap_or_default());
+                    let value = self.lookup(&after[..len]).unwrap_or_default();
+                    self.push(out, &value)?;
                 }
                 Ok(&after[len..])
             }
@@ -102,7 +178,7 @@ impl Expander<'_> {
     fn expand_braced(&mut self, body: &str) -> Result<String, InterpolateError> {
         let len = name_len(body);
         if len == 0 {
-            return Err(self.syntax(format!("invalid variable name in '${{{body}}}'")));
+            return Err(self.syntax(format!("invalid variable name in '${{{}}}'", excerpt(body))));
         }
         let (name, modifier) = body.split_at(len);
         if modifier.is_empty() {
@@ -110,7 +186,9 @@ impl Expander<'_> {
         }
         let (test, action, arg) = parse_modifier(modifier).ok_or_else(|| {
             self.syntax(format!(
-                "unexpected '{modifier}' after variable name '{name}'"
+                "unexpected '{}' after variable name '{}'",
+                excerpt(modifier),
+                excerpt(name)
             ))
         })?;
         let value = self.lookup(name);
@@ -150,9 +228,18 @@ impl Expander<'_> {
 
     fn syntax(&self, reason: impl Into<String>) -> InterpolateError {
         InterpolateError::Syntax {
-            text: self.input.to_string(),
+            text: excerpt(self.input),
             reason: reason.into(),
         }
+    }
+}
+
+/// The input as an error quotes it: a long scalar (or one repeated by aliases) would otherwise
+/// be copied whole into every message.
+fn excerpt(input: &str) -> String {
+    match input.char_indices().nth(QUOTED_INPUT_CHARS) {
+        Some((end, _)) => format!("{}...", &input[..end]),
+        None => input.to_string(),
     }
 }
 
@@ -485,5 +572,89 @@ mod tests {
     #[test]
     fn used_includes_variables_from_nested_defaults() {
         assert_eq!(used("${A:-${B}}", &[("B", "b")]), ["B"]);
+    }
+    #[test]
+    fn a_value_repeated_past_the_per_value_limit_is_refused_before_it_is_built() {
+        let big = "x".repeat(1 << 16);
+        let input = "${A}".repeat(1 << 12); // would be 256 MiB
+        let err = error(&input, &[("A", &big)]);
+        assert_eq!(
+            err,
+            InterpolateError::ValueTooLong {
+                limit: MAX_VALUE_BYTES
+            }
+        );
+        assert!(
+            err.to_string().contains(&MAX_VALUE_BYTES.to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_value_just_under_the_limit_is_kept() {
+        let half = "x".repeat(MAX_VALUE_BYTES / 2);
+        assert_eq!(text("$A$A", &[("A", &half)]).len(), MAX_VALUE_BYTES);
+        assert!(matches!(
+            error("$A$A-", &[("A", &half)]),
+            InterpolateError::ValueTooLong { .. }
+        ));
+    }
+
+    #[test]
+    fn defaults_and_alternates_count_against_the_limit_too() {
+        let big = "x".repeat(MAX_VALUE_BYTES / 4 + 1);
+        let input = "${A:+${A}${A}}${B:-${A}${A}}";
+        assert!(matches!(
+            error(input, &[("A", &big)]),
+            InterpolateError::ValueTooLong { .. }
+        ));
+    }
+
+    #[test]
+    fn a_file_budget_is_shared_by_its_values() {
+        let big = "x".repeat(MAX_VALUE_BYTES);
+        let lookup = env(&[("A", &big)]);
+        let mut budget = Budget::per_file();
+        for _ in 0..MAX_FILE_BYTES / MAX_VALUE_BYTES {
+            interpolate_within("$A", &lookup, &mut budget).unwrap();
+        }
+        assert_eq!(
+            interpolate_within("$A", &lookup, &mut budget).unwrap_err(),
+            InterpolateError::FileTooLong {
+                limit: MAX_FILE_BYTES
+            }
+        );
+        // Text without variables costs its own length, so nothing more fits either.
+        assert!(interpolate_within("x", &lookup, &mut budget).is_err());
+        assert!(interpolate_within("", &lookup, &mut budget).is_ok());
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_is_expanded() {
+        let input = format!(
+            "{}x{}",
+            "${A:-".repeat(MAX_NESTING),
+            "}".repeat(MAX_NESTING)
+        );
+        assert_eq!(text(&input, &[]), "x");
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_refused_naming_the_limit() {
+        for depth in [MAX_NESTING + 1, 100_000] {
+            let input = format!("{}x{}", "${A:-".repeat(depth), "}".repeat(depth));
+            let started = std::time::Instant::now();
+            let err = error(&input, &[]);
+            assert_eq!(err, InterpolateError::TooDeep { limit: MAX_NESTING });
+            assert!(err.to_string().contains("16 levels"), "{err}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        }
+    }
+
+    #[test]
+    fn a_syntax_error_quotes_only_the_start_of_a_long_input() {
+        let input = format!("${{1{}}}", "y".repeat(100_000));
+        let message = error(&input, &[]).to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
     }
 }

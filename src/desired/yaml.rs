@@ -3,10 +3,25 @@
 //! Serde-based loaders lose line numbers by the time a value is typed; every error we report must
 //! name the line, so we build our own tree from the parser's marked events. Anchors, aliases and
 //! `<<` merge keys are resolved here, as Compose does.
+//!
+//! The text comes from whoever can push to the repository, so the tree is bounded: nesting depth
+//! ([`MAX_DEPTH`]) and the size the document expands to once every alias is copied in
+//! ([`MAX_NODES`], [`MAX_TEXT_BYTES`]). Events are pulled one at a time (yaml-rust2's own
+//! `Parser::load` recurses once per nesting level) and parsing stops at the first limit hit.
 
-use std::collections::HashMap;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use std::collections::{HashMap, HashSet};
+use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// Deepest nesting of mappings and sequences, aliases expanded. A Compose file needs a handful of
+/// levels; 64 leaves room for deep `x-` extensions while keeping every recursive walk of the tree
+/// (clone, drop, conversion) far from the stack's end.
+pub const MAX_DEPTH: usize = 64;
+/// Most nodes a document may hold with every alias expanded to its full size (an alias bomb is a
+/// few hundred bytes that expand to billions of nodes). Anchored copies count too.
+pub const MAX_NODES: usize = 250_000;
+/// Most scalar text (bytes) a document may hold with every alias expanded.
+pub const MAX_TEXT_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -70,35 +85,58 @@ impl Node {
 pub fn parse(text: &str) -> Result<Node, YamlError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, true).map_err(|e| YamlError {
-        line: e.marker().line(),
-        message: e.info().to_string(),
-    })?;
-    if let Some(err) = builder.error {
-        return Err(err);
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| YamlError {
+            line: e.marker().line(),
+            message: match e.info() {
+                // The scanner reads ahead in flow style and has its own cap at 255 levels, which
+                // it may reach before we see the 65th: name our limit, the one that matters.
+                "recursion limit exceeded" => too_deep(),
+                info => info.to_string(),
+            },
+        })?;
+        if event == Event::StreamEnd {
+            break;
+        }
+        builder.on_event(event, mark);
+        // Stop at the first problem: past a limit, going on is exactly what the attacker wants.
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
     }
-    match builder.documents.len() {
-        0 => Ok(Node {
-            line: 1,
-            value: Value::Null,
-        }),
-        1 => Ok(builder.documents.pop().expect("one document")),
-        _ => Err(YamlError {
-            line: builder.second_document_line,
-            message: "a Compose file holds one YAML document; found a second one (`---`)".into(),
-        }),
-    }
+    Ok(builder.document.unwrap_or(Node {
+        line: 1,
+        value: Value::Null,
+    }))
 }
 
-enum Frame {
-    Seq {
-        line: usize,
-        anchor: usize,
-        items: Vec<Node>,
-    },
+fn too_deep() -> String {
+    format!("mappings and lists are nested deeper than {MAX_DEPTH} levels, the limit for a Compose file")
+}
+
+/// What a node costs once every alias inside it is expanded.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    text_bytes: usize,
+    /// Levels of collections: 0 for a scalar, 1 for `[x]`, 2 for `[[x]]`.
+    height: usize,
+}
+
+/// A collection being built. `nodes_before`/`text_before` are the document's running totals when
+/// it started: the difference at its end is its expanded size.
+struct Frame {
+    line: usize,
+    anchor: usize,
+    nodes_before: usize,
+    text_before: usize,
+    child_height: usize,
+    kind: FrameKind,
+}
+
+enum FrameKind {
+    Seq(Vec<Node>),
     Map {
-        line: usize,
-        anchor: usize,
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
     },
@@ -107,9 +145,14 @@ enum Frame {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
-    documents: Vec<Node>,
-    second_document_line: usize,
+    anchors: HashMap<usize, (Node, Size)>,
+    document: Option<Node>,
+    /// Nodes and scalar bytes in the tree so far, aliases counted at their full size.
+    nodes: usize,
+    text_bytes: usize,
+    /// Nodes and bytes copied into the anchor table (each anchor keeps its own copy).
+    copied_nodes: usize,
+    copied_text_bytes: usize,
     error: Option<YamlError>,
 }
 
@@ -120,71 +163,162 @@ impl Builder {
         }
     }
 
-    fn push_node(&mut self, node: Node, anchor: usize) {
-        if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+    /// Adds `size` to the running totals; false (and an error) when a limit is passed.
+    fn spend(&mut self, line: usize, size: Size) -> bool {
+        self.nodes = self.nodes.saturating_add(size.nodes);
+        self.text_bytes = self.text_bytes.saturating_add(size.text_bytes);
+        self.within_limits(line)
+    }
+
+    fn within_limits(&mut self, line: usize) -> bool {
+        if self.nodes.saturating_add(self.copied_nodes) > MAX_NODES {
+            self.fail(line, format!("the document expands to more than {MAX_NODES} nodes, the limit for a Compose file (an alias counts as the full size of what it refers to)"));
+            return false;
         }
-        match self.stack.last_mut() {
-            None => self.documents.push(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map {
+        if self.text_bytes.saturating_add(self.copied_text_bytes) > MAX_TEXT_BYTES {
+            self.fail(line, format!("the document's text expands to more than {MAX_TEXT_BYTES} bytes, the limit for a Compose file (an alias counts as the full size of what it refers to)"));
+            return false;
+        }
+        true
+    }
+
+    /// Nesting depth a node of `height` reaches where it is placed now, checked against MAX_DEPTH.
+    fn fits_depth(&mut self, line: usize, height: usize) -> bool {
+        if self.stack.len() + height > MAX_DEPTH {
+            self.fail(line, too_deep());
+            return false;
+        }
+        true
+    }
+
+    fn push_node(&mut self, line: usize, node: Node, size: Size, anchor: usize) {
+        if anchor > 0 {
+            self.copied_nodes = self.copied_nodes.saturating_add(size.nodes);
+            self.copied_text_bytes = self.copied_text_bytes.saturating_add(size.text_bytes);
+            if !self.within_limits(line) {
+                return;
+            }
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        let Some(frame) = self.stack.last_mut() else {
+            self.document = Some(node);
+            return;
+        };
+        frame.child_height = frame.child_height.max(size.height);
+        match &mut frame.kind {
+            FrameKind::Seq(items) => items.push(node),
+            FrameKind::Map {
                 entries,
                 pending_key,
-                ..
-            }) => match pending_key.take() {
+            } => match pending_key.take() {
                 None => *pending_key = Some(node),
                 Some(key) => entries.push((key, node)),
             },
         }
     }
 
-    fn finish_map(&mut self, line: usize, entries: Vec<(Node, Node)>) -> Node {
+    fn start(&mut self, line: usize, anchor: usize, kind: FrameKind) {
+        if !self.fits_depth(line, 1)
+            || !self.spend(
+                line,
+                Size {
+                    nodes: 1,
+                    ..Size::default()
+                },
+            )
+        {
+            return;
+        }
+        self.stack.push(Frame {
+            line,
+            anchor,
+            nodes_before: self.nodes - 1,
+            text_before: self.text_bytes,
+            child_height: 0,
+            kind,
+        });
+    }
+
+    fn end(&mut self, end_line: usize) {
+        let Some(frame) = self.stack.pop() else {
+            return;
+        };
+        let size = Size {
+            nodes: self.nodes - frame.nodes_before,
+            text_bytes: self.text_bytes - frame.text_before,
+            height: frame.child_height + 1,
+        };
+        let value = match frame.kind {
+            FrameKind::Seq(items) => Value::Seq(items),
+            FrameKind::Map { entries, .. } => Value::Map(self.finish_map(entries)),
+        };
+        let node = Node {
+            line: frame.line,
+            value,
+        };
+        self.push_node(end_line, node, size, frame.anchor);
+    }
+
+    fn finish_map(&mut self, entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
         let mut own: Vec<(Node, Node)> = Vec::new();
+        // Key text -> line of its first definition; a map lookup keeps a many-key file linear.
+        let mut first_line: HashMap<String, usize> = HashMap::new();
         let mut merged: Vec<(Node, Node)> = Vec::new();
+        let mut merged_keys: HashSet<String> = HashSet::new();
         for (key, value) in entries {
             if !matches!(key.value, Value::Scalar { .. }) {
                 self.fail(key.line, "mapping keys must be plain text".into());
                 continue;
             }
             if key.key_text() == "<<" && matches!(key.value, Value::Scalar { plain: true, .. }) {
-                self.collect_merge(&value, &mut merged);
+                self.collect_merge(&value, &mut merged, &mut merged_keys);
                 continue;
             }
-            if let Some((first, _)) = own.iter().find(|(k, _)| k.key_text() == key.key_text()) {
+            if let Some(first) = first_line.get(key.key_text()) {
                 let message = format!(
-                    "duplicate key '{}' (first defined on line {})",
+                    "duplicate key '{}' (first defined on line {first})",
                     key.key_text(),
-                    first.line
                 );
                 self.fail(key.line, message);
                 continue;
             }
+            first_line.insert(key.key_text().to_string(), key.line);
             own.push((key, value));
         }
         // Explicit keys win over merged ones; among merged sources the first wins, as in YAML 1.1.
         for (key, value) in merged {
-            if !own.iter().any(|(k, _)| k.key_text() == key.key_text()) {
+            if !first_line.contains_key(key.key_text()) {
                 own.push((key, value));
             }
         }
-        Node {
-            line,
-            value: Value::Map(own),
-        }
+        own
     }
 
-    fn collect_merge(&mut self, value: &Node, out: &mut Vec<(Node, Node)>) {
+    fn collect_merge(
+        &mut self,
+        value: &Node,
+        out: &mut Vec<(Node, Node)>,
+        seen: &mut HashSet<String>,
+    ) {
         match &value.value {
             Value::Map(entries) => {
                 for (k, v) in entries {
-                    if !out.iter().any(|(seen, _)| seen.key_text() == k.key_text()) {
+                    if seen.insert(k.key_text().to_string()) {
                         out.push((k.clone(), v.clone()));
                     }
                 }
             }
+            // A list of mappings only: a list inside the list is not a merge source (and the
+            // recursion stays one level deep).
             Value::Seq(items) => {
                 for item in items {
-                    self.collect_merge(item, out);
+                    match &item.value {
+                        Value::Map(_) => self.collect_merge(item, out, seen),
+                        _ => self.fail(
+                            item.line,
+                            "a `<<` merge key takes a mapping or a list of mappings".into(),
+                        ),
+                    }
                 }
             }
             _ => self.fail(
@@ -193,18 +327,23 @@ impl Builder {
             ),
         }
     }
-}
 
-impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let line = mark.line();
         match ev {
-            Event::DocumentStart
-                if !self.documents.is_empty() && self.second_document_line == 0 =>
-            {
-                self.second_document_line = line;
-            }
+            Event::DocumentStart if self.document.is_some() => self.fail(
+                line,
+                "a Compose file holds one YAML document; found a second one (`---`)".into(),
+            ),
             Event::Scalar(text, style, anchor, _tag) => {
+                let size = Size {
+                    nodes: 1,
+                    text_bytes: text.len(),
+                    height: 0,
+                };
+                if !self.spend(line, size) {
+                    return;
+                }
                 let plain = style == TScalarStyle::Plain;
                 let value = if plain && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL")
                 {
@@ -212,51 +351,30 @@ impl MarkedEventReceiver for Builder {
                 } else {
                     Value::Scalar { text, plain }
                 };
-                self.push_node(Node { line, value }, anchor);
+                self.push_node(line, Node { line, value }, size, anchor);
             }
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(node) => self.push_node(node, 0),
-                None => self.fail(line, "alias refers to an unknown anchor".into()),
-            },
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
+            Event::Alias(id) => {
+                let Some(size) = self.anchors.get(&id).map(|(_, size)| *size) else {
+                    self.fail(line, "alias refers to an unknown anchor".into());
+                    return;
+                };
+                // Checked before the copy is made: the copy is what exhausts memory.
+                if !self.fits_depth(line, size.height) || !self.spend(line, size) {
+                    return;
+                }
+                let node = self.anchors[&id].0.clone();
+                self.push_node(line, node, size, 0);
+            }
+            Event::SequenceStart(anchor, _) => self.start(line, anchor, FrameKind::Seq(Vec::new())),
+            Event::MappingStart(anchor, _) => self.start(
                 line,
                 anchor,
-                items: Vec::new(),
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                line,
-                anchor,
-                entries: Vec::new(),
-                pending_key: None,
-            }),
-            Event::SequenceEnd => {
-                if let Some(Frame::Seq {
-                    line,
-                    anchor,
-                    items,
-                }) = self.stack.pop()
-                {
-                    self.push_node(
-                        Node {
-                            line,
-                            value: Value::Seq(items),
-                        },
-                        anchor,
-                    );
-                }
-            }
-            Event::MappingEnd => {
-                if let Some(Frame::Map {
-                    line,
-                    anchor,
-                    entries,
-                    ..
-                }) = self.stack.pop()
-                {
-                    let node = self.finish_map(line, entries);
-                    self.push_node(node, anchor);
-                }
-            }
+                FrameKind::Map {
+                    entries: Vec::new(),
+                    pending_key: None,
+                },
+            ),
+            Event::SequenceEnd | Event::MappingEnd => self.end(line),
             _ => {}
         }
     }
@@ -339,5 +457,137 @@ mod tests {
     #[test]
     fn empty_text_is_null() {
         assert_eq!(parse("").unwrap().value, Value::Null);
+    }
+    /// The classic "billion laughs": nine levels of nine aliases each, a few hundred bytes.
+    pub(crate) fn alias_bomb() -> String {
+        let mut text = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+        for pair in names.windows(2) {
+            let refs = vec![format!("*{}", pair[0]); 9].join(",");
+            text.push_str(&format!("{}: &{} [{refs}]\n", pair[1], pair[1]));
+        }
+        text
+    }
+
+    fn nested_flow(depth: usize) -> String {
+        format!("{}x{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_naming_the_node_limit() {
+        let started = std::time::Instant::now();
+        let err = parse(&alias_bomb()).unwrap_err();
+        assert!(
+            err.message
+                .contains(&format!("more than {MAX_NODES} nodes")),
+            "{err}"
+        );
+        assert!(err.line >= 6, "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_long_scalar_aliased_many_times_is_refused_naming_the_text_limit() {
+        let long = "x".repeat(1 << 20);
+        let refs = vec!["*s"; 20].join(", ");
+        let text = format!("s: &s {long}\nl: [{refs}]\n");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        assert!(
+            err.message
+                .contains(&format!("more than {MAX_TEXT_BYTES} bytes")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nested_anchors_count_every_copy_they_keep() {
+        // Each anchor keeps its own copy of everything inside it: 64 nested anchors over a list
+        // of 10,000 items would otherwise hold 640,000 nodes without a single alias.
+        let items = vec!["x"; 10_000].join(",");
+        let open: String = (0..60).map(|i| format!("&a{i} [")).collect();
+        let text = format!("{open}{items}{}", "]".repeat(60));
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("nodes"), "{err}");
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_parses() {
+        let mut node = parse(&nested_flow(MAX_DEPTH)).unwrap();
+        for _ in 0..MAX_DEPTH {
+            node = match node.value {
+                Value::Seq(mut items) => items.pop().unwrap(),
+                other => panic!("expected a list, got {other:?}"),
+            };
+        }
+        assert_eq!(scalar(&node), "x");
+    }
+
+    #[test]
+    fn flow_nesting_past_the_limit_is_refused_naming_the_limit() {
+        // 100 levels stop at ours; 100,000 at the scanner's own cap, reported as ours.
+        for text in [
+            "[".repeat(100),
+            "{".repeat(100),
+            "[".repeat(100_000),
+            "{a: ".repeat(100_000),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.line, 1, "{err}");
+            assert!(
+                err.message
+                    .contains(&format!("deeper than {MAX_DEPTH} levels")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn block_nesting_past_the_limit_is_refused_on_the_line_it_happens() {
+        let text: String = (0..4000)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, MAX_DEPTH + 1, "{err}");
+        assert!(err.message.contains("deeper than"), "{err}");
+    }
+
+    #[test]
+    fn an_alias_that_would_nest_past_the_limit_is_refused() {
+        let half = MAX_DEPTH / 2 + 1;
+        let text = format!(
+            "a: &a {}\nb: {}*a{}\n",
+            nested_flow(half),
+            "[".repeat(half),
+            "]".repeat(half)
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        assert!(err.message.contains("deeper than"), "{err}");
+    }
+
+    #[test]
+    fn a_mapping_with_many_keys_parses_in_linear_time() {
+        let text: String = (0..20_000).map(|i| format!("k{i}: {i}\n")).collect();
+        let started = std::time::Instant::now();
+        let doc = parse(&text).unwrap();
+        assert_eq!(doc.as_map().unwrap().len(), 20_000);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_merge_list_holding_a_list_is_refused() {
+        let err = parse("a: &a {x: 1}\nc:\n  <<: [[*a]]\n").unwrap_err();
+        assert!(err.message.contains("merge"), "{err}");
+    }
+
+    #[test]
+    fn anchors_and_aliases_within_the_limits_are_copied() {
+        let doc = parse("a: &a {x: [1, 2]}\nb: *a\nc: [*a, *a]\n").unwrap();
+        assert_eq!(doc.get("b"), doc.get("a"));
+        match &doc.get("c").unwrap().value {
+            Value::Seq(items) => assert_eq!(items[1], *doc.get("a").unwrap()),
+            other => panic!("{other:?}"),
+        }
     }
 }

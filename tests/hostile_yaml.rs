@@ -1,0 +1,208 @@
+//! Hostile Compose files: an alias bomb, nesting thousands of levels deep and interpolation that
+//! grows to gigabytes are refused by `validate` with a located message naming the limit, quickly,
+//! with bounded memory, and without the process dying by a signal.
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous for a debug binary on a loaded machine; the real answer takes milliseconds.
+const KILL_AFTER: Duration = Duration::from_secs(10);
+/// Address space the child may use: the unbounded code needed many gigabytes for these inputs.
+const ADDRESS_SPACE: u64 = 2 << 30;
+
+struct Answer {
+    code: i32,
+    text: String,
+    took: Duration,
+}
+
+/// `reconciler validate --repo <repo>` under a memory cap, killed if it runs past KILL_AFTER.
+fn validate(repo: &Path) -> Answer {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reconciler"));
+    command
+        .args([
+            "--state-dir",
+            "/nonexistent/state",
+            "--docker-host",
+            "unix:///nonexistent.sock",
+            "validate",
+            "--repo",
+        ])
+        .arg(repo)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: ADDRESS_SPACE,
+                rlim_max: ADDRESS_SPACE,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().unwrap();
+    // Drain the pipes on threads so a chatty child cannot block on a full pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || std::io::read_to_string(&mut stdout).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(&mut stderr).unwrap_or_default());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > KILL_AFTER {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("validate still ran after {KILL_AFTER:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = started.elapsed();
+    let text = format!("{}{}", out.join().unwrap(), err.join().unwrap());
+    assert_eq!(
+        status.signal(),
+        None,
+        "validate died by a signal after {took:?}: {text}"
+    );
+    Answer {
+        code: status.code().unwrap(),
+        text,
+        took,
+    }
+}
+
+fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (rel, text) in files {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn assert_refused(answer: &Answer, located: &str) {
+    assert_eq!(answer.code, 2, "{}", answer.text);
+    assert!(answer.text.contains(located), "{}", answer.text);
+    eprintln!("refused in {:?}", answer.took);
+}
+
+/// Nine levels of nine aliases each: 568 bytes that expand to 9^9 (387 million) scalars.
+fn alias_bomb() -> String {
+    let mut text = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+    for pair in names.windows(2) {
+        let refs = vec![format!("*{}", pair[0]); 9].join(",");
+        text.push_str(&format!("{}: &{} [{refs}]\n", pair[1], pair[1]));
+    }
+    text
+}
+
+#[test]
+fn an_alias_bomb_is_refused_at_its_line_naming_the_node_limit() {
+    let bomb = alias_bomb();
+    assert!(bomb.len() < 600, "{} bytes", bomb.len());
+    let repo = repo(&[(
+        "web/compose.yaml",
+        &format!("x-bomb:\n  {}", bomb.replace('\n', "\n  ")),
+    )]);
+    let answer = validate(repo.path());
+    // Levels a..f expand to 9^6 = 531,441 nodes: the budget of 250,000 runs out on line 7 (`f:`).
+    assert_refused(
+        &answer,
+        "web/compose.yaml:7: the document expands to more than 250000 nodes",
+    );
+}
+
+#[test]
+fn block_nesting_four_thousand_levels_deep_is_refused_at_the_65th_level() {
+    let compose: String = (0..4000)
+        .map(|i| format!("{}x-{i}:\n", "  ".repeat(i)))
+        .collect();
+    let repo = repo(&[("web/compose.yaml", &compose)]);
+    assert_refused(
+        &validate(repo.path()),
+        "web/compose.yaml:65: mappings and lists are nested deeper than 64 levels",
+    );
+}
+
+#[test]
+fn flow_nesting_thousands_of_levels_deep_is_refused_naming_the_depth_limit() {
+    for compose in [
+        format!("x-deep: {}", "[".repeat(100_000)),
+        format!("x-deep: {}", "{".repeat(100_000)),
+        format!("x-deep: {}", "[".repeat(100)),
+    ] {
+        let repo = repo(&[("web/compose.yaml", &compose)]);
+        assert_refused(
+            &validate(repo.path()),
+            "web/compose.yaml:1: mappings and lists are nested deeper than 64 levels",
+        );
+    }
+}
+
+#[test]
+fn a_variable_repeated_into_gigabytes_is_refused_naming_the_value_limit() {
+    // 32 KiB, 32,768 times: a 1 GiB value from a 160 KiB compose file.
+    let env = format!("A={}\n", "x".repeat(32 << 10));
+    let compose = format!(
+        "services:\n  web:\n    image: web:1\n    command: \"{}\"\n",
+        "${A}".repeat(32 << 10)
+    );
+    let repo = repo(&[("web/.env", &env), ("web/compose.yaml", &compose)]);
+    let answer = validate(repo.path());
+    assert_refused(
+        &answer,
+        "web/compose.yaml:4: services.web.command: interpolation yields more than 1048576 bytes for one value",
+    );
+    assert!(
+        answer.text.len() < 4096,
+        "{} bytes of output",
+        answer.text.len()
+    );
+}
+
+#[test]
+fn aliases_repeating_a_large_value_are_refused_naming_the_file_limit() {
+    let env = format!("A={}\n", "x".repeat(32 << 10));
+    // 512 KiB per use, 64 uses: 32 MiB for the file.
+    let compose = format!(
+        "x-big: &big \"{}\"\nservices:\n  web:\n    image: web:1\n    command: [{}]\n",
+        "${A}".repeat(16),
+        vec!["*big"; 64].join(", ")
+    );
+    let repo = repo(&[("web/.env", &env), ("web/compose.yaml", &compose)]);
+    assert_refused(
+        &validate(repo.path()),
+        // An alias is located where its anchor is: that is where the text is.
+        "web/compose.yaml:1: services.web.command[31]: interpolation yields more than 16777216 bytes for the whole file",
+    );
+}
+
+#[test]
+fn nested_defaults_thousands_of_levels_deep_are_refused_naming_the_nesting_limit() {
+    let depth = 50_000;
+    let compose = format!(
+        "services:\n  web:\n    image: \"{}x{}\"\n",
+        "${A:-".repeat(depth),
+        "}".repeat(depth)
+    );
+    let repo = repo(&[("web/compose.yaml", &compose)]);
+    assert_refused(
+        &validate(repo.path()),
+        "web/compose.yaml:3: services.web.image: '${' is nested deeper than 16 levels",
+    );
+}
+
+#[test]
+fn the_shipped_example_with_its_anchors_still_validates() {
+    let answer = validate(Path::new("desired-state"));
+    assert_eq!(answer.code, 0, "{}", answer.text);
+}
