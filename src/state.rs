@@ -549,7 +549,7 @@ impl StateDir {
             .map_err(self.io(written))?
             .ok_or_else(|| {
                 self.io(written)(std::io::Error::other(
-                    "holds something other than files and folders",
+                    "holds something other than files, folders and links",
                 ))
             })?;
         let bytes = serde_json::to_vec(&fingerprint).expect("marker serializes");
@@ -679,7 +679,14 @@ fn tree_fingerprint(
 ) -> std::io::Result<Option<WrittenMarker>> {
     use sha2::{Digest, Sha256};
     use std::os::unix::fs::OpenOptionsExt;
-    let mut entries: Vec<(PathBuf, Option<u64>)> = Vec::new();
+    /// What an entry is; a link is fingerprinted by its target text, never followed.
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    enum Kind {
+        Dir,
+        File(u64),
+        Link(PathBuf),
+    }
+    let mut entries: Vec<(PathBuf, Kind)> = Vec::new();
     let mut pending = vec![PathBuf::new()];
     while let Some(rel) = pending.pop() {
         for entry in fs::read_dir(root.join(&rel))? {
@@ -688,9 +695,12 @@ fn tree_fingerprint(
             let child = rel.join(entry.file_name());
             if kind.is_dir() {
                 pending.push(child.clone());
-                entries.push((child, None));
+                entries.push((child, Kind::Dir));
             } else if kind.is_file() {
-                entries.push((child, Some(entry.metadata()?.len())));
+                entries.push((child, Kind::File(entry.metadata()?.len())));
+            } else if kind.is_symlink() {
+                let target = fs::read_link(entry.path())?;
+                entries.push((child, Kind::Link(target)));
             } else {
                 return Ok(None);
             }
@@ -699,18 +709,34 @@ fn tree_fingerprint(
             }
         }
     }
-    if entries.iter().filter_map(|(_, size)| *size).sum::<u64>() > max_bytes {
+    let total: u64 = entries
+        .iter()
+        .map(|(_, kind)| match kind {
+            Kind::File(size) => *size,
+            _ => 0,
+        })
+        .sum();
+    if total > max_bytes {
         return Ok(None);
     }
     entries.sort();
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
-    for (rel, size) in &entries {
+    for (rel, kind) in &entries {
         hasher.update(rel.as_os_str().as_encoded_bytes());
         hasher.update([0u8]);
-        let Some(size) = size else {
-            hasher.update(b"d");
-            continue;
+        let size = match kind {
+            Kind::Dir => {
+                hasher.update(b"d");
+                continue;
+            }
+            Kind::Link(target) => {
+                hasher.update(b"l");
+                hasher.update(target.as_os_str().as_encoded_bytes());
+                hasher.update([0u8]);
+                continue;
+            }
+            Kind::File(size) => size,
         };
         hasher.update(b"f");
         hasher.update(size.to_le_bytes());

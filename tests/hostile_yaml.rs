@@ -122,14 +122,25 @@ fn an_alias_bomb_is_refused_at_its_line_naming_the_node_limit() {
 }
 
 #[test]
-fn block_nesting_four_thousand_levels_deep_is_refused_at_the_65th_level() {
+fn block_nesting_thousands_of_levels_deep_is_refused_at_the_65th_level_or_by_size() {
+    // One space per level keeps 1,200 levels under the 1 MiB file limit: the depth limit answers.
+    let compose: String = (0..1200)
+        .map(|i| format!("{}x{i}:\n", " ".repeat(i)))
+        .collect();
+    assert!(compose.len() < 1 << 20, "{} bytes", compose.len());
+    let nested = repo(&[("web/compose.yaml", &compose)]);
+    assert_refused(
+        &validate(nested.path()),
+        "web/compose.yaml:65: mappings and lists are nested deeper than 64 levels",
+    );
+    // The 4,000-level file that overflowed the stack is larger than a Compose file may be.
     let compose: String = (0..4000)
         .map(|i| format!("{}x-{i}:\n", "  ".repeat(i)))
         .collect();
-    let repo = repo(&[("web/compose.yaml", &compose)]);
+    let large = repo(&[("web/compose.yaml", &compose)]);
     assert_refused(
-        &validate(repo.path()),
-        "web/compose.yaml:65: mappings and lists are nested deeper than 64 levels",
+        &validate(large.path()),
+        "web/compose.yaml:1: 'compose.yaml' is larger than 1048576 bytes",
     );
 }
 
