@@ -14,10 +14,11 @@ profile=()
 if [[ "${FUZZ_PROFILE:-dev}" == release ]]; then
   profile=(--release)
 else
-  # An unoptimized build is 10-20 times slower: the worst input (30,000 unknown top-level keys,
-  # each reported with a suggestion) takes seconds there.
+  # An unoptimized build is 10-20 times slower: the worst inputs (tens of thousands of keys in
+  # one mapping) take a few seconds there on a loaded machine.
   export FUZZ_MAX_SECS="${FUZZ_MAX_SECS:-30}"
 fi
+[[ -x /usr/bin/time ]] || { echo "fuzz: /usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
 echo "fuzz: ${FUZZ_CASES} cases, seed ${FUZZ_SEED} (replay with FUZZ_SEED=${FUZZ_SEED})"
 # Run the test binary directly under /usr/bin/time so the RSS figure is the kernel's own.
 binary=$(cargo test "${profile[@]}" --test fuzz_desired --no-run --message-format=json 2>/dev/null \

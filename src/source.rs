@@ -124,6 +124,11 @@ pub async fn run_bounded<T: Send + 'static>(
     }
 }
 
+/// One fetch may bring at most this much: a desired-state repository is Compose files and
+/// config, and the clone lives on the host's disk.
+pub const MAX_FETCH_BYTES: usize = 1 << 30;
+pub const MAX_FETCH_OBJECTS: usize = 1_000_000;
+
 /// What `--repo` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
@@ -229,7 +234,8 @@ impl GitSource {
                 message: self.scrub(e.message()),
             })?;
         let mut options = FetchOptions::new();
-        options.remote_callbacks(self.callbacks(deadline));
+        let too_big = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        options.remote_callbacks(self.callbacks(deadline, too_big.clone()));
         let refspec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", self.branch);
         remote
             .fetch(&[refspec.as_str()], Some(&mut options), None)
@@ -239,7 +245,12 @@ impl GitSource {
                         url: self.shown_url(),
                     };
                 }
-                let message = if Instant::now() >= deadline {
+                let message = if too_big.load(std::sync::atomic::Ordering::SeqCst) {
+                    format!(
+                        "the fetch is larger than {} MiB or {MAX_FETCH_OBJECTS} objects; nothing was applied",
+                        MAX_FETCH_BYTES >> 20
+                    )
+                } else if Instant::now() >= deadline {
                     format!(
                         "took longer than {} (the fetch limit)",
                         humantime::format_duration(limits.total)
@@ -336,10 +347,21 @@ impl GitSource {
 
     /// Credentials, and a check on every progress report: past `deadline` or at shutdown the
     /// fetch is aborted (returning false makes libgit2 stop the transfer).
-    fn callbacks(&self, deadline: Instant) -> RemoteCallbacks<'_> {
+    fn callbacks(
+        &self,
+        deadline: Instant,
+        too_big: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> RemoteCallbacks<'_> {
         let mut callbacks = RemoteCallbacks::new();
         let go_on = move || !cancelled() && Instant::now() < deadline;
-        callbacks.transfer_progress(move |_| go_on());
+        callbacks.transfer_progress(move |p| {
+            // A push of gigabytes would fill the disk the state dir is on, commit after commit.
+            if p.received_bytes() > MAX_FETCH_BYTES || p.total_objects() > MAX_FETCH_OBJECTS {
+                too_big.store(true, std::sync::atomic::Ordering::SeqCst);
+                return false;
+            }
+            go_on()
+        });
         callbacks.sideband_progress(move |_| go_on());
         let creds = self.credentials.clone();
         let mut tried = 0;

@@ -86,7 +86,8 @@ fn assert_line(text: &str, located: &str, reason: &str) {
 #[test]
 fn the_socket_folders_and_dockers_data_are_refused_as_bind_sources() {
     let repo = Repo::new(
-        "    volumes:\n      - /var/run:/a\n      - /run:/b\n      - /var/lib/docker:/c\n      - /var:/d\n      - /var/lib/docker/volumes/x/_data:/e\n",
+        // Read-only where one holds another: a writable outer folder is refused for that alone.
+        "    volumes:\n      - /var/run:/a\n      - /run:/b\n      - /var/lib/docker:/c:ro\n      - /var:/d:ro\n      - /var/lib/docker/volumes/x/_data:/e\n",
     );
     let text = repo.refused(&[]);
     assert_line(
@@ -139,7 +140,7 @@ fn the_state_dir_and_the_folders_around_it_are_refused_as_bind_sources() {
     let state = dir.path().join("state");
     std::fs::create_dir_all(state.join("env")).unwrap();
     let repo = Repo::new(&format!(
-        "    volumes:\n      - {s}:/a\n      - {s}/env:/b:ro\n      - {p}:/c\n      - {s}/checkouts/abc:/d\n",
+        "    volumes:\n      - {s}:/a:ro\n      - {s}/env:/b:ro\n      - {p}:/c:ro\n      - {s}/checkouts/abc:/d\n",
         s = state.display(),
         p = dir.path().display()
     ));
@@ -334,4 +335,57 @@ fn an_allowed_device_and_capability_reach_the_container_and_a_refused_one_touche
         .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
         .expect("CapEff in /proc/1/status");
     assert_ne!(cap_eff & (1 << 12), 0, "CapEff {cap_eff:x}");
+}
+
+#[test]
+fn a_bind_inside_a_folder_another_container_mounts_writable_is_refused() {
+    // The writer could replace `data/evil` by a link to `/`; the engine follows links in bind
+    // sources, so the second service would get the host's root.
+    let host = tempfile::tempdir().unwrap();
+    let (outer, inner) = (host.path().join("srv"), host.path().join("srv/inner"));
+    std::fs::create_dir_all(&inner).unwrap();
+    let repo = Repo::new(&format!(
+        "    volumes:\n      - ./data:/data\n      - {0}:/srv\n  b:\n    image: web:v1\n    volumes:\n      - ./data/evil:/host:ro\n      - {1}:/inner:ro\n",
+        outer.display(),
+        inner.display()
+    ));
+    std::fs::create_dir_all(repo.repo().join("web/data/evil")).unwrap();
+    let text = repo.refused(&[]);
+    assert_line(
+        &text,
+        "web/compose.yaml:10: services.b.volumes",
+        "bind source './data/evil' lies inside './data', which service 'web' mounts writable",
+    );
+    assert_line(
+        &text,
+        "web/compose.yaml:11: services.b.volumes",
+        &format!("lies inside '{}'", outer.display()),
+    );
+    // Read-only, the outer folder cannot be changed from inside: the same layout is fine.
+    let repo = Repo::new(&format!(
+        "    volumes:\n      - ./data:/data:ro\n      - {0}:/srv:ro\n  b:\n    image: web:v1\n    volumes:\n      - ./data/evil:/host:ro\n      - {1}:/inner\n",
+        outer.display(),
+        inner.display()
+    ));
+    std::fs::create_dir_all(repo.repo().join("web/data/evil")).unwrap();
+    repo.valid(&[]);
+}
+
+#[test]
+fn a_network_named_host_or_container_is_refused_like_the_namespace_it_joins() {
+    let repo = Repo::new(
+        "    networks: [x, y]\nnetworks:\n  x:\n    name: \"container:victim\"\n  y:\n    name: host\n",
+    );
+    let text = repo.refused(&[]);
+    assert_line(
+        &text,
+        "web/compose.yaml:4: services.web.networks",
+        "network 'x' is named 'container:victim' is refused by host policy",
+    );
+    assert_line(
+        &text,
+        "web/compose.yaml:4: services.web.networks",
+        "network 'y' is named 'host' is refused",
+    );
+    repo.valid(&["--allow", "container-namespaces,host-namespaces"]);
 }

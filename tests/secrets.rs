@@ -145,3 +145,47 @@ fn a_secret_looking_variable_in_command_is_never_shown_in_diff_labels_or_journal
         assert!(!files.contains(value), "{value} in the state dir");
     }
 }
+
+#[test]
+fn a_secret_in_a_key_or_a_label_name_is_refused_and_never_printed() {
+    let repo = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join("web")).unwrap();
+    std::fs::write(
+        repo.path().join("web/compose.yaml"),
+        "services:\n  web:\n    image: web:1\n    environment: [\"X_${API_TOKEN}=1\", \"Y_${DB_PASSWORD}=1\"]\n    labels: [\"L_${API_TOKEN}\"]\n    extra_hosts:\n      h1: \"${API_TOKEN}\"\n    logging:\n      options: [\"max-size=10m\", \"${API_TOKEN}\"]\n",
+    )
+    .unwrap();
+    std::fs::write(repo.path().join("web/.env"), "DB_PASSWORD=repo-pass-123\n").unwrap();
+    std::fs::create_dir_all(state.path().join("env")).unwrap();
+    std::fs::write(state.path().join("env/web.env"), "API_TOKEN=hunter2-host\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reconciler"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["validate", "--repo"])
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    for key in [
+        "environment[0]",
+        "environment[1]",
+        "labels[0]",
+        "extra_hosts",
+        "logging.options[1]",
+    ] {
+        assert!(
+            text.contains(&format!("services.web.{key}")),
+            "{key}: {text}"
+        );
+    }
+    assert!(
+        !text.contains("hunter2-host") && !text.contains("repo-pass-123"),
+        "{text}"
+    );
+}

@@ -5,7 +5,7 @@
 
 use super::dotenv;
 use super::error::Problem;
-use super::interpolate::{interpolate_within, Budget, InterpolateError};
+use super::interpolate::{interpolate, interpolate_within, Budget, InterpolateError};
 use super::model::*;
 use super::yaml::{Node, Value};
 use crate::mask::is_secret_key;
@@ -38,6 +38,8 @@ pub struct StackParts {
     pub networks: BTreeMap<String, NetworkDef>,
 }
 
+const SECRET_IN_KEY: &str =
+    "a host-local or secret-looking variable may be used in values only: keys and labels are shown and stored as they are";
 const SECRET_OUTSIDE_ENV: &str =
     "a host-local (secret) variable may be used only in `environment` values, where it is masked";
 
@@ -426,6 +428,15 @@ impl Cx<'_> {
             Value::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let path = format!("{key}[{i}]");
+                    if let Value::Scalar { text: raw, .. } = &item.value {
+                        let raw_key = raw.split_once('=').map_or(raw.as_str(), |(k, _)| k);
+                        if self.takes_secret(raw_key) {
+                            // Only values are masked: a key (`X_${TOKEN}=1`, a label without
+                            // `=`) is shown and stored as it is.
+                            self.problem(item, &path, SECRET_IN_KEY);
+                            continue;
+                        }
+                    }
                     if let Some(t) = self.text(item, &path) {
                         match t.value.split_once('=') {
                             Some((k, v)) => out.push((
@@ -453,6 +464,19 @@ impl Cx<'_> {
             ),
         }
         out
+    }
+
+    /// Whether interpolating `raw` would use a host-local or secret-looking variable.
+    fn takes_secret(&self, raw: &str) -> bool {
+        if !raw.contains('$') {
+            return false;
+        }
+        let lookup = |name: &str| self.vars.values.get(name).cloned();
+        interpolate(raw, &lookup).is_ok_and(|out| {
+            out.used
+                .iter()
+                .any(|v| self.vars.host_local.contains(v) || is_secret_key(v))
+        })
     }
 
     fn string_map(&mut self, node: &Node, key: &str) -> BTreeMap<String, String> {
@@ -1349,9 +1373,9 @@ impl Cx<'_> {
     fn extra_hosts(&mut self, node: &Node, key: &str) -> Vec<String> {
         let mut out: Vec<String> = match &node.value {
             Value::Map(_) => self
-                .key_values(node, key)
+                .string_map(node, key)
                 .into_iter()
-                .map(|(k, v, _)| format!("{k}:{}", v.map(|t| t.value).unwrap_or_default()))
+                .map(|(k, v)| format!("{k}:{v}"))
                 .collect(),
             _ => self
                 .string_or_list(node, key)
@@ -1571,14 +1595,9 @@ impl Cx<'_> {
         }
         if let Some(n) = node.get("http_probe") {
             if let Some(url) = self.string(n, &join(key, "http_probe")) {
-                if url.starts_with("http://") {
-                    service.http_probe = Some(url);
-                } else {
-                    self.problem(
-                        n,
-                        &join(key, "http_probe"),
-                        "http_probe must be an http:// URL reachable from the host",
-                    );
+                match probe_refusal(&url, &service.spec.ports) {
+                    None => service.http_probe = Some(url),
+                    Some(why) => self.problem(n, &join(key, "http_probe"), why),
                 }
             }
         }
@@ -1620,6 +1639,44 @@ impl Cx<'_> {
 }
 
 use sha2::Digest as _;
+
+/// The probe is sent from the host, as root, on the host's network: it may reach the service's
+/// own published port on loopback and nothing else, and its path is sent as it is, so it must be
+/// plain visible ASCII (a CR/LF would let the file write its own HTTP requests).
+fn probe_refusal(url: &str, ports: &[PortSpec]) -> Option<String> {
+    let usage = "http_probe must be http://127.0.0.1:PORT/PATH (or localhost, [::1]) with a port this service publishes";
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Some(usage.to_string());
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Some(format!(
+            "{usage}: the path may hold visible ASCII only, no space or control character"
+        ));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().ok()),
+        None => (authority, Some(80)),
+    };
+    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        return Some(format!("{usage}: '{host}' is not a loopback host"));
+    }
+    let Some(port) = port else {
+        return Some(format!("{usage}: the port is not a number"));
+    };
+    let published = ports
+        .iter()
+        .filter_map(|p| p.published.as_deref())
+        .any(|p| match p.split_once('-') {
+            Some((lo, hi)) => lo
+                .parse::<u16>()
+                .ok()
+                .zip(hi.parse::<u16>().ok())
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&port)),
+            None => p.parse::<u16>().ok() == Some(port),
+        });
+    (!published).then(|| format!("{usage}: this service publishes no port {port}"))
+}
 
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {

@@ -1046,7 +1046,7 @@ fn unsupported_update_settings_are_errors() {
 
 #[test]
 fn x_reconciler_sets_health_timeout_min_ready_and_http_probe() {
-    let s = service(&web("image: web:1\nx-reconciler:\n  health_timeout: 2m\n  min_ready: 500ms\n  http_probe: http://127.0.0.1:8080/health"));
+    let s = service(&web("image: web:1\nports: [\"8080:80\"]\nx-reconciler:\n  health_timeout: 2m\n  min_ready: 500ms\n  http_probe: http://127.0.0.1:8080/health"));
     assert_eq!(s.health_timeout, Duration::from_secs(120));
     assert_eq!(s.min_ready, Duration::from_millis(500));
     assert_eq!(
@@ -1575,4 +1575,61 @@ fn a_file_with_thousands_of_problems_lists_the_first_two_hundred_and_counts_the_
         "{:?}",
         all[200]
     );
+}
+
+#[test]
+fn an_http_probe_reaches_only_the_services_own_published_port_with_a_plain_path() {
+    let probe = |url: &str| {
+        problems(&web(&format!(
+            "image: web:1\nports: [\"8080:80\", \"9000-9001:90-91\"]\nx-reconciler:\n  http_probe: \"{url}\""
+        )))
+    };
+    assert!(Repo::new()
+        .convert(&web("image: web:1\nports: [\"9000-9001:90-91\"]\nx-reconciler:\n  http_probe: http://localhost:9001/up"))
+        .is_ok());
+    for (url, why) in [
+        (
+            "http://127.0.0.1:8080/x HTTP/1.1\\r\\nHost: a\\r\\n\\r\\nPOST /containers/create",
+            "visible ASCII",
+        ),
+        ("http://10.0.0.1:8080/health", "not a loopback host"),
+        (
+            "http://127.0.0.1:2375/containers/json",
+            "publishes no port 2375",
+        ),
+        ("http://127.0.0.1/health", "publishes no port 80"),
+        ("https://127.0.0.1:8080/", "must be http://"),
+    ] {
+        let all = probe(url);
+        assert!(
+            all.iter().any(|p| p.key == "services.web.x-reconciler.http_probe" && p.message.contains(why)),
+            "{url}: {all:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_secret_in_a_key_or_a_label_name_is_refused_without_quoting_it() {
+    let mut variables = vars(&[
+        ("API_TOKEN", "hunter2-host-secret"),
+        ("DB_PASSWORD", "repo-pass-123"),
+    ]);
+    variables.host_local.insert("API_TOKEN".into());
+    for body in [
+        "image: web:1\nenvironment: [\"X_${API_TOKEN}=1\"]",
+        "image: web:1\nenvironment: [\"Y_${DB_PASSWORD}=1\"]",
+        "image: web:1\nlabels: [\"L_${API_TOKEN}\"]",
+        "image: web:1\nextra_hosts:\n  h1: \"${API_TOKEN}\"",
+        "image: web:1\nlogging:\n  options: [\"max-size=10m\", \"${API_TOKEN}\"]",
+    ] {
+        let problems = Repo::new()
+            .convert_with(&web(body), &variables)
+            .err()
+            .unwrap_or_else(|| panic!("accepted:\n{body}"));
+        let text = format!("{problems:?}");
+        assert!(
+            !text.contains("hunter2-host-secret") && !text.contains("repo-pass-123"),
+            "{text}"
+        );
+    }
 }

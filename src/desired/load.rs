@@ -79,6 +79,7 @@ pub fn load(root: &Path, options: &LoadOptions) -> Result<Desired, DesiredError>
             Err(mut p) => problems.append(&mut p),
         }
     }
+    problems.extend(super::policy::nested_binds(&desired.stacks));
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for stack in &desired.stacks {
         if let Some(other) = seen.insert(&stack.name, &stack.file) {

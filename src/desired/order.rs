@@ -6,22 +6,44 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Services sorted so that each comes after everything it depends on; ties by name, so the order
 /// is stable. On a cycle, returns it as a path that ends where it starts (`a -> b -> a`).
 pub fn startup_order(services: &BTreeMap<String, Service>) -> Result<Vec<String>, Vec<String>> {
+    // Kahn's algorithm with the ready set kept sorted: the first ready name goes first, as a
+    // person would order them, in O(n log n) (a file may hold thousands of services).
+    let mut waiting_on: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, service) in services {
+        let known: BTreeSet<&str> = service
+            .depends_on
+            .keys()
+            .map(String::as_str)
+            .filter(|d| services.contains_key(*d))
+            .collect();
+        for dep in &known {
+            dependents.entry(dep).or_default().push(name);
+        }
+        waiting_on.insert(name, known.len());
+    }
+    let mut ready: BTreeSet<&str> = waiting_on
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(name, _)| *name)
+        .collect();
     let mut done: BTreeSet<&str> = BTreeSet::new();
     let mut order = Vec::new();
-    while order.len() < services.len() {
-        let ready = services.iter().find(|(name, s)| {
-            !done.contains(name.as_str())
-                && s.depends_on
-                    .keys()
-                    .all(|d| done.contains(d.as_str()) || !services.contains_key(d))
-        });
-        match ready {
-            Some((name, _)) => {
-                done.insert(name);
-                order.push(name.clone());
+    while let Some(name) = ready.pop_first() {
+        done.insert(name);
+        order.push(name.to_string());
+        for dependent in dependents.get(name).into_iter().flatten() {
+            let left = waiting_on
+                .get_mut(dependent)
+                .expect("every service is counted");
+            *left -= 1;
+            if *left == 0 {
+                ready.insert(dependent);
             }
-            None => return Err(cycle(services, &done)),
         }
+    }
+    if order.len() < services.len() {
+        return Err(cycle(services, &done));
     }
     Ok(order)
 }

@@ -116,6 +116,18 @@ impl Policy {
                     refuse(key, message);
                 }
             }
+            // A top-level network's `name:` is what the engine gets as the network mode of the
+            // first network: `host` or `container:x` there is a namespace, not a network.
+            if spec.network_mode.is_none() {
+                for key in spec.networks.keys() {
+                    let Some(network) = stack.networks.get(key) else {
+                        continue;
+                    };
+                    if let Some(message) = self.namespace_refusal(&network.name) {
+                        refuse("networks", format!("network '{key}' is named {message}"));
+                    }
+                }
+            }
             for cap in &spec.cap_add {
                 if let Some(message) = self.capability_refusal(cap) {
                     refuse(&format!("cap_add:{cap}"), message);
@@ -426,6 +438,100 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// One bind of the desired state, as [`nested_binds`] compares them.
+struct Bind<'a> {
+    stack: &'a Stack,
+    service: &'a str,
+    target: &'a str,
+    /// Repository binds: the path inside the stack folder (`data/evil`, `` for the folder).
+    /// Host binds: the path as it resolves on the host.
+    path: PathBuf,
+    in_repo: bool,
+    writable: bool,
+}
+
+/// Binds whose source lies inside a folder that a container mounts writable. The container can
+/// replace that source with a link (to `/`, say) and the engine follows links in bind sources on
+/// the host at every create and restart, so such a bind is a way out of every rule above.
+/// Repository binds are compared within their stack (each stack's files are written to its own
+/// folder), host binds across every stack.
+pub fn nested_binds(stacks: &[Stack]) -> Vec<Problem> {
+    let mut binds = Vec::new();
+    for stack in stacks {
+        for (name, service) in &stack.services {
+            for mount in service
+                .spec
+                .mounts
+                .iter()
+                .filter(|m| m.kind == MountKind::Bind)
+            {
+                let (path, in_repo) = match (&mount.repo_relative, &mount.source) {
+                    // `.` is the stack folder itself, which holds every other repository bind.
+                    (Some(rel), _) if rel == "." => (PathBuf::new(), true),
+                    (Some(rel), _) => (PathBuf::from(rel), true),
+                    (None, Some(source)) => match resolve_on_host(Path::new(source)) {
+                        Ok(path) => (path, false),
+                        Err(_) => continue, // refused by the policy check already
+                    },
+                    (None, None) => continue,
+                };
+                binds.push(Bind {
+                    stack,
+                    service: name,
+                    target: &mount.target,
+                    path,
+                    in_repo,
+                    writable: !mount.read_only,
+                });
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for inner in &binds {
+        let outer = binds.iter().find(|outer| {
+            outer.writable
+                && outer.in_repo == inner.in_repo
+                && (!inner.in_repo || std::ptr::eq(outer.stack, inner.stack))
+                && inner.path != outer.path
+                && inner.path.starts_with(&outer.path)
+        });
+        let Some(outer) = outer else { continue };
+        let shown = |b: &Bind| {
+            if b.in_repo {
+                format!("./{}", b.path.display())
+            } else {
+                b.path.display().to_string()
+            }
+        };
+        let whose = if std::ptr::eq(outer.stack, inner.stack) {
+            format!("service '{}'", outer.service)
+        } else {
+            format!(
+                "service '{}' of stack '{}'",
+                outer.service, outer.stack.name
+            )
+        };
+        let service = &inner.stack.services[inner.service];
+        problems.push(Problem {
+            file: inner.stack.file.clone(),
+            line: service
+                .lines
+                .get(&format!("volumes:{}", inner.target))
+                .or_else(|| service.lines.get("volumes"))
+                .copied()
+                .unwrap_or(1),
+            key: format!("services.{}.volumes", inner.service),
+            message: format!(
+                "bind source '{}' lies inside '{}', which {whose} mounts writable: that container could replace it with a link the engine would follow on the host; mount '{}' read-only (:ro) or bind a folder outside it",
+                shown(inner),
+                shown(outer),
+                shown(outer)
+            ),
+        });
+    }
+    problems
 }
 
 /// The path the kernel would reach on this host: every symlink followed (in parent components
