@@ -315,7 +315,12 @@ impl GitSource {
 
     /// Write the commit's tree to `<state-dir>/checkouts/<commit>` (once) and return it.
     pub fn checkout(&self, commit: &str) -> Result<Snapshot, SourceError> {
-        let target = self.state_dir.join("checkouts").join(commit);
+        let checkouts = self.state_dir.join("checkouts");
+        forget_unchecked_checkouts(&checkouts).map_err(|e| SourceError::Checkout {
+            commit: commit.to_string(),
+            message: format!("{}: {e}", checkouts.display()),
+        })?;
+        let target = checkouts.join(commit);
         if !target.exists() {
             let fail = |message: String| SourceError::Checkout {
                 commit: commit.to_string(),
@@ -387,6 +392,23 @@ impl GitSource {
         });
         callbacks
     }
+}
+
+/// Marks a `checkouts/` folder whose trees were all written by the checking writer.
+const CHECKED_CHECKOUTS: &str = ".checked-writer";
+
+/// Trees written before entries were checked (an earlier version) may hold whatever a hostile
+/// commit put there, and a tree is never written twice: drop them all once. They are only
+/// copies of git objects; the next pass writes what it needs anew.
+fn forget_unchecked_checkouts(checkouts: &Path) -> std::io::Result<()> {
+    if checkouts.join(CHECKED_CHECKOUTS).exists() {
+        return Ok(());
+    }
+    if checkouts.exists() {
+        fs::remove_dir_all(checkouts)?;
+    }
+    fs::create_dir_all(checkouts)?;
+    fs::write(checkouts.join(CHECKED_CHECKOUTS), b"")
 }
 
 /// Watch a directory source: `on_change` runs (on the watcher's thread) for any change under
@@ -610,5 +632,20 @@ mod tests {
                 "{dir}"
             );
         }
+    }
+
+    #[test]
+    fn checkouts_written_before_the_checking_writer_are_dropped_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let checkouts = tmp.path().join("checkouts");
+        fs::create_dir_all(checkouts.join("0123abcd/web")).unwrap();
+        forget_unchecked_checkouts(&checkouts).unwrap();
+        assert!(!checkouts.join("0123abcd").exists());
+        fs::create_dir_all(checkouts.join("4567cdef")).unwrap();
+        forget_unchecked_checkouts(&checkouts).unwrap();
+        assert!(
+            checkouts.join("4567cdef").exists(),
+            "a checked tree is kept"
+        );
     }
 }

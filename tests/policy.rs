@@ -7,28 +7,10 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
 
-/// `reconciler --state-dir <state> validate --repo <repo> <extra...>`, with an engine that does
-/// not exist: policy is judged without Docker.
+/// `validate` without an engine: policy is judged without Docker.
 fn validate(repo: &Path, state: &Path, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_reconciler"))
-        .arg("--state-dir")
-        .arg(state)
-        .args([
-            "--docker-host",
-            "unix:///nonexistent.sock",
-            "validate",
-            "--repo",
-        ])
-        .arg(repo)
-        .args(extra)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap(), text)
+    let out = validate_offline(repo, state, extra);
+    (out.code, out.combined())
 }
 
 /// A repo with one stack `web` whose service `web` has `body` (4-space indent) after its image

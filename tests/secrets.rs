@@ -41,24 +41,9 @@ fn a_host_local_value_refused_outside_environment_is_never_printed() {
     .unwrap();
     std::fs::create_dir_all(state.path().join("env")).unwrap();
     std::fs::write(state.path().join("env/web.env"), format!("X={secret}\n")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reconciler"))
-        .arg("--state-dir")
-        .arg(state.path())
-        .args([
-            "--docker-host",
-            "unix:///nonexistent.sock",
-            "validate",
-            "--repo",
-        ])
-        .arg(repo.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    let out = validate_offline(repo.path(), state.path(), &[]);
+    let text = out.combined();
+    assert_eq!(out.code, 2, "{text}");
     for key in ["mem_limit", "cpus", "restart", "ports[0]", "environment.A"] {
         assert!(
             text.contains(&format!("services.web.{key}")),
@@ -159,19 +144,9 @@ fn a_secret_in_a_key_or_a_label_name_is_refused_and_never_printed() {
     std::fs::write(repo.path().join("web/.env"), "DB_PASSWORD=repo-pass-123\n").unwrap();
     std::fs::create_dir_all(state.path().join("env")).unwrap();
     std::fs::write(state.path().join("env/web.env"), "API_TOKEN=hunter2-host\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reconciler"))
-        .arg("--state-dir")
-        .arg(state.path())
-        .args(["validate", "--repo"])
-        .arg(repo.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    let out = validate_offline(repo.path(), state.path(), &[]);
+    let text = out.combined();
+    assert_eq!(out.code, 2, "{text}");
     for key in [
         "environment[0]",
         "environment[1]",

@@ -1,28 +1,12 @@
 //! `validate`: every problem names file, line and key; no Docker needed; exit 0 / 2.
 mod common;
 
-use std::process::Command;
+use common::validate_offline;
 
 fn validate(repo: &std::path::Path) -> (i32, String) {
     // A Docker host that does not exist: validate must not need the engine.
-    let out = Command::new(env!("CARGO_BIN_EXE_reconciler"))
-        .args([
-            "--state-dir",
-            "/nonexistent/state",
-            "--docker-host",
-            "unix:///nonexistent.sock",
-            "validate",
-            "--repo",
-        ])
-        .arg(repo)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap(), text)
+    let out = validate_offline(repo, std::path::Path::new("/nonexistent/state"), &[]);
+    (out.code, out.combined())
 }
 
 fn stack(compose: &str) -> tempfile::TempDir {

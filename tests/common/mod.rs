@@ -153,6 +153,23 @@ pub fn sh(script: &str) -> (bool, String) {
     (out.success(), out.combined())
 }
 
+/// `reconciler --state-dir <state> validate --repo <repo> <extra...>` with an engine that does not
+/// exist: what is judged without Docker (parsing, confinement, policy) is judged here.
+pub fn validate_offline(repo: &Path, state: &Path, extra: &[&str]) -> CmdOutput {
+    run(Command::new(env!("CARGO_BIN_EXE_reconciler"))
+        .arg("--state-dir")
+        .arg(state)
+        .args([
+            "--docker-host",
+            "unix:///nonexistent.sock",
+            "validate",
+            "--repo",
+        ])
+        .arg(repo)
+        .args(extra)
+        .env("NO_COLOR", "1"))
+}
+
 /// `docker <args>`, whatever its outcome.
 pub fn docker(args: &[&str]) -> CmdOutput {
     run(Command::new("docker").args(args))
