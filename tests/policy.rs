@@ -338,6 +338,18 @@ fn a_bind_inside_a_folder_another_container_mounts_writable_is_refused() {
         "web/compose.yaml:10: services.b.volumes",
         "bind source './data/evil' lies inside './data', which service 'web' mounts writable",
     );
+    // Through a link inside the stack folder the copy keeps: still inside `./data`.
+    let linked = Repo::new(
+        "    volumes:\n      - ./data:/data\n  b:\n    image: web:v1\n    volumes:\n      - ./alias/evil:/host:ro\n",
+    );
+    std::fs::create_dir_all(linked.repo().join("web/data/evil")).unwrap();
+    symlink("data", linked.repo().join("web/alias")).unwrap();
+    let through_link = linked.refused(&[]);
+    assert_line(
+        &through_link,
+        "web/compose.yaml:9: services.b.volumes",
+        "bind source './data/evil' lies inside './data'",
+    );
     assert_line(
         &text,
         "web/compose.yaml:11: services.b.volumes",

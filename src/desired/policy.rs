@@ -468,9 +468,7 @@ pub fn nested_binds(stacks: &[Stack]) -> Vec<Problem> {
                 .filter(|m| m.kind == MountKind::Bind)
             {
                 let (path, in_repo) = match (&mount.repo_relative, &mount.source) {
-                    // `.` is the stack folder itself, which holds every other repository bind.
-                    (Some(rel), _) if rel == "." => (PathBuf::new(), true),
-                    (Some(rel), _) => (PathBuf::from(rel), true),
+                    (Some(rel), _) => (in_stack_folder(&stack.dir, rel), true),
                     (None, Some(source)) => match resolve_on_host(Path::new(source)) {
                         Ok(path) => (path, false),
                         Err(_) => continue, // refused by the policy check already
@@ -532,6 +530,25 @@ pub fn nested_binds(stacks: &[Stack]) -> Vec<Problem> {
         });
     }
     problems
+}
+
+/// Where a repository bind source really is inside its stack folder, links within the folder
+/// followed (`alias/evil` with `alias -> data` is `data/evil`): the copy the engine binds keeps
+/// those links. `.` is the folder itself, the empty path, which holds every other bind.
+fn in_stack_folder(dir: &Path, rel: &str) -> PathBuf {
+    let lexical = || {
+        PathBuf::from(rel)
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect::<PathBuf>()
+    };
+    match (dir.canonicalize(), dir.join(rel).canonicalize()) {
+        (Ok(root), Ok(real)) => real
+            .strip_prefix(&root)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| lexical()),
+        _ => lexical(),
+    }
 }
 
 /// The path the kernel would reach on this host: every symlink followed (in parent components
