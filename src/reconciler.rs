@@ -111,9 +111,14 @@ pub async fn read_desired(
         revision: snapshot.commit.clone(),
         repo_root: Some(snapshot.dir.clone()),
     };
+    let shown = dir.clone();
+    // A bug in the loader must fail this pass, not end the loop: the next commit may fix it.
     let mut desired = tokio::task::spawn_blocking(move || load(&dir, &options))
         .await
-        .expect("load task panicked")?;
+        .map_err(|e| crate::desired::DesiredError::Io {
+            path: shown,
+            source: std::io::Error::other(format!("the loader failed unexpectedly: {e}")),
+        })??;
     let key = LabelKey::load(state_dir.root()).map_err(|source| state_io(state_dir, source))?;
     for service in desired
         .stacks

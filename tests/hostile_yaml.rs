@@ -217,3 +217,23 @@ fn the_shipped_example_with_its_anchors_still_validates() {
     let answer = validate(Path::new("desired-state"));
     assert_eq!(answer.code, 0, "{}", answer.text);
 }
+
+#[test]
+fn a_duration_of_centuries_is_refused_not_a_crash() {
+    let repo = repo(&[(
+        "web/compose.yaml",
+        "services:\n  web:\n    image: web:1\n    stop_grace_period: 99999999999999999999h\n    x-reconciler:\n      health_timeout: 4000000000000000h\n",
+    )]);
+    let answer = validate(repo.path());
+    assert_refused(
+        &answer,
+        "web/compose.yaml:4: services.web.stop_grace_period: '99999999999999999999h' is not a duration of at most a year",
+    );
+    assert!(
+        answer
+            .text
+            .contains("web/compose.yaml:6: services.web.x-reconciler.health_timeout"),
+        "{}",
+        answer.text
+    );
+}

@@ -138,7 +138,7 @@ fn a_secret_in_a_key_or_a_label_name_is_refused_and_never_printed() {
     std::fs::create_dir_all(repo.path().join("web")).unwrap();
     std::fs::write(
         repo.path().join("web/compose.yaml"),
-        "services:\n  web:\n    image: web:1\n    environment: [\"X_${API_TOKEN}=1\", \"Y_${DB_PASSWORD}=1\"]\n    labels: [\"L_${API_TOKEN}\"]\n    extra_hosts:\n      h1: \"${API_TOKEN}\"\n    logging:\n      options: [\"max-size=10m\", \"${API_TOKEN}\"]\n",
+        "services:\n  web:\n    image: web:1\n    environment: [\"X_${API_TOKEN}=1\", \"Y_${DB_PASSWORD}=1\", \"E_${API_TOKEN:-=}=x\"]\n    labels: [\"L_${API_TOKEN}\"]\n    extra_hosts:\n      h1: \"${API_TOKEN}\"\n    logging:\n      options: [\"max-size=10m\", \"${API_TOKEN}\"]\n",
     )
     .unwrap();
     std::fs::write(repo.path().join("web/.env"), "DB_PASSWORD=repo-pass-123\n").unwrap();
@@ -150,6 +150,7 @@ fn a_secret_in_a_key_or_a_label_name_is_refused_and_never_printed() {
     for key in [
         "environment[0]",
         "environment[1]",
+        "environment[2]",
         "labels[0]",
         "extra_hosts",
         "logging.options[1]",

@@ -346,7 +346,9 @@ impl Cx<'_> {
                 self.problem(
                     node,
                     key,
-                    format!("'{s}' is not a duration (write e.g. 30s, 1m30s, 500ms)"),
+                    format!(
+                        "'{s}' is not a duration of at most a year (write e.g. 30s, 1m30s, 500ms)"
+                    ),
                 );
                 None
             }
@@ -429,8 +431,7 @@ impl Cx<'_> {
                 for (i, item) in items.iter().enumerate() {
                     let path = format!("{key}[{i}]");
                     if let Value::Scalar { text: raw, .. } = &item.value {
-                        let raw_key = raw.split_once('=').map_or(raw.as_str(), |(k, _)| k);
-                        if self.takes_secret(raw_key) {
+                        if self.takes_secret(raw_key(raw)) {
                             // Only values are masked: a key (`X_${TOKEN}=1`, a label without
                             // `=`) is shown and stored as it is.
                             self.problem(item, &path, SECRET_IN_KEY);
@@ -835,6 +836,10 @@ impl Cx<'_> {
         }
         if let Some(n) = node.get("labels") {
             spec.labels = self.string_map(n, &key("labels"));
+            // `API_TOKEN: ...` as a label: its value is not shown or digested unkeyed either.
+            if spec.labels.keys().any(|k| is_secret_key(k)) {
+                self.sensitive_keys.push(key("labels"));
+            }
             if let Some(bad) = spec.labels.keys().find(|l| {
                 l.starts_with("com.docker.compose.") || l.starts_with(crate::labels::PREFIX)
             }) {
@@ -1640,6 +1645,29 @@ impl Cx<'_> {
 
 use sha2::Digest as _;
 
+/// The part of a `KEY=VALUE` list item that becomes the key: up to the first `=` outside any
+/// `${...}` (`E_${X:-=}=1` has the key `E_${X:-=}`). Whatever it expands to, the key is it or a
+/// prefix of it.
+fn raw_key(raw: &str) -> &str {
+    let bytes = raw.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1)) {
+            (b'$', Some(b'$')) => i += 1,
+            (b'$', Some(b'{')) => {
+                depth += 1;
+                i += 1;
+            }
+            (b'}', _) if depth > 0 => depth -= 1,
+            (b'=', _) if depth == 0 => return &raw[..i],
+            _ => {}
+        }
+        i += 1;
+    }
+    raw
+}
+
 /// The probe is sent from the host, as root, on the host's network: it may reach the service's
 /// own published port on loopback and nothing else, and its path is sent as it is, so it must be
 /// plain visible ASCII (a CR/LF would let the file write its own HTTP requests).
@@ -1664,18 +1692,17 @@ fn probe_refusal(url: &str, ports: &[PortSpec]) -> Option<String> {
     let Some(port) = port else {
         return Some(format!("{usage}: the port is not a number"));
     };
-    let published = ports
-        .iter()
-        .filter_map(|p| p.published.as_deref())
-        .any(|p| match p.split_once('-') {
-            Some((lo, hi)) => lo
-                .parse::<u16>()
-                .ok()
-                .zip(hi.parse::<u16>().ok())
-                .is_some_and(|(lo, hi)| (lo..=hi).contains(&port)),
-            None => p.parse::<u16>().ok() == Some(port),
-        });
-    (!published).then(|| format!("{usage}: this service publishes no port {port}"))
+    // Only a single TCP port the engine publishes on loopback (or on every address): a range or
+    // a UDP port would let the probe reach whatever else listens there on the host.
+    let published = ports.iter().any(|p| {
+        p.protocol == "tcp"
+            && p.host_ip
+                .as_deref()
+                .is_none_or(|ip| matches!(ip, "" | "0.0.0.0" | "::" | "127.0.0.1" | "::1"))
+            && p.published.as_deref().and_then(|p| p.parse::<u16>().ok()) == Some(port)
+    });
+    (!published)
+        .then(|| format!("{usage}: this service publishes no single TCP port {port} on loopback"))
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -1756,8 +1783,14 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         total += value * factor;
         rest = tail;
     }
-    Some(Duration::from_secs_f64(total))
+    // No wait in a Compose file needs a year; beyond it, deadlines computed from it overflow.
+    Duration::try_from_secs_f64(total)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
 }
+
+/// The longest duration a file may give (grace periods, health waits, watch windows).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Byte sizes as Compose writes them: `512m`, `1g`, `1024`, `100kb`.
 pub fn parse_bytes(s: &str) -> Option<i64> {

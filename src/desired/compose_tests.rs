@@ -1251,7 +1251,7 @@ fn a_bad_duration_is_an_error() {
         );
         assert_eq!(
             p.message,
-            format!("'{text}' is not a duration (write e.g. 30s, 1m30s, 500ms)")
+            format!("'{text}' is not a duration of at most a year (write e.g. 30s, 1m30s, 500ms)")
         );
     }
 }
@@ -1595,9 +1595,9 @@ fn an_http_probe_reaches_only_the_services_own_published_port_with_a_plain_path(
         ("http://10.0.0.1:8080/health", "not a loopback host"),
         (
             "http://127.0.0.1:2375/containers/json",
-            "publishes no port 2375",
+            "publishes no single TCP port 2375",
         ),
-        ("http://127.0.0.1/health", "publishes no port 80"),
+        ("http://127.0.0.1/health", "publishes no single TCP port 80"),
         ("https://127.0.0.1:8080/", "must be http://"),
     ] {
         let all = probe(url);
@@ -1621,6 +1621,9 @@ fn a_secret_in_a_key_or_a_label_name_is_refused_without_quoting_it() {
         "image: web:1\nlabels: [\"L_${API_TOKEN}\"]",
         "image: web:1\nextra_hosts:\n  h1: \"${API_TOKEN}\"",
         "image: web:1\nlogging:\n  options: [\"max-size=10m\", \"${API_TOKEN}\"]",
+        "image: web:1\nlabels: [\"leak.${API_TOKEN:-=}\"]",
+        "image: web:1\nenvironment: [\"E_${API_TOKEN:-=}=x\"]",
+        "image: web:1\nenvironment: [\"E_${DB_PASSWORD:+=}${DB_PASSWORD}=x\"]",
     ] {
         let problems = Repo::new()
             .convert_with(&web(body), &variables)
@@ -1632,4 +1635,59 @@ fn a_secret_in_a_key_or_a_label_name_is_refused_without_quoting_it() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn an_http_probe_refuses_udp_ranges_and_ports_published_elsewhere_than_loopback() {
+    for ports in [
+        "[\"127.0.0.1:18095:80/udp\"]",
+        "[{target: 80, published: \"18080-18090\", host_ip: 127.0.0.1}]",
+        "[\"10.1.2.3:18081:80\"]",
+    ] {
+        let all = problems(&web(&format!(
+            "image: web:1\nports: {ports}\nx-reconciler:\n  http_probe: http://127.0.0.1:18081/x"
+        )))
+        .into_iter()
+        .chain(problems(&web(&format!(
+            "image: web:1\nports: {ports}\nx-reconciler:\n  http_probe: http://127.0.0.1:18095/x"
+        ))))
+        .collect::<Vec<_>>();
+        assert!(
+            all.iter()
+                .filter(|p| p.message.contains("single TCP port"))
+                .count()
+                == 2,
+            "{ports}: {all:#?}"
+        );
+    }
+}
+
+#[test]
+fn durations_beyond_a_year_are_refused_not_a_crash() {
+    assert_eq!(
+        super::compose::parse_duration("99999999999999999999h"),
+        None
+    );
+    assert_eq!(super::compose::parse_duration("9000h"), None);
+    assert!(super::compose::parse_duration("8760h").is_some());
+    let p = problem(&web(
+        "image: web:1\nstop_grace_period: 99999999999999999999h",
+    ));
+    assert_eq!(p.key, "services.web.stop_grace_period");
+    let p = problem(&web(
+        "image: web:1\nx-reconciler:\n  health_timeout: 4000000000000000h",
+    ));
+    assert!(p.message.contains("at most a year"), "{p:?}");
+}
+
+#[test]
+fn a_label_whose_name_looks_secret_is_a_secret_field() {
+    let s = service(&web(
+        "image: web:1\nlabels:\n  API_TOKEN: literal-token-value-123",
+    ));
+    assert!(s.secret_fields.contains("labels"), "{:?}", s.secret_fields);
+    assert!(!s
+        .label_spec()
+        .to_string()
+        .contains("literal-token-value-123"));
 }
