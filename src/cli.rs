@@ -1,4 +1,4 @@
-//! Command-line definitions (DESIGN 4). Raw flags only; `main` turns them into settings once.
+//! Command-line definitions. Raw flags only; `main` turns them into settings once.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

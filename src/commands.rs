@@ -1,5 +1,5 @@
 //! One function per command: wire the source, the engine and the state dir to the core, and say
-//! what happened. Each returns the process exit code (DESIGN 4).
+//! what happened. Each returns the process exit code.
 
 use crate::cli::{Output, PolicyArgs, SourceArgs};
 use crate::config::{policy_from_flags, ApplySettings};

@@ -3,7 +3,7 @@
 use crate::desired::policy::Policy;
 use std::path::{Path, PathBuf};
 
-/// Where the reconciler keeps its state when no `--state-dir` is given (DESIGN 4).
+/// Where the reconciler keeps its state when no `--state-dir` is given.
 pub fn default_state_dir() -> PathBuf {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {

@@ -1,4 +1,4 @@
-//! Carries out a [`Plan`] on the engine, safely (DESIGN 6):
+//! Carries out a [`Plan`] on the engine, safely:
 //! every image is pulled before any container is touched; a service is replaced stop-first or
 //! start-first; the new container must prove itself healthy; on failure the old one is back.
 
@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-/// Log lines of a failed container kept for the journal and the operator (DESIGN 6).
+/// Log lines of a failed container kept for the journal and the operator.
 const LOG_TAIL_LINES: usize = 50;
 const POLL: Duration = Duration::from_millis(250);
 

@@ -1,4 +1,4 @@
-//! Label and name conventions (DESIGN 7): Compose's own, so `docker compose ps/logs` keep working,
+//! Label and name conventions: Compose's own, so `docker compose ps/logs` keep working,
 //! plus our `reconciler.` labels for what Compose does not record.
 
 pub const PREFIX: &str = "reconciler.";
@@ -24,7 +24,7 @@ pub const SPEC: &str = "reconciler.spec";
 pub const MANAGED: &str = "reconciler.managed";
 
 /// Suffixes of the transient names used during an update. A restart after a crash finds them
-/// by name and finishes or undoes the update (DESIGN 6, crash safety).
+/// by name and finishes or undoes the update.
 pub const BACKUP_SUFFIX: &str = "-reconciler-old";
 pub const CANDIDATE_SUFFIX: &str = "-reconciler-new";
 

@@ -3,7 +3,7 @@
 /// Shown in place of a secret value.
 pub const MASK: &str = "(hidden)";
 
-/// Keys that look secret by name (DESIGN 4): `*PASSWORD*`, `*SECRET*`, `*TOKEN*`, `*KEY*`.
+/// Keys that look secret by name: `*PASSWORD*`, `*SECRET*`, `*TOKEN*`, `*KEY*`.
 pub fn is_secret_key(key: &str) -> bool {
     let upper = key.to_ascii_uppercase();
     ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL"]

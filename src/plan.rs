@@ -179,7 +179,7 @@ fn plan_service(
         }
         Some(c) => {
             let changes = changes_of(service, c);
-            // Ours: the hash decides. Adopted from Compose: only image and env do (DESIGN 7).
+            // Ours: the hash decides. Adopted from Compose: only image and env do.
             let differs = if c.is_managed() {
                 c.spec_hash() != Some(desired_hash.as_str())
             } else {

@@ -1,4 +1,4 @@
-//! One reconcile pass, and the loop that repeats it (DESIGN 5): every pass is level-triggered
+//! One reconcile pass, and the loop that repeats it: every pass is level-triggered
 //! (fetch, load, observe, plan, apply), returns when to come back, and one error policy decides
 //! the retry. Failed releases are not retried (the plan marks them), transient errors back off.
 

@@ -176,7 +176,7 @@ pub struct GitSource {
 }
 
 impl GitSource {
-    /// The URL as messages show it: no password or token (DESIGN 11).
+    /// The URL as messages show it: no password or token.
     fn shown_url(&self) -> String {
         crate::mask::redact_url(&self.url)
     }

@@ -127,7 +127,7 @@ impl State {
     }
 }
 
-/// One journal line (DESIGN 8). Never holds a secret value: `from`/`to` are image references
+/// One journal line. Never holds a secret value: `from`/`to` are image references
 /// and revisions, and log tails are scrubbed before they get here.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JournalEntry {

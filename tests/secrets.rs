@@ -1,4 +1,4 @@
-//! No secret reaches any output (DESIGN 11): host-local values, values of secret-looking
+//! No secret reaches any output: host-local values, values of secret-looking
 //! variables, credentials in a repository URL and the git token stay out of stdout, logs,
 //! `/status`, the journal, state files and container labels.
 mod common;

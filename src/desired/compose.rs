@@ -1,4 +1,4 @@
-//! Compose file -> validated, normalized [`Stack`] parts (the subset of DESIGN.md section 3).
+//! Compose file -> validated, normalized [`Stack`] parts (the Compose subset the reconciler supports).
 //!
 //! Pure apart from [`StackFiles`], through which `env_file` contents and mounted repository files
 //! are read. All problems are collected, not just the first, so one `validate` run lists them all.

@@ -1,4 +1,4 @@
-//! Tests of the Compose conversion (DESIGN 2-3): every supported key lands in the model, every
+//! Tests of the Compose conversion: every supported key lands in the model, every
 //! error names the line and the key, cosmetic spellings hash alike, and secrets are marked.
 
 use super::compose::{convert, StackParts, Variables};
@@ -536,7 +536,7 @@ fn a_relative_bind_points_into_the_repository_and_its_content_is_hashed() {
     assert_eq!(s.repo_binds, ["conf/Caddyfile"]);
     assert!(s.spec.mounted_content.is_some());
 
-    // DESIGN 2: editing a mounted file in git recreates the service that uses it.
+    // Editing a mounted file in git recreates the service that uses it.
     repo.write("web/conf/Caddyfile", ":80 { respond changed }\n");
     let edited = repo.service(&text);
     assert_ne!(edited.spec.mounted_content, s.spec.mounted_content);

@@ -266,7 +266,7 @@ impl Service {
         hex(&Sha256::digest(self.label_spec().to_string().as_bytes()))
     }
 
-    /// DESIGN 6: `start-first` only for a plainly stateless service, unless the file says otherwise.
+    /// `start-first` only for a plainly stateless service, unless the file says otherwise.
     pub fn effective_order(&self) -> UpdateOrder {
         if let Some(order) = self.order {
             return order;

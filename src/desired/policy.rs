@@ -1,4 +1,4 @@
-//! Host policy (DESIGN 6): what a stack may ask of the host. Strict by default; each rule can be
+//! Host policy: what a stack may ask of the host. Strict by default; each rule can be
 //! loosened by a host setting (`--allow`), never by the repository.
 //!
 //! Bind sources and devices are judged as written AND as they resolve on this host (every
