@@ -789,19 +789,7 @@ mod tests {
     fn a_torn_journal_line_is_skipped() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = StateDir::new(tmp.path());
-        let entry = JournalEntry {
-            at: now_rfc3339(),
-            revision: "r".into(),
-            stack: "s".into(),
-            service: "x".into(),
-            action: "create".into(),
-            from: None,
-            to: Some("img:1".into()),
-            result: "ok".into(),
-            duration_ms: 1,
-            reason: None,
-            log_tail: vec![],
-        };
+        let entry = entry("x");
         dir.append_journal(&entry).unwrap();
         fs::OpenOptions::new()
             .append(true)

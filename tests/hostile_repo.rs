@@ -144,6 +144,26 @@ impl Crafted {
         }
     }
 
+    /// `validate` refuses the pushed commit, naming it and the `entry`, and writes neither
+    /// `sentinel` (a path outside the state dir) nor anything under `checkouts/`.
+    #[track_caller]
+    fn assert_refused_writing_nothing(&self, commit: &str, entry: &str, sentinel: Option<&Path>) {
+        let out = self.validate();
+        if let Some(sentinel) = sentinel {
+            assert!(
+                !sentinel.exists(),
+                "the commit wrote {}",
+                sentinel.display()
+            );
+        }
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains(commit) && out.stderr.contains(entry),
+            "the error names the commit and the entry:\n{out}"
+        );
+        self.assert_no_checkout_left();
+    }
+
     /// Nothing of the refused commit stays in `checkouts/`: no tree, no temp folder (only the
     /// mark that the folder's trees were all written by the checking writer).
     #[track_caller]
@@ -170,19 +190,8 @@ fn a_tree_entry_named_dot_dot_writes_nothing_outside_the_state_dir() {
     let root = repo.root_with(&[("40000", "..", &up3)]);
     let commit = repo.push(&root);
 
-    let out = repo.validate();
     let sentinel = repo.outer.path().join("escaped");
-    assert!(
-        !sentinel.exists(),
-        "the commit wrote {}",
-        sentinel.display()
-    );
-    out.assert_code(2);
-    assert!(
-        out.stderr.contains(&commit) && out.stderr.contains("'..'"),
-        "the error names the commit and the entry:\n{out}"
-    );
-    repo.assert_no_checkout_left();
+    repo.assert_refused_writing_nothing(&commit, "'..'", Some(&sentinel));
 }
 
 #[test]
@@ -196,19 +205,7 @@ fn a_symlink_then_a_folder_of_the_same_name_writes_nothing_through_the_link() {
     let root = repo.root_with(&[("120000", "x", &target), ("40000", "x", &folder)]);
     let commit = repo.push(&root);
 
-    let out = repo.validate();
-    let sentinel = elsewhere.join("escaped");
-    assert!(
-        !sentinel.exists(),
-        "the commit wrote {}",
-        sentinel.display()
-    );
-    out.assert_code(2);
-    assert!(
-        out.stderr.contains(&commit) && out.stderr.contains("'x'"),
-        "the error names the commit and the entry:\n{out}"
-    );
-    repo.assert_no_checkout_left();
+    repo.assert_refused_writing_nothing(&commit, "'x'", Some(&elsewhere.join("escaped")));
 }
 
 #[test]
@@ -220,13 +217,7 @@ fn a_tree_entry_named_dot_git_in_any_case_is_refused() {
     let root = repo.root_with(&[("40000", ".GiT", &dotgit)]);
     let commit = repo.push(&root);
 
-    let out = repo.validate();
-    out.assert_code(2);
-    assert!(
-        out.stderr.contains(&commit) && out.stderr.contains("'.GiT'"),
-        "{out}"
-    );
-    repo.assert_no_checkout_left();
+    repo.assert_refused_writing_nothing(&commit, "'.GiT'", None);
 }
 
 /// A temp file outside every repo, holding a value that must never be copied anywhere.

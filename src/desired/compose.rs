@@ -431,7 +431,7 @@ impl Cx<'_> {
                 for (i, item) in items.iter().enumerate() {
                     let path = format!("{key}[{i}]");
                     if let Value::Scalar { text: raw, .. } = &item.value {
-                        if self.takes_secret(raw_key(raw)) {
+                        if self.takes_secret(super::interpolate::raw_key(raw)) {
                             // Only values are masked: a key (`X_${TOKEN}=1`, a label without
                             // `=`) is shown and stored as it is.
                             self.problem(item, &path, SECRET_IN_KEY);
@@ -1644,29 +1644,6 @@ impl Cx<'_> {
 }
 
 use sha2::Digest as _;
-
-/// The part of a `KEY=VALUE` list item that becomes the key: up to the first `=` outside any
-/// `${...}` (`E_${X:-=}=1` has the key `E_${X:-=}`). Whatever it expands to, the key is it or a
-/// prefix of it.
-fn raw_key(raw: &str) -> &str {
-    let bytes = raw.as_bytes();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1)) {
-            (b'$', Some(b'$')) => i += 1,
-            (b'$', Some(b'{')) => {
-                depth += 1;
-                i += 1;
-            }
-            (b'}', _) if depth > 0 => depth -= 1,
-            (b'=', _) if depth == 0 => return &raw[..i],
-            _ => {}
-        }
-        i += 1;
-    }
-    raw
-}
 
 /// The probe is sent from the host, as root, on the host's network: it may reach the service's
 /// own published port on loopback and nothing else, and its path is sent as it is, so it must be

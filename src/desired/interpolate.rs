@@ -272,8 +272,20 @@ fn name_len(text: &str) -> usize {
 
 /// Index of the `}` closing a `${` whose body starts `text`, skipping nested `${...}` and `$$`.
 fn closing_brace(text: &str) -> Option<usize> {
+    scan_braces(text, 1, |b, depth| b == b'}' && depth == 0)
+}
+
+/// The part of a `KEY=VALUE` list item that becomes the key: up to the first `=` outside any
+/// `${...}` (`E_${X:-=}=1` has the key `E_${X:-=}`). Whatever it expands to, the key Compose
+/// splits off is it or a prefix of it.
+pub fn raw_key(item: &str) -> &str {
+    scan_braces(item, 0, |b, depth| b == b'=' && depth == 0).map_or(item, |end| &item[..end])
+}
+
+/// Index of the first byte for which `stop(byte, depth)` holds, where depth counts the `${`
+/// still open (starting at `depth`); `$$` is skipped, and a `}` is seen after it closes one.
+fn scan_braces(text: &str, mut depth: usize, stop: impl Fn(u8, usize) -> bool) -> Option<usize> {
     let bytes = text.as_bytes();
-    let mut depth = 1;
     let mut i = 0;
     while i < bytes.len() {
         match (bytes[i], bytes.get(i + 1)) {
@@ -282,12 +294,13 @@ fn closing_brace(text: &str) -> Option<usize> {
                 depth += 1;
                 i += 1;
             }
-            (b'}', _) => {
+            (b'}', _) if depth > 0 => {
                 depth -= 1;
-                if depth == 0 {
+                if stop(b'}', depth) {
                     return Some(i);
                 }
             }
+            (b, _) if stop(b, depth) => return Some(i),
             _ => {}
         }
         i += 1;
@@ -656,5 +669,15 @@ mod tests {
         let input = format!("${{1{}}}", "y".repeat(100_000));
         let message = error(&input, &[]).to_string();
         assert!(message.len() < 400, "{} bytes", message.len());
+    }
+
+    #[test]
+    fn the_key_of_a_list_item_ends_at_the_first_equals_sign_outside_braces() {
+        assert_eq!(raw_key("A=1"), "A");
+        assert_eq!(raw_key("E_${X:-=}=x"), "E_${X:-=}");
+        assert_eq!(raw_key("leak.${P:-=}"), "leak.${P:-=}");
+        assert_eq!(raw_key("K$${x=1"), "K$${x");
+        assert_eq!(raw_key("${A:-${B:-=}}=v"), "${A:-${B:-=}}");
+        assert_eq!(raw_key("NOVALUE"), "NOVALUE");
     }
 }
