@@ -34,6 +34,8 @@ pub enum ExecError {
     StackFiles { stack: String, message: String },
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error("stopped while pulling {image}; nothing was changed")]
+    StoppedWhilePulling { image: String },
 }
 
 /// What one apply did.
@@ -294,7 +296,19 @@ impl<E: Engine> Executor<'_, E> {
             let who = format!("{}/{}", stack.name, service.name);
             progress(&who, &format!("pulling {image}"));
             let mut bar = PullBar::new(&who);
-            if let Err(source) = self.engine.pull(image, &mut |p| bar.update(p)).await {
+            // A registry that never answers must not hold up a shutdown: nothing is changed yet.
+            let mut on_progress = |p| bar.update(p);
+            let pulled_or_stopped = tokio::select! {
+                result = self.engine.pull(image, &mut on_progress) => Some(result),
+                () = until_stop_requested() => None,
+            };
+            let Some(result) = pulled_or_stopped else {
+                bar.finish();
+                return Err(ExecError::StoppedWhilePulling {
+                    image: image.to_string(),
+                });
+            };
+            if let Err(source) = result {
                 bar.finish();
                 if !source.is_transient() {
                     // A missing tag or refused access is the release's fault: do not loop on it.
@@ -929,6 +943,13 @@ pub fn request_stop() {
 
 fn stop_requested() -> bool {
     STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Resolves once a stop was requested (checked a few times a second).
+async fn until_stop_requested() {
+    while !stop_requested() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -411,3 +411,28 @@ fn signed_webhooks_coalesce_and_start_at_most_one_pass_a_second() {
     );
     run.signal_and_wait("TERM", Duration::from_secs(10));
 }
+
+/// A registry that accepts and never answers holds the engine's pull open; SIGTERM must still
+/// end the loop at once (nothing was changed: pulls come before any container is touched).
+#[test]
+fn sigterm_stops_the_loop_at_once_while_a_registry_never_answers_a_pull() {
+    let env = TestEnv::new("silentregistry");
+    let registry = SilentRemote::start();
+    env.write_compose(&format!(
+        "services:\n  web:\n    image: 127.0.0.1:{}/web:v1\n",
+        registry.port
+    ));
+    let repo = env.repo.path().to_str().unwrap().to_string();
+    let run = env.spawn_reconciler(&["run", "--repo", &repo, "--interval", "1h"], &[]);
+    run.wait_for_output("pulling 127.0.0.1:", Duration::from_secs(30));
+    registry.wait_for_a_connection();
+    let started = Instant::now();
+    let stopped = run.signal_and_wait("TERM", Duration::from_secs(20));
+    assert_eq!(stopped.code, 0, "{stopped}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "SIGTERM took {:?} to stop a hung pull:\n{stopped}",
+        started.elapsed()
+    );
+    assert!(env.containers().is_empty(), "nothing was created");
+}
