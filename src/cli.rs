@@ -96,7 +96,8 @@ pub struct LoopLimits {
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub fetch_timeout: std::time::Duration,
     /// An HTTP connection on --listen is closed when a request head does not arrive within
-    /// this (also between keep-alive requests), as is a webhook body that is slower.
+    /// this (also between keep-alive requests), as is a webhook body that is slower; no
+    /// connection lives longer than 4 times this, however it is used.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub http_idle_timeout: std::time::Duration,
     /// HTTP connections served at once on --listen; more wait until one closes.

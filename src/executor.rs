@@ -63,6 +63,8 @@ impl<E: Engine> Executor<'_, E> {
             .containers
             .iter()
             .filter(|c| c.role() != Role::Primary)
+            // A candidate is always one we created: a look-alike name is not ours to touch.
+            .filter(|c| c.role() != Role::Candidate || c.is_managed())
         {
             let primary = observed.primary(&leftover.project, &leftover.service);
             let original = leftover

@@ -73,6 +73,9 @@ impl Heartbeat {
 }
 
 /// Bounds on what clients of `--listen` can hold.
+/// No connection on `--listen` lives longer than this many `--http-idle-timeout`s.
+pub const CONNECTION_LIFE_IN_IDLE_TIMEOUTS: u32 = 4;
+
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
     pub idle_timeout: Duration,
@@ -114,7 +117,13 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: HttpL
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(limits.idle_timeout);
-            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+            // A client that pipelines requests and never reads the answers would keep its
+            // permit forever (the head timeout only bounds waiting for a request).
+            let _ = tokio::time::timeout(
+                limits.idle_timeout * CONNECTION_LIFE_IN_IDLE_TIMEOUTS,
+                http.serve_connection(TokioIo::new(stream), service),
+            )
+            .await;
         });
     }
 }

@@ -436,3 +436,51 @@ fn sigterm_stops_the_loop_at_once_while_a_registry_never_answers_a_pull() {
     );
     assert!(env.containers().is_empty(), "nothing was created");
 }
+
+/// Clients that pipeline requests and never read the answers hold every connection; each
+/// connection ends after 4 x --http-idle-timeout, so /healthz answers again.
+#[test]
+fn clients_that_never_read_their_answers_cannot_hold_the_listener() {
+    use std::io::Write;
+    let env = TestEnv::new("nonreaders");
+    env.write_compose(&worker_compose("one"));
+    let repo = env.repo.path().to_str().unwrap().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let run = env.spawn_reconciler(
+        &[
+            "run",
+            "--repo",
+            &repo,
+            "--interval",
+            "1h",
+            "--listen",
+            &listen,
+            "--http-max-connections",
+            "2",
+            "--http-idle-timeout",
+            "1s",
+        ],
+        &[],
+    );
+    wait_for("/healthz", Duration::from_secs(20), || {
+        http_get(&listen, "/healthz").is_some()
+    });
+    let requests = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(20_000);
+    let hogs: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut hog = TcpStream::connect(&listen).unwrap();
+            hog.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+            // Fills both socket buffers; what does not fit is never sent. Nothing is read.
+            let _ = hog.write_all(requests.as_bytes());
+            hog
+        })
+        .collect();
+    wait_for(
+        "/healthz while the non-reading clients stay connected",
+        Duration::from_secs(30),
+        || http_get(&listen, "/healthz").is_some(),
+    );
+    drop(hogs);
+    let stopped = run.signal_and_wait("TERM", Duration::from_secs(10));
+    assert_eq!(stopped.code, 0, "{stopped}");
+}
