@@ -80,6 +80,11 @@ pub struct PolicyArgs {
     /// Images must come from one of these registries, host[:port] (repeatable).
     #[arg(long = "allowed-registry")]
     pub registries: Vec<String>,
+    /// Take over this Compose project's containers, which the reconciler did not create
+    /// (repeatable). Without it, a stack that names a project already running on the host
+    /// touches nothing; once taken over, the project is the reconciler's.
+    #[arg(long = "adopt")]
+    pub adopt: Vec<String>,
 }
 
 /// Bounds that keep `run` responsive whatever the remote or the network clients do.

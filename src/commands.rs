@@ -47,6 +47,7 @@ fn source_settings(
             host.docker_host.as_deref(),
         )
         .map_err(anyhow::Error::msg)?,
+        adopt: policy.adopt.clone(),
     })
 }
 

@@ -28,6 +28,12 @@ pub enum PassError {
     Exec(#[from] ExecError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error("{file}: stack '{stack}' names a Compose project that already runs containers the reconciler did not create ({containers}); nothing was changed. If this host's project '{stack}' is meant to move under the reconciler, run with --adopt {stack}")]
+    Foreign {
+        stack: String,
+        file: String,
+        containers: String,
+    },
 }
 
 impl PassError {
@@ -53,6 +59,8 @@ pub struct SourceSettings {
     pub credentials: Credentials,
     pub allow_non_fast_forward: bool,
     pub policy: Policy,
+    /// Compose projects whose containers the host allows taking over (`--adopt`).
+    pub adopt: Vec<String>,
 }
 
 /// Read the desired state: fetch (git) or read (directory), then parse. Blocking work runs on
@@ -130,6 +138,37 @@ pub async fn read_desired(
     Ok((desired, snapshot))
 }
 
+/// A stack whose project already runs containers the reconciler did not create (started by
+/// Compose, or by hand with Compose's labels) would take them over, and their volumes with
+/// them. `name:` is the pusher's to choose, so that needs the host's word: `--adopt PROJECT`,
+/// or the project recorded in state as the reconciler's already. Nothing is touched otherwise.
+fn refuse_foreign_projects(
+    desired: &Desired,
+    observed: &crate::observed::Observed,
+    state: &crate::state::State,
+    adopt: &[String],
+) -> Result<(), PassError> {
+    for stack in &desired.stacks {
+        if adopt.contains(&stack.name) || state.stacks.contains_key(&stack.name) {
+            continue;
+        }
+        let foreign: Vec<String> = observed
+            .containers
+            .iter()
+            .filter(|c| c.project == stack.name && !c.is_managed())
+            .map(|c| c.name.clone())
+            .collect();
+        if !foreign.is_empty() {
+            return Err(PassError::Foreign {
+                stack: stack.name.clone(),
+                file: stack.file.clone(),
+                containers: foreign.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn state_io(state_dir: &StateDir, source: std::io::Error) -> PassError {
     PassError::State(crate::state::StateError::Io {
         path: state_dir.root().join(crate::label_key::FILE_NAME),
@@ -197,6 +236,7 @@ pub async fn reconcile_once<E: Engine>(
         settings,
     };
     let mut observed = observe(engine, &desired).await?;
+    refuse_foreign_projects(&desired, &observed, &state, &source.adopt)?;
     // From here the pass changes containers and state: shutdown waits for it (the executor
     // stops between services). Before, it only read, and shutdown may drop it.
     let _changing = (!settings.dry_run).then(Changing::enter);
