@@ -300,12 +300,18 @@ pub async fn reconcile_once<E: Engine>(
         Default::default()
     };
     if !settings.dry_run {
+        // Checkouts appear only for a commit not read before, revision folders only when a pass
+        // applies something: an idle pass has nothing to prune and asks the engine nothing more.
+        let wrote_files = plan.has_drift()
+            || (snapshot.commit.is_some() && snapshot.commit != state.source_commit);
         state.source_commit = snapshot.commit.clone().or(state.source_commit);
         state_dir.save(&state)?;
         // Housekeeping: a pass that did its work is not failed by it.
-        if let Err(e) = prune_state_dir(engine, state_dir, &state, snapshot.commit.as_deref()).await
-        {
-            tracing::warn!("not pruning the state dir this pass: {e}");
+        if wrote_files {
+            let commit = snapshot.commit.as_deref();
+            if let Err(e) = prune_state_dir(engine, state_dir, &state, commit).await {
+                tracing::warn!("not pruning the state dir this pass: {e}");
+            }
         }
     }
     Ok(PassReport {

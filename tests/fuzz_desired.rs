@@ -12,6 +12,8 @@
 //! [CASES]` does a long run and prints cases, max time per input and max RSS. A failing input is
 //! written to target/fuzz-failures/ for replay.
 
+#[path = "common/hostile_inputs.rs"]
+mod hostile_inputs;
 use reconciler::desired::compose::{convert, StackFiles, Variables};
 use reconciler::desired::load::{load, LoadOptions};
 use reconciler::desired::yaml::{self, Node, Value};
@@ -246,15 +248,7 @@ fn env_file(rng: &mut Rng) -> String {
 /// Known-hostile inputs: each must be refused (or accepted) quickly.
 fn hostile(rng: &mut Rng) -> String {
     match rng.below(7) {
-        0 => {
-            let mut text = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
-            let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
-            for pair in names.windows(2) {
-                let refs = vec![format!("*{}", pair[0]); 9].join(",");
-                text.push_str(&format!("{}: &{} [{refs}]\n", pair[1], pair[1]));
-            }
-            text
-        }
+        0 => hostile_inputs::alias_bomb(),
         1 => rng
             .pick(&["[", "{", "- ", "{a: ", "[{", "? "])
             .repeat(1 + big(rng, 100_000)),

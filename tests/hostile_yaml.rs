@@ -2,6 +2,9 @@
 //! grows to gigabytes are refused by `validate` with a located message naming the limit, quickly,
 //! with bounded memory, and without the process dying by a signal.
 
+#[path = "common/hostile_inputs.rs"]
+mod hostile_inputs;
+use hostile_inputs::alias_bomb;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -92,17 +95,6 @@ fn assert_refused(answer: &Answer, located: &str) {
     assert_eq!(answer.code, 2, "{}", answer.text);
     assert!(answer.text.contains(located), "{}", answer.text);
     eprintln!("refused in {:?}", answer.took);
-}
-
-/// Nine levels of nine aliases each: 568 bytes that expand to 9^9 (387 million) scalars.
-fn alias_bomb() -> String {
-    let mut text = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
-    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
-    for pair in names.windows(2) {
-        let refs = vec![format!("*{}", pair[0]); 9].join(",");
-        text.push_str(&format!("{}: &{} [{refs}]\n", pair[1], pair[1]));
-    }
-    text
 }
 
 #[test]
