@@ -70,7 +70,7 @@ static CANCELLED: AtomicBool = AtomicBool::new(false);
 /// cannot be interrupted inside a read), and must not be joined by another, then another.
 static FETCHING: Mutex<()> = Mutex::new(());
 
-/// Set the fetch limits once, before the first fetch (`run --git-idle-timeout/--git-timeout`);
+/// Set the fetch limits once, before the first fetch (`run --fetch-idle-timeout/--fetch-timeout`);
 /// without a call the defaults hold.
 pub fn set_fetch_limits(limits: FetchLimits) {
     let _ = LIMITS.set(limits);
