@@ -28,7 +28,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
@@ -149,6 +149,8 @@ pub enum Command {
         /// Refuse to pull with less free disk than this where the engine keeps images.
         #[arg(long, default_value = "512MiB", value_parser = parse_size)]
         min_free_disk: u64,
+        #[command(flatten)]
+        parallel: Parallelism,
     },
     /// The loop: fetch, plan, apply, repeat, until SIGTERM/SIGINT. SIGHUP (or `reconciler sync`)
     /// starts a pass at once.
@@ -178,6 +180,8 @@ pub enum Command {
         /// Report managed containers stopped or removed by hand instead of bringing them back.
         #[arg(long)]
         no_self_heal: bool,
+        #[command(flatten)]
+        parallel: Parallelism,
     },
     /// Make the running loop start a pass now.
     Sync,
@@ -202,6 +206,18 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
+}
+
+/// How much of a pass runs at once. Each service keeps its own safety (pull first, health
+/// wait, restore) whatever runs beside it.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Parallelism {
+    /// Stacks converged at once: a slow or failing stack never delays the others.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel_stacks: u16,
+    /// Services of one stack updated at once, each as soon as what it depends on is done.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel_services: u16,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

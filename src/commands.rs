@@ -5,14 +5,15 @@ use crate::cli::{Output, PolicyArgs, SourceArgs};
 use crate::config::{policy_from_flags, ApplySettings};
 use crate::desired::Desired;
 use crate::engine::docker::DockerEngine;
-use crate::observed::observe;
 use crate::plan::{plan, PlanOptions};
 use crate::reconciler::{
-    backoff, jittered, read_desired, reconcile_once, record_pass, SharedStatus, SourceSettings,
+    observe, read_desired, reconcile_once, run_loop, DetailsCache, LoopConfig, PassContext,
+    SharedStatus, SourceSettings,
 };
-use crate::source::{Credentials, SourceSpec};
+use crate::source::{Credentials, FetchControl, FetchLimits, SourceSpec};
 use crate::state::{check_service_name, check_stack_name, LockKind, StateDir};
 use anyhow::{bail, Result};
+use tokio_util::sync::CancellationToken;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_DRIFT_OR_FAILED: i32 = 1;
@@ -27,6 +28,7 @@ fn source_settings(
     host: &Host,
     source: &SourceArgs,
     policy: &PolicyArgs,
+    fetch: FetchControl,
 ) -> Result<SourceSettings> {
     Ok(SourceSettings {
         spec: SourceSpec::parse(&source.repo),
@@ -48,11 +50,12 @@ fn source_settings(
         )
         .map_err(anyhow::Error::msg)?,
         adopt: policy.adopt.clone(),
+        fetch,
     })
 }
 
 async fn load_desired(host: &Host, source: &SourceArgs, policy: &PolicyArgs) -> Result<Desired> {
-    let settings = source_settings(host, source, policy)?;
+    let settings = source_settings(host, source, policy, FetchControl::default())?;
     Ok(read_desired(&settings, &host.state_dir).await?.0)
 }
 
@@ -82,7 +85,7 @@ pub async fn diff(
 ) -> Result<i32> {
     let desired = load_desired(host, source, policy).await?;
     let engine = engine(host)?;
-    let observed = observe(&engine, &desired).await?;
+    let observed = observe(&engine, &desired, &DetailsCache::default()).await?;
     let state = host.state_dir.load()?;
     let plan = plan(&desired, &observed, &state, &PlanOptions { prune });
     match output {
@@ -104,10 +107,18 @@ pub async fn apply(
 ) -> Result<i32> {
     // Two writers at once would race on containers and state: the second stops here.
     let _lock = host.state_dir.lock(LockKind::Writer)?;
-    let source = source_settings(host, source, policy)?;
+    let source = source_settings(host, source, policy, FetchControl::default())?;
     let engine = engine(host)?;
     let print_plan = |plan: &crate::plan::Plan| print!("{plan}");
-    let report = reconcile_once(&engine, &source, &host.state_dir, settings, &print_plan).await?;
+    let ctx = PassContext {
+        engine: &engine,
+        source: &source,
+        state_dir: &host.state_dir,
+        settings,
+        shutdown: stop_on_signals()?,
+        details: DetailsCache::default(),
+    };
+    let report = reconcile_once(&ctx, &print_plan).await?;
     if settings.dry_run {
         println!("dry run: nothing was changed");
         return Ok(EXIT_OK);
@@ -120,16 +131,26 @@ pub async fn apply(
         .filter(|(_, sv)| sv.action == crate::plan::Action::Failed)
         .map(|(s, sv)| format!("{}/{}", s.stack, sv.service))
         .collect();
-    if report.failed.is_empty() && blocked.is_empty() {
-        println!(
-            "converged: {} service{} changed",
-            report.changed.len(),
-            plural(report.changed.len())
-        );
+    let changed = report.changed().count();
+    if report.failed().count() == 0 && blocked.is_empty() {
+        println!("converged: {changed} service{} changed", plural(changed));
         return Ok(EXIT_OK);
     }
-    for f in &report.failed {
-        println!("failed: {f}; the last good version keeps running");
+    for f in report.failed() {
+        let reason = f.reason().unwrap_or_default();
+        match (&f.result, &f.from_image) {
+            (crate::outcome::ServiceResult::Skipped { .. }, _) => {
+                println!("skipped: {}: {reason}", f.who())
+            }
+            (_, Some(_)) => println!(
+                "failed: {}: {reason}; the last good version keeps running",
+                f.who()
+            ),
+            (_, None) => println!(
+                "failed: {}: {reason}; nothing ran before, so nothing runs now",
+                f.who()
+            ),
+        }
     }
     for b in &blocked {
         println!("not retried: {b} failed before at this spec (apply --retry-failed, or `reconciler retry`)");
@@ -145,10 +166,6 @@ pub struct LoopSettings {
     pub limits: crate::cli::LoopLimits,
 }
 
-/// Passes started by webhooks or SIGHUP are at least this far apart, so a stream of triggers
-/// cannot keep the loop (and the engine, and the remote) permanently busy.
-pub const MIN_TRIGGERED_SPACING: std::time::Duration = std::time::Duration::from_secs(1);
-
 impl LoopSettings {
     /// `--unhealthy-after`, or 3 intervals, at least 5 minutes (a slow fetch is not a stall).
     pub fn unhealthy_after(&self) -> std::time::Duration {
@@ -158,9 +175,8 @@ impl LoopSettings {
     }
 }
 
-/// `run`: pass after pass until SIGTERM/SIGINT. A pass that is still fetching or reading is
-/// dropped at once; one that is updating finishes the service in progress and starts no other,
-/// so nothing is left half-done; a `kill -9` is resolved by the next start's recovery.
+/// `run`: pass after pass until SIGTERM/SIGINT (see [`run_loop`]). Here: the lock, the
+/// signals, the server and the triggers the loop is handed.
 pub async fn run(
     host: &Host,
     source: &SourceArgs,
@@ -170,23 +186,18 @@ pub async fn run(
 ) -> Result<i32> {
     // Held until exit: keeps other writers out and tells `sync` (via the kernel) who we are.
     let _lock = host.state_dir.lock(LockKind::Loop)?;
-    use tokio::signal::unix::{signal, SignalKind};
     // First: a SIGTERM that arrives while we start must stop us cleanly, not by default action.
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    // Watched during a pass too: the executor stops between services, not after all of them.
-    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
-    let stop_signal = stopping.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-        crate::executor::request_stop();
-        crate::source::cancel_fetches();
-        stop_signal.notify_one();
-    });
+    let shutdown = stop_on_signals()?;
+    let trigger = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    {
+        let trigger = trigger.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                trigger.notify_one();
+            }
+        });
+    }
     if looping
         .webhook_secret
         .as_deref()
@@ -196,18 +207,21 @@ pub async fn run(
     }
     if let Some(addr) = looping.listen {
         if !addr.ip().is_loopback() && looping.webhook_secret.is_none() {
-            eprintln!("warning: --listen {addr} is reachable from other hosts and no --webhook-secret is set: anyone who reaches it can start passes");
+            tracing::warn!("--listen {addr} is reachable from other hosts and no --webhook-secret is set: anyone who reaches it can start passes");
         }
     }
-    crate::source::set_fetch_limits(crate::source::FetchLimits {
-        idle: looping.limits.fetch_idle_timeout,
-        total: looping.limits.fetch_timeout,
-    });
-    let source = source_settings(host, source, policy)?;
+    let fetch = FetchControl {
+        limits: FetchLimits {
+            idle: looping.limits.fetch_idle_timeout,
+            total: looping.limits.fetch_timeout,
+        },
+        cancel: shutdown.clone(),
+        ..Default::default()
+    };
+    let source = source_settings(host, source, policy, fetch)?;
     let engine = engine(host)?;
     let status = SharedStatus::default();
     let heartbeat = crate::server::Heartbeat::new(looping.unhealthy_after());
-    let trigger = std::sync::Arc::new(tokio::sync::Notify::new());
     std::fs::create_dir_all(host.state_dir.root())?;
     std::fs::write(host.state_dir.pid_file(), std::process::id().to_string())?;
     if let Some(addr) = looping.listen {
@@ -229,7 +243,6 @@ pub async fn run(
         tokio::spawn(crate::server::serve(listener, app, limits));
         tracing::info!("listening on {addr}");
     }
-    // A container stopped or removed by hand starts a pass now, not at the next interval.
     // Engine events and file changes come in bursts (a stop is several events, an editor several
     // writes): they pass through a short settle delay before starting a pass.
     let settled = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -243,7 +256,8 @@ pub async fn run(
             }
         });
     }
-    // Only this loop's stacks: other Compose projects on the host are none of its business.
+    // A container stopped or removed by hand starts a pass now, not at the next interval; only
+    // this loop's stacks: other Compose projects on the host are none of its business.
     let watched: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> =
         Default::default();
     let (on_event, watched_by_events) = (settled.clone(), watched.clone());
@@ -256,7 +270,6 @@ pub async fn run(
             on_event.notify_one();
         }
     });
-    // A local directory is watched; a burst of edits settles in the debounce below.
     let _watch = match &source.spec {
         SourceSpec::Directory(dir) => {
             let on_change = settled.clone();
@@ -267,7 +280,7 @@ pub async fn run(
         }
         SourceSpec::Git { .. } => None,
     };
-    eprintln!(
+    tracing::info!(
         "following {} every {}{}",
         source_description(&source),
         humantime::format_duration(looping.interval),
@@ -276,87 +289,44 @@ pub async fn run(
             .map(|a| format!(", serving http://{a}"))
             .unwrap_or_default()
     );
-    let mut failures_in_a_row = 0u32;
-    loop {
-        let started = std::time::Instant::now();
-        let mut stop_after_pass = false;
-        let pass = reconcile_once(&engine, &source, &host.state_dir, settings, &|_| {});
-        tokio::pin!(pass);
-        let result = tokio::select! {
-            result = &mut pass => result,
-            _ = stopping.notified() => {
-                if !crate::reconciler::pass_is_changing() {
-                    // Still fetching or reading (perhaps from a remote that stopped
-                    // answering): nothing has been changed, so nothing is left half-done.
-                    break;
-                }
-                // An update is in progress: the executor finishes that service, starts no other.
-                stop_after_pass = true;
-                pass.await
-            }
-        };
-        record_pass(&status, started, &result);
-        if let Ok(report) = &result {
-            *watched.lock().expect("watched lock") =
-                report.plan.stacks.iter().map(|s| s.stack.clone()).collect();
-        }
-        let wait = match &result {
-            Ok(report) => {
-                failures_in_a_row = 0;
-                if !report.changed.is_empty() || !report.failed.is_empty() {
-                    eprintln!(
-                        "pass at {}: {} changed, {} failed",
-                        report
-                            .commit
-                            .as_deref()
-                            .map(|c| &c[..c.len().min(12)])
-                            .unwrap_or("working copy"),
-                        report.changed.len(),
-                        report.failed.len()
-                    );
-                }
-                jittered(looping.interval)
-            }
-            Err(e) if e.is_transient() => {
-                failures_in_a_row += 1;
-                let wait = backoff(
-                    failures_in_a_row,
-                    looping.interval.max(std::time::Duration::from_secs(300)),
-                );
-                eprintln!(
-                    "pass failed (will retry in {}): {e}",
-                    humantime::format_duration(wait)
-                );
-                wait
-            }
-            Err(e) => {
-                // Bad input or a rewritten history: nothing to retry until something changes.
-                eprintln!("pass failed: {e}");
-                jittered(looping.interval)
-            }
-        };
-        heartbeat.beat(wait, looping.unhealthy_after());
-        if stop_after_pass {
-            break;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => continue,
-            // Webhook and SIGHUP start a pass at once; triggers that come while a pass runs
-            // collapse into one permit, so a burst never means a pass per trigger.
-            _ = trigger.notified() => {}
-            _ = hangup.recv() => {}
-            _ = stopping.notified() => break,
-        }
-        // ... and no sooner than MIN_TRIGGERED_SPACING after the last one started.
-        let spacing = MIN_TRIGGERED_SPACING.saturating_sub(started.elapsed());
-        tokio::select! {
-            _ = tokio::time::sleep(spacing) => {}
-            _ = stopping.notified() => break,
-        }
-    }
+    let ctx = PassContext {
+        engine: &engine,
+        source: &source,
+        state_dir: &host.state_dir,
+        settings,
+        shutdown,
+        details: DetailsCache::default(),
+    };
+    let config = LoopConfig {
+        interval: looping.interval,
+        unhealthy_after: looping.unhealthy_after(),
+    };
+    run_loop(&ctx, &config, trigger, &status, &heartbeat, |report| {
+        *watched.lock().expect("watched lock") =
+            report.plan.stacks.iter().map(|s| s.stack.clone()).collect();
+    })
+    .await;
     let _ = std::fs::remove_file(host.state_dir.pid_file());
-    eprintln!("stopped");
+    tracing::info!("stopped");
     Ok(EXIT_OK)
+}
+
+/// A token cancelled at the first SIGTERM or SIGINT. Installed before anything else, so a
+/// signal during start-up stops us cleanly instead of by the default action.
+fn stop_on_signals() -> Result<CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        cancel.cancel();
+    });
+    Ok(token)
 }
 
 fn source_description(source: &SourceSettings) -> String {
@@ -447,7 +417,12 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
                 "running_image": c.map(|c| c.image.clone()),
                 "state": c.map(|c| c.state.clone()).unwrap_or_else(|| "missing".into()),
                 "health": c.map(|c| c.health),
-                "sync": sync_of(suspended.contains(stack), sv, c),
+                "sync": crate::outcome::sync_status(
+                    suspended.contains(stack),
+                    sv.failed.is_some(),
+                    sv.desired_image.as_deref(),
+                    c.filter(|c| c.is_running()).map(|c| c.image.as_str()),
+                ),
                 "revision": sv.running_revision,
                 "since": sv.since,
                 "last_error": sv.failed.as_ref().map(|f| f.reason.clone()),
@@ -483,28 +458,6 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// Synced: runs the desired image; Failed: its release failed and the last good one runs.
-fn sync_of(
-    suspended: bool,
-    sv: &crate::state::ServiceState,
-    c: Option<&crate::observed::ObservedContainer>,
-) -> &'static str {
-    let runs_desired = c.is_some_and(|c| {
-        c.is_running()
-            && sv
-                .desired_image
-                .as_deref()
-                .map(crate::observed::normalize_reference)
-                == Some(crate::observed::normalize_reference(&c.image))
-    });
-    match () {
-        _ if suspended => "Suspended",
-        _ if sv.failed.is_some() => "Failed",
-        _ if runs_desired => "Synced",
-        _ => "OutOfSync",
-    }
-}
-
 pub fn history(
     host: &Host,
     stack: Option<&str>,
@@ -535,14 +488,14 @@ pub fn history(
             vec![
                 e.at.clone(),
                 format!("{}/{}", e.stack, e.service),
-                e.action.clone(),
+                e.action.as_str().to_string(),
                 e.revision.chars().take(12).collect(),
                 format!(
                     "{} -> {}",
                     e.from.as_deref().unwrap_or("-"),
                     e.to.as_deref().unwrap_or("-")
                 ),
-                e.result.clone(),
+                e.result.as_str().to_string(),
                 e.reason.clone().unwrap_or_default(),
             ]
         })

@@ -39,6 +39,10 @@ pub struct ApplySettings {
     pub retry_failed: bool,
     /// Start or recreate a managed container that was stopped or removed by hand.
     pub self_heal: bool,
+    /// Stacks converged at once (`--parallel-stacks`).
+    pub parallel_stacks: usize,
+    /// Services of a stack changed at once (`--parallel-services`).
+    pub parallel_services: usize,
 }
 
 /// The host policy from `--allow`, `--bind-root` and `--allowed-registry`; `state_dir` (made

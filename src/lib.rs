@@ -8,7 +8,10 @@
 //! - [`executor`]: carries out a plan safely (pull first, recreate, wait healthy, restore);
 //! - [`state`]: `state.json` and the journal;
 //! - [`source`]: a local directory or a git remote (git2), read at one commit;
-//! - [`reconciler`]: one pass (read, observe, plan, apply) and the loop's policies;
+//! - [`outcome`]: what a pass did to each service, and the one sync-status rule;
+//! - [`reconciler`]: the controller: one pass (read, observe, plan, apply), its error policy,
+//!   and the loop that repeats it on a timer, triggers and a shutdown token;
+//! - [`logging`]: every event through `tracing`, as text lines or JSON objects;
 //! - [`server`]: `/healthz`, `/status`, `/metrics`, the git webhook.
 pub mod cli;
 pub mod commands;
@@ -18,8 +21,10 @@ pub mod engine;
 pub mod executor;
 pub mod label_key;
 pub mod labels;
+pub mod logging;
 pub mod mask;
 pub mod observed;
+pub mod outcome;
 pub mod plan;
 pub mod reconciler;
 pub mod server;

@@ -9,7 +9,6 @@ use reconciler::state::StateDir;
 fn main() {
     let cli = Cli::parse();
     init_tracing(&cli);
-    reconciler::executor::set_quiet(cli.quiet);
     let host = Host {
         docker_host: cli.docker_host.clone(),
         state_dir: StateDir::new(cli.state_dir.clone().unwrap_or_else(default_state_dir)),
@@ -35,6 +34,7 @@ fn main() {
                 prune,
                 retry_failed,
                 min_free_disk,
+                parallel,
             } => {
                 let settings = ApplySettings {
                     dry_run: *dry_run,
@@ -42,6 +42,8 @@ fn main() {
                     min_free_disk: *min_free_disk,
                     retry_failed: *retry_failed,
                     self_heal: true,
+                    parallel_stacks: parallel.parallel_stacks.into(),
+                    parallel_services: parallel.parallel_services.into(),
                 };
                 commands::apply(&host, source, policy, &settings).await
             }
@@ -55,6 +57,7 @@ fn main() {
                 prune,
                 min_free_disk,
                 no_self_heal,
+                parallel,
             } => {
                 let settings = ApplySettings {
                     dry_run: false,
@@ -62,6 +65,8 @@ fn main() {
                     min_free_disk: *min_free_disk,
                     retry_failed: false,
                     self_heal: !*no_self_heal,
+                    parallel_stacks: parallel.parallel_stacks.into(),
+                    parallel_services: parallel.parallel_services.into(),
                 };
                 let looping = commands::LoopSettings {
                     interval: *interval,
@@ -101,23 +106,11 @@ fn main() {
 }
 
 fn init_tracing(cli: &Cli) {
+    // Progress is info: shown unless -q; -v adds the engine's and git's details.
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
-        (_, 0) => "warn",
-        (_, 1) => "info",
+        (_, 0) => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RECONCILER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("reconciler={level}")));
-    // Colour only for a person at a terminal; journald and files get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    reconciler::logging::init(level, cli.log_format == LogFormat::Json);
 }

@@ -11,14 +11,26 @@ pub struct Observed {
     pub registry_digests: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     /// The container has no healthcheck.
+    #[default]
     None,
     Starting,
     Healthy,
     Unhealthy,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Starting => "starting",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,14 +50,12 @@ pub struct ObservedContainer {
 }
 
 /// What inspect adds: needed to explain a change or to judge a container we did not create.
+/// Fixed for a container id (so it is cached by id).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Details {
     pub env: BTreeMap<String, String>,
     /// Env the image itself sets: not drift when the container carries it.
     pub image_env: BTreeMap<String, String>,
-    pub exit_code: i64,
-    pub restart_count: i64,
-    pub started_at: String,
 }
 
 /// Role of a container by name: the service's container, or a leftover of an interrupted update.
@@ -140,70 +150,6 @@ pub fn health_from_status(status: &str) -> Health {
     } else {
         Health::None
     }
-}
-
-/// Look at the engine: one container listing, one image listing, and an inspect only for the
-/// containers whose changes must be explained (drifted or not created by us).
-pub async fn observe<E: crate::engine::Engine>(
-    engine: &E,
-    desired: &crate::desired::Desired,
-) -> Result<Observed, crate::engine::EngineError> {
-    let projects: Vec<String> = desired.stacks.iter().map(|s| s.name.clone()).collect();
-    let mut containers = engine.list_containers(&projects).await?;
-    let mut image_envs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for c in containers.iter_mut().filter(|c| c.role() == Role::Primary) {
-        let Some(service) = desired
-            .stacks
-            .iter()
-            .find(|s| s.name == c.project)
-            .and_then(|s| s.services.get(&c.service))
-        else {
-            continue;
-        };
-        let in_sync = c.is_managed() && c.spec_hash() == Some(service.spec_hash().as_str());
-        if in_sync {
-            continue;
-        }
-        let status = engine.inspect_container(&c.id).await?;
-        // Services of a stack often share an image: ask once per image, not once per container.
-        let image_env = match image_envs.get(&status.image_id) {
-            Some(env) => env.clone(),
-            None => {
-                let env = engine
-                    .inspect_image(&status.image_id)
-                    .await?
-                    .map(|image| image.env)
-                    .unwrap_or_default();
-                image_envs.insert(status.image_id.clone(), env.clone());
-                env
-            }
-        };
-        c.details = Some(Details {
-            env: status.env,
-            image_env,
-            exit_code: status.exit_code,
-            restart_count: status.restart_count,
-            started_at: status.started_at,
-        });
-    }
-    let mut registry_digests = BTreeMap::new();
-    for service in desired.stacks.iter().flat_map(|s| s.services.values()) {
-        if service.pull_policy == crate::desired::PullPolicy::Always {
-            // A registry that cannot be asked means "no news", not "moved": keep what runs.
-            match engine.registry_digest(&service.spec.image).await {
-                Ok(digest) => {
-                    registry_digests.insert(service.spec.image.clone(), digest);
-                }
-                Err(e) => {
-                    tracing::warn!("cannot check {} in its registry: {e}", service.spec.image)
-                }
-            }
-        }
-    }
-    Ok(Observed {
-        containers,
-        registry_digests,
-    })
 }
 
 #[cfg(test)]

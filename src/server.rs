@@ -6,8 +6,8 @@
 //! are served at once (the rest wait in the kernel's backlog, using no descriptor here), and a
 //! webhook body is at most [`MAX_HOOK_BODY`].
 
-use crate::plan::Action;
 use crate::reconciler::SharedStatus;
+use crate::reconciler::DURATION_BUCKETS;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -151,70 +151,60 @@ async fn status(State(s): State<ServerState>) -> Response {
         "last_error": st.last_error,
         "seconds_since_last_success": since(st.last_success),
         "passes": st.passes,
+        "recent_passes": st.recent,
     });
     axum::Json(body).into_response()
 }
-
-const BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
 async fn metrics(State(s): State<ServerState>) -> Response {
     let st = s.status.lock().expect("status lock");
     let mut out = String::new();
     out.push_str("# HELP reconciler_service_sync Sync state per service (1 for the current state).\n# TYPE reconciler_service_sync gauge\n");
     if let Some(report) = &st.last_report {
-        for stack in &report.plan.stacks {
-            for sv in &stack.services {
-                // The plan was made before the pass applied it: count what the pass changed.
-                let who = format!("{}/{}", stack.stack, sv.service);
-                let failed_now = report
-                    .failed
-                    .iter()
-                    .any(|f| f.starts_with(&format!("{who}:")));
-                let changed_now = report.changed.contains(&who);
-                let sync = match sv.action {
-                    _ if failed_now => "Failed",
-                    _ if changed_now => "Synced",
-                    Action::Failed => "Failed",
-                    Action::InSync | Action::Orphan => "Synced",
-                    _ => "OutOfSync",
-                };
-                let _ = writeln!(
-                    out,
-                    "reconciler_service_sync{{stack=\"{}\",service=\"{}\",sync=\"{sync}\"}} 1",
-                    stack.stack, sv.service
-                );
-            }
+        for sv in &report.services {
+            let _ = writeln!(
+                out,
+                "reconciler_service_sync{{stack=\"{}\",service=\"{}\",sync=\"{}\"}} 1",
+                sv.stack,
+                sv.service,
+                sv.sync.as_str()
+            );
         }
-        out.push_str("# HELP reconciler_service_health Container health per service at the last pass (1 for the current state).\n# TYPE reconciler_service_health gauge\n");
-        for (stack, service, health) in &report.health {
-            let _ = writeln!(out, "reconciler_service_health{{stack=\"{stack}\",service=\"{service}\",health=\"{health}\"}} 1");
+        out.push_str("# HELP reconciler_service_health Container health per service after the last pass (1 for the current state).\n# TYPE reconciler_service_health gauge\n");
+        for sv in &report.services {
+            let _ = writeln!(
+                out,
+                "reconciler_service_health{{stack=\"{}\",service=\"{}\",health=\"{}\"}} 1",
+                sv.stack, sv.service, sv.health
+            );
         }
         for stack in &report.suspended {
             let _ = writeln!(out, "reconciler_stack_suspended{{stack=\"{stack}\"}} 1");
         }
     }
     out.push_str("# HELP reconciler_reconcile_duration_seconds Duration of a reconcile pass.\n# TYPE reconciler_reconcile_duration_seconds histogram\n");
-    for bucket in BUCKETS {
-        let n = st.durations.iter().filter(|d| **d <= *bucket).count();
+    let mut cumulative = 0;
+    for (bucket, n) in DURATION_BUCKETS.iter().zip(st.duration_buckets) {
+        cumulative += n;
         let _ = writeln!(
             out,
-            "reconciler_reconcile_duration_seconds_bucket{{le=\"{bucket}\"}} {n}"
+            "reconciler_reconcile_duration_seconds_bucket{{le=\"{bucket}\"}} {cumulative}"
         );
     }
     let _ = writeln!(
         out,
         "reconciler_reconcile_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-        st.durations.len()
+        st.passes
     );
     let _ = writeln!(
         out,
         "reconciler_reconcile_duration_seconds_sum {}",
-        st.durations.iter().sum::<f64>()
+        st.duration_sum
     );
     let _ = writeln!(
         out,
         "reconciler_reconcile_duration_seconds_count {}",
-        st.durations.len()
+        st.passes
     );
     for (name, help, value) in [
         ("reconciler_applies_total", "Services changed.", st.applies),

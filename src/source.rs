@@ -7,8 +7,7 @@ use git2::{Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository}
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,30 +62,15 @@ impl Default for FetchLimits {
     }
 }
 
-static LIMITS: OnceLock<FetchLimits> = OnceLock::new();
-/// Set on SIGTERM/SIGINT: a fetch in flight gives up at its next callback.
-static CANCELLED: AtomicBool = AtomicBool::new(false);
-/// One fetch at a time: a fetch abandoned at its deadline may still hold its thread (libgit2
-/// cannot be interrupted inside a read), and must not be joined by another, then another.
-static FETCHING: Mutex<()> = Mutex::new(());
-
-/// Set the fetch limits once, before the first fetch (`run --fetch-idle-timeout/--fetch-timeout`);
-/// without a call the defaults hold.
-pub fn set_fetch_limits(limits: FetchLimits) {
-    let _ = LIMITS.set(limits);
-}
-
-fn fetch_limits() -> FetchLimits {
-    *LIMITS.get_or_init(FetchLimits::default)
-}
-
-/// Make every fetch in flight, and any started later, give up (shutdown).
-pub fn cancel_fetches() {
-    CANCELLED.store(true, Ordering::Relaxed);
-}
-
-fn cancelled() -> bool {
-    CANCELLED.load(Ordering::Relaxed)
+/// What fetches of one loop share: the limits, the shutdown, and the rule of one fetch at a
+/// time (a fetch abandoned at its deadline may still hold its thread, since libgit2 cannot be
+/// interrupted inside a read, and must not be joined by another, then another).
+#[derive(Debug, Clone, Default)]
+pub struct FetchControl {
+    pub limits: FetchLimits,
+    /// Cancelled at shutdown: a fetch in flight gives up at its next callback.
+    pub cancel: tokio_util::sync::CancellationToken,
+    pub one_at_a_time: std::sync::Arc<Mutex<()>>,
 }
 
 /// libgit2's socket timeouts are process globals: set them once, before the first connection.
@@ -108,9 +92,9 @@ fn apply_socket_timeouts(limits: FetchLimits) {
 /// catches what it cannot (a remote that trickles a byte just before each idle timeout).
 pub async fn run_bounded<T: Send + 'static>(
     url: &str,
+    limits: FetchLimits,
     work: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
 ) -> Result<T, SourceError> {
-    let limits = fetch_limits();
     let bound = limits.total + limits.idle;
     match tokio::time::timeout(bound, tokio::task::spawn_blocking(work)).await {
         Ok(joined) => joined.expect("git task panicked"),
@@ -173,6 +157,7 @@ pub struct GitSource {
     pub credentials: Credentials,
     /// `<state-dir>`: the clone lives in `git/<digest of url>`, trees in `checkouts/<commit>`.
     pub state_dir: PathBuf,
+    pub control: FetchControl,
 }
 
 impl GitSource {
@@ -213,18 +198,22 @@ impl GitSource {
 
     /// Fetch the branch and return its tip. Blocking: call it through [`run_bounded`].
     pub fn fetch(&self) -> Result<String, SourceError> {
-        if cancelled() {
+        if self.control.cancel.is_cancelled() {
             return Err(SourceError::Cancelled {
                 url: self.shown_url(),
             });
         }
-        let limits = fetch_limits();
+        let limits = self.control.limits;
         apply_socket_timeouts(limits);
-        let _only_fetch = FETCHING.try_lock().map_err(|_| SourceError::Fetch {
-            url: self.shown_url(),
-            message: "the previous fetch has not ended yet (the remote stopped answering?)"
-                .to_string(),
-        })?;
+        let _only_fetch =
+            self.control
+                .one_at_a_time
+                .try_lock()
+                .map_err(|_| SourceError::Fetch {
+                    url: self.shown_url(),
+                    message: "the previous fetch has not ended yet (the remote stopped answering?)"
+                        .to_string(),
+                })?;
         let deadline = Instant::now() + limits.total;
         let repo = self.open()?;
         let mut remote = repo
@@ -240,7 +229,7 @@ impl GitSource {
         remote
             .fetch(&[refspec.as_str()], Some(&mut options), None)
             .map_err(|e| {
-                if cancelled() {
+                if self.control.cancel.is_cancelled() {
                     return SourceError::Cancelled {
                         url: self.shown_url(),
                     };
@@ -358,7 +347,8 @@ impl GitSource {
         too_big: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> RemoteCallbacks<'_> {
         let mut callbacks = RemoteCallbacks::new();
-        let go_on = move || !cancelled() && Instant::now() < deadline;
+        let cancel = &self.control.cancel;
+        let go_on = move || !cancel.is_cancelled() && Instant::now() < deadline;
         callbacks.transfer_progress(move |p| {
             // A push of gigabytes would fill the disk the state dir is on, commit after commit.
             if p.received_bytes() > MAX_FETCH_BYTES || p.total_objects() > MAX_FETCH_OBJECTS {

@@ -7,6 +7,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod transition;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot use state dir {path}: {source}")]
@@ -135,15 +137,32 @@ pub struct JournalEntry {
     pub revision: String,
     pub stack: String,
     pub service: String,
-    pub action: String,
+    pub action: crate::outcome::Step,
     pub from: Option<String>,
     pub to: Option<String>,
-    pub result: String,
+    pub result: JournalResult,
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_tail: Vec<String>,
+}
+
+/// How a journaled change ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalResult {
+    Ok,
+    Failed,
+}
+
+impl JournalResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// The journal's readable entries, and how many lines were not entries.
@@ -806,10 +825,10 @@ mod tests {
             revision: "r".into(),
             stack: "s".into(),
             service: service.into(),
-            action: "create".into(),
+            action: crate::outcome::Step::Create,
             from: None,
             to: Some("img:1".into()),
-            result: "ok".into(),
+            result: JournalResult::Ok,
             duration_ms: 1,
             reason: None,
             log_tail: vec![],

@@ -4,7 +4,7 @@
 use super::{ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, PullProgress, Result};
 use crate::desired::{MountKind, NetworkDef, VolumeDef};
 use crate::labels;
-use crate::observed::{health_from_status, ObservedContainer};
+use crate::observed::{health_from_status, Health, ObservedContainer};
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
@@ -90,6 +90,16 @@ impl DockerEngine {
 
     fn error(&self, call: &'static str, target: &str, e: BollardError) -> EngineError {
         match &e {
+            // Removed meanwhile, or being removed (`docker rm -f` by hand): an ordinary case
+            // the next pass settles, not a broken release.
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } if *status_code == 404 || is_removal_in_progress(message) => EngineError::Gone {
+                call,
+                target: target.to_string(),
+                message: message.clone(),
+            },
             BollardError::DockerResponseServerError { message, .. } => EngineError::Call {
                 call,
                 target: target.to_string(),
@@ -126,6 +136,11 @@ impl DockerEngine {
             EngineError::RegistryUnreachable { reference, message }
         }
     }
+}
+
+fn is_removal_in_progress(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("removal of container") || lower.contains("marked for removal")
 }
 
 fn is_not_found(e: &BollardError) -> bool {
@@ -224,8 +239,12 @@ impl Engine for DockerEngine {
             health: state
                 .health
                 .and_then(|h| h.status)
-                .map(|s| s.to_string())
-                .filter(|s| s != "none" && !s.is_empty()),
+                .map_or(Health::None, |s| match s.to_string().as_str() {
+                    "healthy" => Health::Healthy,
+                    "unhealthy" => Health::Unhealthy,
+                    "starting" => Health::Starting,
+                    _ => Health::None,
+                }),
             exit_code: state.exit_code.unwrap_or(0),
             restart_count: c.restart_count.unwrap_or(0),
             started_at: state.started_at.unwrap_or_default(),

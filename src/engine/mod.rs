@@ -4,7 +4,7 @@
 pub mod docker;
 
 use crate::desired::{ContainerSpec, NetworkDef, VolumeDef};
-use crate::observed::ObservedContainer;
+use crate::observed::{Health, ObservedContainer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +19,13 @@ pub enum EngineError {
     Unauthorized { reference: String, message: String },
     #[error("registry for {reference} is unreachable: {message}")]
     RegistryUnreachable { reference: String, message: String },
+    /// The container is gone or being removed (by hand, most likely).
+    #[error("{call} {target}: {message}")]
+    Gone {
+        call: &'static str,
+        target: String,
+        message: String,
+    },
     #[error("{call} {target}: {message}")]
     Call {
         call: &'static str,
@@ -32,8 +39,13 @@ impl EngineError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Unreachable { .. } | Self::RegistryUnreachable { .. }
+            Self::Unreachable { .. } | Self::RegistryUnreachable { .. } | Self::Gone { .. }
         )
+    }
+
+    /// A container vanished or is being removed mid-pass: settled by the next pass.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, Self::Gone { .. })
     }
 }
 
@@ -44,8 +56,8 @@ pub type Result<T> = std::result::Result<T, EngineError>;
 pub struct ContainerStatus {
     pub running: bool,
     pub state: String,
-    /// `None` when the container has no healthcheck.
-    pub health: Option<String>,
+    /// [`Health::None`] when the container has no healthcheck.
+    pub health: Health,
     pub exit_code: i64,
     pub restart_count: i64,
     pub started_at: String,

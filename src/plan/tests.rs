@@ -118,7 +118,6 @@ fn adopted(
     c.details = Some(Details {
         env: map(env),
         image_env: map(image_env),
-        ..Default::default()
     });
     c
 }

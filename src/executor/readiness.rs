@@ -1,0 +1,201 @@
+//! When a container counts as ready, and when a dependency does: polled on tokio's clock, so
+//! tests drive the timeouts with paused time. Long waits say how far along they are.
+
+use super::http_probe::probe_until;
+use super::{ExecError, Executor};
+use crate::desired::{DependsCondition, Service, Stack};
+use crate::engine::{ContainerStatus, Engine};
+use crate::logging::Who;
+use crate::observed::{Health, Observed, Role};
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub(super) const POLL: Duration = Duration::from_millis(250);
+/// How often a wait that is still going says so.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Why a container is not (yet) ready, from one inspect.
+enum Verdict {
+    Ready,
+    Waiting,
+    Failed(String),
+}
+
+impl<E: Engine> Executor<'_, E> {
+    /// Healthy per the healthcheck; with none, running `min_ready` without a restart. Fails at
+    /// once when the container exits or turns unhealthy. Then the http probe, then `monitor`.
+    pub(super) async fn wait_ready(
+        &self,
+        who: &Who,
+        id: &str,
+        service: &Service,
+    ) -> Result<Result<(), String>, ExecError> {
+        let started = Instant::now();
+        let deadline = started + service.health_timeout;
+        let mut last_report = started;
+        let restarts = match self.inspect(id).await? {
+            Ok(s) => s.restart_count,
+            Err(gone) => return Ok(Err(gone)),
+        };
+        loop {
+            let s = match self.inspect(id).await? {
+                Ok(s) => s,
+                Err(gone) => return Ok(Err(gone)),
+            };
+            let verdict = match s.health {
+                _ if !s.running => Verdict::Failed(format!("exited with code {}", s.exit_code)),
+                _ if s.restart_count > restarts => {
+                    Verdict::Failed("restarted while starting".into())
+                }
+                Health::Healthy => Verdict::Ready,
+                Health::Unhealthy => Verdict::Failed("turned unhealthy".into()),
+                Health::Starting => Verdict::Waiting,
+                Health::None if started.elapsed() >= service.min_ready => Verdict::Ready,
+                Health::None => Verdict::Waiting,
+            };
+            match verdict {
+                Verdict::Ready => break,
+                Verdict::Failed(reason) => return Ok(Err(reason)),
+                Verdict::Waiting => {}
+            }
+            if Instant::now() >= deadline {
+                return Ok(Err(format!(
+                    "not healthy within {}",
+                    humantime::format_duration(service.health_timeout)
+                )));
+            }
+            if last_report.elapsed() >= REPORT_EVERY {
+                last_report = Instant::now();
+                report_wait(who, started, service.health_timeout, s.health);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        if let Some(url) = &service.http_probe {
+            if let Err(e) = probe_until(url, deadline).await {
+                return Ok(Err(format!("http probe {url} failed: {e}")));
+            }
+        }
+        crate::progress!(
+            who,
+            elapsed_s = started.elapsed().as_secs_f64(),
+            "ready after {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        let watch_until = Instant::now() + service.monitor;
+        while Instant::now() < watch_until {
+            tokio::time::sleep(POLL).await;
+            let s = match self.inspect(id).await? {
+                Ok(s) => s,
+                Err(gone) => return Ok(Err(gone)),
+            };
+            if !s.running || s.restart_count > restarts || s.health == Health::Unhealthy {
+                return Ok(Err("failed during the monitor period".into()));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Inspect, with a container that went away (removed by hand) as an answer, not an error.
+    async fn inspect(&self, id: &str) -> Result<Result<ContainerStatus, String>, ExecError> {
+        match self.engine.inspect_container(id).await {
+            Ok(s) => Ok(Ok(s)),
+            Err(e) if e.is_gone() => Ok(Err(format!("the container went away: {e}"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `depends_on` conditions of dependencies that this pass does not change.
+    pub(super) async fn wait_dependencies(
+        &self,
+        stack: &Stack,
+        service: &Service,
+        observed: &Observed,
+    ) -> Result<Result<(), String>, ExecError> {
+        for (dep, condition) in &service.depends_on {
+            if *condition == DependsCondition::ServiceStarted {
+                continue;
+            }
+            let Some(container) = self.find_primary(&stack.name, dep, observed).await? else {
+                return Ok(Err(format!("dependency {dep} has no container")));
+            };
+            let timeout = stack
+                .services
+                .get(dep)
+                .map_or(Duration::from_secs(60), |d| d.health_timeout);
+            let deadline = Instant::now() + timeout;
+            loop {
+                let status = match self.inspect(&container).await? {
+                    Ok(s) => s,
+                    Err(gone) => return Ok(Err(format!("dependency {dep}: {gone}"))),
+                };
+                if let Some(result) = dependency_verdict(dep, condition, &status) {
+                    return Ok(result);
+                }
+                if Instant::now() > deadline {
+                    return Ok(Err(format!(
+                        "dependency {dep} did not become ready within {}",
+                        humantime::format_duration(timeout)
+                    )));
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// The container id of a service now (it may have been replaced earlier in this pass).
+    async fn find_primary(
+        &self,
+        project: &str,
+        service: &str,
+        observed: &Observed,
+    ) -> Result<Option<String>, ExecError> {
+        let now = self.engine.list_containers(&[project.to_string()]).await?;
+        Ok(now
+            .iter()
+            .find(|c| c.service == service && c.role() == Role::Primary)
+            .or_else(|| observed.primary(project, service))
+            .map(|c| c.id.clone()))
+    }
+}
+
+/// Whether a dependency meets its condition (`Some(Ok)`), never will (`Some(Err)`), or may yet.
+fn dependency_verdict(
+    dep: &str,
+    condition: &DependsCondition,
+    status: &ContainerStatus,
+) -> Option<Result<(), String>> {
+    match condition {
+        DependsCondition::ServiceHealthy => match status.health {
+            _ if !status.running => Some(Err(format!("dependency {dep} is not running"))),
+            Health::Healthy | Health::None => Some(Ok(())),
+            Health::Unhealthy => Some(Err(format!("dependency {dep} is unhealthy"))),
+            Health::Starting => None,
+        },
+        _ => match (status.running, status.exit_code) {
+            (false, 0) if !status.started_at.starts_with("0001") => Some(Ok(())),
+            (false, code) if code != 0 => {
+                Some(Err(format!("dependency {dep} exited with code {code}")))
+            }
+            _ => None,
+        },
+    }
+}
+
+fn report_wait(who: &Who, started: Instant, timeout: Duration, health: Health) {
+    let elapsed = started.elapsed().as_secs();
+    let health = match health {
+        Health::None => "running, no healthcheck",
+        Health::Starting => "starting",
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    };
+    crate::progress!(
+        who,
+        elapsed_s = elapsed,
+        timeout_s = timeout.as_secs(),
+        health,
+        "waiting for it to be ready: {elapsed}s of {}s, {health}",
+        timeout.as_secs()
+    );
+}

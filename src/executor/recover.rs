@@ -1,0 +1,81 @@
+//! Crash recovery: finish or undo what an interrupted update left, from names and labels alone.
+
+use super::{ExecError, Executor};
+use crate::engine::Engine;
+use crate::labels;
+use crate::logging::Who;
+use crate::observed::{Health, Observed, Role};
+
+impl<E: Engine> Executor<'_, E> {
+    /// Finish or undo updates a previous run left half-done, from names and labels alone.
+    /// Returns whether anything was changed (then observe again).
+    pub async fn recover(&self, observed: &Observed) -> Result<bool, ExecError> {
+        let mut changed = false;
+        for leftover in observed
+            .containers
+            .iter()
+            .filter(|c| c.role() != Role::Primary)
+            // A candidate is always one we created: a look-alike name is not ours to touch.
+            .filter(|c| c.role() != Role::Candidate || c.is_managed())
+        {
+            let primary = observed.primary(&leftover.project, &leftover.service);
+            let original = leftover
+                .name
+                .trim_end_matches(labels::BACKUP_SUFFIX)
+                .trim_end_matches(labels::CANDIDATE_SUFFIX)
+                .to_string();
+            let who = Who::new(
+                &leftover.project,
+                &leftover.service,
+                leftover.revision().unwrap_or(""),
+            );
+            match (leftover.role(), primary) {
+                (Role::Backup, Some(new))
+                    if new.is_running()
+                        && new.health != Health::Unhealthy
+                        && new.health != Health::Starting =>
+                {
+                    crate::progress!(
+                        who,
+                        "an earlier update finished but left the old container; removing it"
+                    );
+                    self.engine.remove_container(&leftover.id).await?;
+                }
+                (Role::Backup, new) => {
+                    crate::progress!(
+                        who,
+                        "an earlier update was interrupted; restoring the old container"
+                    );
+                    if let Some(new) = new {
+                        self.engine.remove_container(&new.id).await?;
+                    }
+                    self.engine
+                        .rename_container(&leftover.id, &original)
+                        .await?;
+                    self.engine.start_container(&leftover.id).await?;
+                }
+                (Role::Candidate, Some(_)) => {
+                    crate::progress!(
+                        who,
+                        "removing an unproven container from an interrupted update"
+                    );
+                    self.engine.remove_container(&leftover.id).await?;
+                }
+                (Role::Candidate, None)
+                    if leftover.is_running() && leftover.health != Health::Unhealthy =>
+                {
+                    crate::progress!(who, "an interrupted update had replaced the old container; promoting the new one");
+                    self.engine
+                        .rename_container(&leftover.id, &original)
+                        .await?;
+                }
+                (Role::Candidate, None) => {
+                    self.engine.remove_container(&leftover.id).await?;
+                }
+                (Role::Primary, _) => {}
+            }
+            changed = true;
+        }
+        Ok(changed)
+    }
+}

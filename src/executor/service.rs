@@ -1,0 +1,412 @@
+//! One service's change, with the same safety whatever runs beside it: a new container is
+//! created, started and proven; stop-first keeps the old one (renamed) until then, start-first
+//! never stops it before; on failure the old one is back under its name.
+
+use super::{failpoint, ExecError, Executor, LOG_TAIL_LINES};
+use crate::desired::{Service, Stack, UpdateOrder};
+use crate::engine::{CreateRequest, Engine};
+use crate::labels;
+use crate::logging::Who;
+use crate::observed::{Observed, ObservedContainer};
+use crate::outcome::{ServiceOutcome, ServiceResult, Step};
+use crate::plan::{spec_label, Action, ServicePlan};
+use crate::state::JournalResult;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Why a service's new container was not accepted.
+#[derive(Debug)]
+pub(super) struct Failed {
+    pub reason: String,
+    pub logs: Vec<String>,
+}
+
+impl Failed {
+    pub(super) fn new(reason: impl Into<String>, logs: Vec<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            logs,
+        }
+    }
+}
+
+/// The same service's container after a change, or why it was not accepted.
+type Changed = Result<(), Failed>;
+
+/// How long a name held by a container being removed (`docker rm -f` by hand) is waited for.
+const NAME_RELEASE_WAIT: Duration = Duration::from_secs(30);
+
+impl<E: Engine> Executor<'_, E> {
+    /// Carry out one service's plan and say how it ended.
+    pub(super) async fn converge_service(
+        &self,
+        stack: &Stack,
+        sp: &ServicePlan,
+        observed: &Observed,
+        digest: Option<&str>,
+    ) -> Result<ServiceOutcome, ExecError> {
+        let who = Who::of(stack, &sp.service);
+        let started = Instant::now();
+        let current = observed.primary(&stack.name, &sp.service);
+        if sp.action == Action::Remove {
+            return self.remove(stack, sp, current).await;
+        }
+        let service = &stack.services[&sp.service];
+        let mut step = super::stack::step_of(sp.action);
+        let result = match self.wait_dependencies(stack, service, observed).await? {
+            Err(reason) => {
+                crate::progress!(who, "skipped: {reason}");
+                return Ok(outcome(
+                    stack,
+                    service,
+                    step,
+                    current,
+                    skipped(reason),
+                    started,
+                ));
+            }
+            Ok(()) => match (sp.action, current) {
+                (Action::Start, Some(current)) => {
+                    self.start_existing(&who, service, current).await?
+                }
+                (Action::Update, Some(current)) => {
+                    self.update(stack, service, sp, current, digest).await?
+                }
+                _ => self.create_new(stack, service, None, digest).await?,
+            },
+        };
+        if step == Step::Update
+            && result.is_ok()
+            && self.returns_to_previous_image(stack, service)?
+        {
+            step = Step::Rollback;
+        }
+        let result = match result {
+            Ok(()) => ServiceResult::Done,
+            Err(f) => failed_result(&who, service, f),
+        };
+        Ok(outcome(stack, service, step, current, result, started))
+    }
+
+    fn request(
+        &self,
+        stack: &Stack,
+        service: &Service,
+        name: String,
+        digest: Option<&str>,
+    ) -> CreateRequest {
+        let hash = service.spec_hash();
+        let mut extra = BTreeMap::from([
+            (labels::PROJECT.to_string(), stack.name.clone()),
+            (labels::SERVICE.to_string(), service.name.clone()),
+            (labels::NUMBER.to_string(), "1".to_string()),
+            (labels::ONEOFF.to_string(), "False".to_string()),
+            (labels::CONFIG_HASH.to_string(), hash.clone()),
+            (labels::COMPOSE_VERSION.to_string(), "1.29.2".to_string()),
+            (labels::SPEC_HASH.to_string(), hash),
+            (labels::REVISION.to_string(), stack.revision.clone()),
+            (labels::SPEC.to_string(), spec_label(service)),
+            (labels::MANAGED.to_string(), "true".to_string()),
+        ]);
+        if let Some(d) = digest {
+            extra.insert(labels::IMAGE_DIGEST.to_string(), d.to_string());
+        }
+        CreateRequest {
+            name,
+            project: stack.name.clone(),
+            service: service.name.clone(),
+            spec: service.spec.clone(),
+            labels: extra,
+            networks: stack
+                .networks
+                .iter()
+                .map(|(k, n)| (k.clone(), n.name.clone()))
+                .collect(),
+            volumes: stack
+                .volumes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.name.clone()))
+                .collect(),
+            repo_root: (!service.repo_binds.is_empty())
+                .then(|| self.state_dir.stack_files_dir(&stack.name, &stack.revision)),
+        }
+    }
+
+    fn target_name(stack: &Stack, service: &Service) -> String {
+        labels::container_name(
+            &stack.name,
+            &service.name,
+            service.spec.container_name.as_deref(),
+        )
+    }
+
+    /// Create and start a container, then wait for it to prove itself. On failure it is removed
+    /// (its last log lines kept), so a broken release never lingers.
+    async fn create_new(
+        &self,
+        stack: &Stack,
+        service: &Service,
+        name: Option<String>,
+        digest: Option<&str>,
+    ) -> Result<Changed, ExecError> {
+        let who = Who::of(stack, &service.name);
+        let name = name.unwrap_or_else(|| Self::target_name(stack, service));
+        crate::progress!(who, "creating {name} from {}", service.spec.image);
+        let request = self.request(stack, service, name.clone(), digest);
+        let id = match self.create_when_name_is_free(&request).await {
+            Ok(id) => id,
+            Err(e) if !e.is_transient() => {
+                return Ok(Err(Failed::new(format!("create failed: {e}"), vec![])))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Err(e) = self.engine.start_container(&id).await {
+            if e.is_transient() {
+                return Err(e.into());
+            }
+            let logs = self.logs_of(&id).await;
+            self.engine.remove_container(&id).await?;
+            return Ok(Err(Failed::new(format!("start failed: {e}"), logs)));
+        }
+        failpoint("after-start");
+        match self.wait_ready(&who, &id, service).await? {
+            Ok(()) => Ok(Ok(())),
+            Err(reason) => {
+                let logs = self.logs_of(&id).await;
+                self.engine.remove_container(&id).await?;
+                Ok(Err(Failed::new(reason, logs)))
+            }
+        }
+    }
+
+    /// A container removed by hand (`docker rm -f`) keeps its name until the engine is done
+    /// removing it: wait for that, bounded, instead of failing the release on the name.
+    async fn create_when_name_is_free(
+        &self,
+        request: &CreateRequest,
+    ) -> crate::engine::Result<String> {
+        let deadline = Instant::now() + NAME_RELEASE_WAIT;
+        loop {
+            let error = match self.engine.create_container(request).await {
+                Ok(id) => return Ok(id),
+                Err(e) => e,
+            };
+            let holder = self.engine.inspect_container(&request.name).await;
+            let being_removed = match &holder {
+                Err(e) => e.is_gone(),
+                Ok(status) => matches!(status.state.as_str(), "removing" | "dead"),
+            };
+            if !being_removed || Instant::now() >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn logs_of(&self, id: &str) -> Vec<String> {
+        self.engine
+            .logs_tail(id, LOG_TAIL_LINES)
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn start_existing(
+        &self,
+        who: &Who,
+        service: &Service,
+        container: &ObservedContainer,
+    ) -> Result<Changed, ExecError> {
+        crate::progress!(
+            who,
+            "starting {} (it was {})",
+            container.name,
+            container.state
+        );
+        if let Err(e) = self.engine.start_container(&container.id).await {
+            // Removed by hand meanwhile: the next pass creates it anew, soon.
+            if e.is_transient() {
+                return Err(e.into());
+            }
+            return Ok(Err(Failed::new(format!("start failed: {e}"), vec![])));
+        }
+        match self.wait_ready(who, &container.id, service).await? {
+            Ok(()) => Ok(Ok(())),
+            Err(reason) => Ok(Err(Failed::new(reason, self.logs_of(&container.id).await))),
+        }
+    }
+
+    async fn update(
+        &self,
+        stack: &Stack,
+        service: &Service,
+        sp: &ServicePlan,
+        old: &ObservedContainer,
+        digest: Option<&str>,
+    ) -> Result<Changed, ExecError> {
+        let who = Who::of(stack, &service.name);
+        let target = Self::target_name(stack, service);
+        let grace = service.spec.stop_grace_period_ms.map(Duration::from_millis);
+        match sp.order.unwrap_or(UpdateOrder::StopFirst) {
+            UpdateOrder::StartFirst => {
+                let candidate = format!("{target}{}", labels::CANDIDATE_SUFFIX);
+                let result = self
+                    .create_new(stack, service, Some(candidate.clone()), digest)
+                    .await?;
+                if let Err(f) = result {
+                    crate::progress!(
+                        who,
+                        "FAILED: {}; the old container {} was never stopped",
+                        f.reason,
+                        old.name
+                    );
+                    return Ok(Err(f));
+                }
+                crate::progress!(who, "new container is healthy; stopping {}", old.name);
+                self.engine.stop_container(&old.id, grace).await?;
+                failpoint("after-stop-old");
+                self.engine.remove_container(&old.id).await?;
+                if let Some(id) = self.find_by_name(&stack.name, &candidate).await? {
+                    self.engine.rename_container(&id, &target).await?;
+                }
+                Ok(Ok(()))
+            }
+            UpdateOrder::StopFirst => {
+                let backup = format!("{}{}", old.name, labels::BACKUP_SUFFIX);
+                crate::progress!(who, "stopping {}", old.name);
+                self.engine.stop_container(&old.id, grace).await?;
+                failpoint("after-stop-old");
+                self.engine.rename_container(&old.id, &backup).await?;
+                failpoint("after-rename-old");
+                let result = self.create_new(stack, service, None, digest).await?;
+                if let Err(f) = result {
+                    crate::progress!(who, "FAILED: {}; restoring {}", f.reason, old.name);
+                    self.restore(&who, service, old).await?;
+                    return Ok(Err(f));
+                }
+                failpoint("before-remove-old");
+                self.engine.remove_container(&old.id).await?;
+                Ok(Ok(()))
+            }
+        }
+    }
+
+    /// Put the old container back under its name and start it again.
+    async fn restore(
+        &self,
+        who: &Who,
+        service: &Service,
+        old: &ObservedContainer,
+    ) -> Result<(), ExecError> {
+        self.engine.rename_container(&old.id, &old.name).await?;
+        self.engine.start_container(&old.id).await?;
+        match self.wait_ready(who, &old.id, service).await? {
+            Ok(()) => crate::progress!(who, "restored {} ({})", old.name, old.image),
+            Err(reason) => tracing::warn!(
+                stack = %who.stack, service = %who.service,
+                "restored {} but it is not ready either: {reason}", old.name
+            ),
+        }
+        Ok(())
+    }
+
+    async fn find_by_name(&self, project: &str, name: &str) -> Result<Option<String>, ExecError> {
+        let now = self.engine.list_containers(&[project.to_string()]).await?;
+        Ok(now.into_iter().find(|c| c.name == name).map(|c| c.id))
+    }
+
+    async fn remove(
+        &self,
+        stack: &Stack,
+        sp: &ServicePlan,
+        container: Option<&ObservedContainer>,
+    ) -> Result<ServiceOutcome, ExecError> {
+        let who = Who::of(stack, &sp.service);
+        let started = Instant::now();
+        if let Some(container) = container {
+            crate::progress!(
+                who,
+                "removing {} (pruning is on; volumes are kept)",
+                container.name
+            );
+            self.engine.stop_container(&container.id, None).await?;
+            self.engine.remove_container(&container.id).await?;
+        }
+        Ok(ServiceOutcome {
+            stack: stack.name.clone(),
+            service: sp.service.clone(),
+            revision: stack.revision.clone(),
+            step: Step::Remove,
+            spec_hash: String::new(),
+            from_image: container.map(|c| c.image.clone()),
+            to_image: None,
+            result: ServiceResult::Done,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// A revert: the service goes back to the image its last successful update replaced.
+    fn returns_to_previous_image(
+        &self,
+        stack: &Stack,
+        service: &Service,
+    ) -> Result<bool, ExecError> {
+        let journal = self.state_dir.journal()?;
+        let last = journal.iter().rev().find(|e| {
+            e.stack == stack.name
+                && e.service == service.name
+                && e.result == JournalResult::Ok
+                && matches!(e.action, Step::Update | Step::Rollback)
+        });
+        Ok(last.is_some_and(|e| e.from.as_deref() == Some(service.spec.image.as_str())))
+    }
+}
+
+fn skipped(reason: String) -> ServiceResult {
+    ServiceResult::Skipped { reason }
+}
+
+/// The failure as recorded: secret values scrubbed from the reason and the log tail, which is
+/// also logged for the operator.
+fn failed_result(who: &Who, service: &Service, f: Failed) -> ServiceResult {
+    let secrets: Vec<&str> = service
+        .secret_env
+        .iter()
+        .filter_map(|k| service.spec.environment.get(k).map(String::as_str))
+        .collect();
+    let reason = crate::mask::scrub(&f.reason, secrets.iter().copied());
+    let log_tail: Vec<String> = f
+        .logs
+        .iter()
+        .map(|l| crate::mask::scrub(l, secrets.iter().copied()))
+        .collect();
+    if !log_tail.is_empty() {
+        let shown: Vec<String> = log_tail.iter().map(|l| format!("  | {l}")).collect();
+        tracing::warn!(
+            stack = %who.stack, service = %who.service,
+            "last log lines of the failed container:\n{}", shown.join("\n")
+        );
+    }
+    ServiceResult::Failed { reason, log_tail }
+}
+
+fn outcome(
+    stack: &Stack,
+    service: &Service,
+    step: Step,
+    current: Option<&ObservedContainer>,
+    result: ServiceResult,
+    started: Instant,
+) -> ServiceOutcome {
+    ServiceOutcome {
+        stack: stack.name.clone(),
+        service: service.name.clone(),
+        revision: stack.revision.clone(),
+        step,
+        spec_hash: service.spec_hash(),
+        from_image: current.map(|c| c.image.clone()),
+        to_image: Some(service.spec.image.clone()),
+        result,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }
+}

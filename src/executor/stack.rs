@@ -1,0 +1,174 @@
+//! One stack's part of a pass: pull, prepare, then the services in dependency order, each as
+//! soon as what it depends on is done, a bounded number at once.
+
+use super::{ExecError, Executor, Recorder};
+use crate::desired::{Service, Stack};
+use crate::engine::Engine;
+use crate::logging::Who;
+use crate::observed::Observed;
+use crate::outcome::{ServiceOutcome, ServiceResult, Step};
+use crate::plan::{Action, ServicePlan, StackPlan};
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use std::collections::{BTreeMap, BTreeSet};
+
+impl<E: Engine> Executor<'_, E> {
+    pub(super) async fn apply_stack(
+        &self,
+        stack: &Stack,
+        stack_plan: &StackPlan,
+        observed: &Observed,
+        recorder: &Recorder<'_>,
+    ) -> Result<(), ExecError> {
+        let work: Vec<&ServicePlan> = stack_plan
+            .services
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.action,
+                    Action::Create | Action::Update | Action::Start | Action::Remove
+                )
+            })
+            .collect();
+        let failed_before = stack_plan
+            .services
+            .iter()
+            .any(|s| s.action == Action::Failed);
+        if work.is_empty() {
+            return recorder.finish_stack(&stack.name, &stack.revision, !failed_before);
+        }
+        let digests = match self.pull_stack(stack, &work).await? {
+            Ok(digests) => digests,
+            Err(pull_failure) => {
+                let error = pull_failure.error;
+                recorder.record(pull_failure.outcome)?;
+                return Err(error);
+            }
+        };
+        self.prepare_stack(stack, &work).await?;
+        let all_good = self
+            .run_services(stack, &work, observed, &digests, recorder)
+            .await?;
+        recorder.finish_stack(&stack.name, &stack.revision, all_good && !failed_before)
+    }
+
+    /// Start each service when the services it depends on in this pass are done; skip it when
+    /// one of them failed. Returns whether every service succeeded. At shutdown, services in
+    /// progress finish and no other starts (the next run finds them as drift).
+    async fn run_services(
+        &self,
+        stack: &Stack,
+        work: &[&ServicePlan],
+        observed: &Observed,
+        digests: &BTreeMap<String, String>,
+        recorder: &Recorder<'_>,
+    ) -> Result<bool, ExecError> {
+        let in_pass: BTreeSet<&str> = work.iter().map(|sp| sp.service.as_str()).collect();
+        let mut waiting: Vec<&ServicePlan> = work.to_vec();
+        let mut done: BTreeMap<String, bool> = BTreeMap::new();
+        let mut running = FuturesUnordered::new();
+        let mut first_error: Option<ExecError> = None;
+        let limit = self.settings.parallel_services.max(1);
+        loop {
+            if first_error.is_none() && !self.stopping() {
+                let mut i = 0;
+                while i < waiting.len() && running.len() < limit {
+                    let sp = waiting[i];
+                    let deps = dependencies_in_pass(stack, sp, &in_pass);
+                    if let Some(dep) = deps.iter().find(|d| done.get(**d) == Some(&false)) {
+                        waiting.remove(i);
+                        let outcome = skipped(stack, sp, &format!("its dependency {dep} failed"));
+                        crate::progress!(
+                            Who::of(stack, &sp.service),
+                            "skipped: its dependency {dep} failed"
+                        );
+                        recorder.record(outcome)?;
+                        done.insert(sp.service.clone(), false);
+                        continue;
+                    }
+                    if deps.iter().all(|d| done.contains_key(*d)) {
+                        waiting.remove(i);
+                        let digest = stack
+                            .services
+                            .get(&sp.service)
+                            .and_then(|s| digests.get(&s.spec.image))
+                            .map(String::as_str);
+                        running.push(self.converge_service(stack, sp, observed, digest));
+                        continue;
+                    }
+                    i += 1;
+                }
+            } else if self.stopping() && !waiting.is_empty() && first_error.is_none() {
+                crate::progress!(
+                    Who::stack(stack),
+                    "stopping: {} service(s) left for the next run",
+                    waiting.len()
+                );
+                waiting.clear();
+            }
+            let Some(result) = running.next().await else {
+                break;
+            };
+            match result {
+                Ok(outcome) => {
+                    done.insert(outcome.service.clone(), outcome.changed());
+                    recorder.record(outcome)?;
+                }
+                // Let the others finish (dropping one mid-update would leave it half-done).
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(done.values().all(|ok| *ok) && waiting.is_empty())
+    }
+}
+
+/// The services `sp` depends on that this pass also changes: it waits for them to finish.
+/// Dependencies not in the pass are waited for by their `depends_on` condition instead.
+fn dependencies_in_pass<'a>(
+    stack: &'a Stack,
+    sp: &ServicePlan,
+    in_pass: &BTreeSet<&str>,
+) -> Vec<&'a str> {
+    stack
+        .services
+        .get(&sp.service)
+        .map(|s: &Service| {
+            s.depends_on
+                .keys()
+                .map(String::as_str)
+                .filter(|d| in_pass.contains(d))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn skipped(stack: &Stack, sp: &ServicePlan, reason: &str) -> ServiceOutcome {
+    let service = stack.services.get(&sp.service);
+    ServiceOutcome {
+        stack: stack.name.clone(),
+        service: sp.service.clone(),
+        revision: stack.revision.clone(),
+        step: step_of(sp.action),
+        spec_hash: service.map(|s| s.spec_hash()).unwrap_or_default(),
+        from_image: None,
+        to_image: service.map(|s| s.spec.image.clone()),
+        result: ServiceResult::Skipped {
+            reason: reason.to_string(),
+        },
+        elapsed_ms: 0,
+    }
+}
+
+pub(super) fn step_of(action: Action) -> Step {
+    match action {
+        Action::Create => Step::Create,
+        Action::Start => Step::Start,
+        Action::Remove => Step::Remove,
+        _ => Step::Update,
+    }
+}

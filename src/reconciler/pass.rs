@@ -1,0 +1,348 @@
+//! One pass: read the desired state, observe, plan, apply, and report what it did.
+
+use super::prune::prune_state_dir;
+use super::{observe, PassContext, PassError, SourceSettings};
+use crate::desired::load::{load, LoadOptions};
+use crate::desired::{Desired, LabelKey};
+use crate::engine::Engine;
+use crate::executor::Executor;
+use crate::observed::Observed;
+use crate::outcome::{sync_status, ServiceOutcome, Step, SyncStatus};
+use crate::plan::{plan, Action, Plan, PlanOptions};
+use crate::source::{GitSource, Snapshot, SourceError, SourceSpec};
+use crate::state::{State, StateDir};
+
+/// Read the desired state: fetch (git) or read (directory), then parse. Blocking work runs on
+/// the blocking pool so the runtime keeps serving `/healthz` meanwhile.
+pub async fn read_desired(
+    source: &SourceSettings,
+    state_dir: &StateDir,
+) -> Result<(Desired, Snapshot), PassError> {
+    let snapshot = match &source.spec {
+        SourceSpec::Directory(dir) => {
+            if source.rev.is_some() {
+                return Err(SourceError::RevOnDirectory(dir.display().to_string()).into());
+            }
+            if !dir.is_dir() {
+                return Err(SourceError::NoDirectory(dir.clone()).into());
+            }
+            Snapshot {
+                dir: dir.clone(),
+                commit: None,
+            }
+        }
+        SourceSpec::Git { url } => {
+            let git = GitSource {
+                url: url.clone(),
+                branch: source.branch.clone(),
+                credentials: source.credentials.clone(),
+                state_dir: state_dir.root().to_path_buf(),
+                control: source.fetch.clone(),
+            };
+            let rev = source.rev.clone();
+            let allow = source.allow_non_fast_forward;
+            let previous = state_dir.load()?.source_commit;
+            crate::source::run_bounded(
+                url,
+                source.fetch.limits,
+                move || -> Result<Snapshot, SourceError> {
+                    let tip = git.fetch()?;
+                    let commit = match rev {
+                        Some(rev) => git.resolve(&rev)?,
+                        None => {
+                            if let Some(previous) = previous {
+                                git.check_fast_forward(&previous, &tip, allow)?;
+                            }
+                            tip
+                        }
+                    };
+                    git.checkout(&commit)
+                },
+            )
+            .await?
+        }
+    };
+    let mut dir = snapshot.dir.clone();
+    if let Some(sub) = &source.path {
+        dir = dir.join(sub);
+    }
+    let options = LoadOptions {
+        stacks: source.stacks.clone(),
+        host_env_dir: Some(state_dir.env_dir()),
+        policy: source.policy.clone(),
+        revision: snapshot.commit.clone(),
+        repo_root: Some(snapshot.dir.clone()),
+    };
+    let shown = dir.clone();
+    // A bug in the loader must fail this pass, not end the loop: the next commit may fix it.
+    let mut desired = tokio::task::spawn_blocking(move || load(&dir, &options))
+        .await
+        .map_err(|e| crate::desired::DesiredError::Io {
+            path: shown,
+            source: std::io::Error::other(format!("the loader failed unexpectedly: {e}")),
+        })??;
+    let key = LabelKey::load(state_dir.root()).map_err(|source| state_io(state_dir, source))?;
+    for service in desired
+        .stacks
+        .iter_mut()
+        .flat_map(|s| s.services.values_mut())
+    {
+        service.label_key = key.clone();
+    }
+    Ok((desired, snapshot))
+}
+
+/// A stack whose project already runs containers the reconciler did not create (started by
+/// Compose, or by hand with Compose's labels) would take them over, and their volumes with
+/// them. `name:` is the pusher's to choose, so that needs the host's word: `--adopt PROJECT`,
+/// or the project recorded in state as the reconciler's already. Nothing is touched otherwise.
+fn refuse_foreign_projects(
+    desired: &Desired,
+    observed: &crate::observed::Observed,
+    state: &crate::state::State,
+    adopt: &[String],
+) -> Result<(), PassError> {
+    for stack in &desired.stacks {
+        if adopt.contains(&stack.name) || state.stacks.contains_key(&stack.name) {
+            continue;
+        }
+        let foreign: Vec<String> = observed
+            .containers
+            .iter()
+            .filter(|c| c.project == stack.name && !c.is_managed())
+            .map(|c| c.name.clone())
+            .collect();
+        if !foreign.is_empty() {
+            return Err(PassError::Foreign {
+                stack: stack.name.clone(),
+                file: stack.file.clone(),
+                containers: foreign.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn state_io(state_dir: &StateDir, source: std::io::Error) -> PassError {
+    PassError::State(crate::state::StateError::Io {
+        path: state_dir.root().join(crate::label_key::FILE_NAME),
+        source,
+    })
+}
+
+/// What one pass found and did, for `/status`, `/metrics` and the log.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PassReport {
+    pub commit: Option<String>,
+    pub plan: Plan,
+    /// What was done to each service, in the order it ended.
+    pub outcomes: Vec<ServiceOutcome>,
+    /// Each desired service as the pass left it.
+    pub services: Vec<ServiceStatus>,
+    pub suspended: Vec<String>,
+}
+
+impl PassReport {
+    pub fn changed(&self) -> impl Iterator<Item = &ServiceOutcome> {
+        self.outcomes.iter().filter(|o| o.changed())
+    }
+
+    pub fn failed(&self) -> impl Iterator<Item = &ServiceOutcome> {
+        self.outcomes.iter().filter(|o| o.failed())
+    }
+
+    pub fn rollbacks(&self) -> impl Iterator<Item = &ServiceOutcome> {
+        self.changed().filter(|o| o.step == Step::Rollback)
+    }
+}
+
+/// One service after a pass: the same rule as `reconciler status` ([`sync_status`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServiceStatus {
+    pub stack: String,
+    pub service: String,
+    pub sync: SyncStatus,
+    /// healthy | unhealthy | starting | none (no healthcheck) for a running container, else
+    /// its engine state, or `missing`.
+    pub health: String,
+}
+
+/// One pass: read, observe (resolving leftovers of a crash first), plan, apply.
+/// `on_plan` sees the plan before anything is changed (`apply` prints it there).
+pub async fn reconcile_once<E: Engine>(
+    ctx: &PassContext<'_, E>,
+    on_plan: &dyn Fn(&Plan),
+) -> Result<PassReport, PassError> {
+    let (engine, state_dir, settings) = (ctx.engine, ctx.state_dir, ctx.settings);
+    if !settings.dry_run {
+        // A pass that cannot record what it does must not start doing it.
+        state_dir.check_writable()?;
+        // Made before anything is created with it; `diff` and `--dry-run` only read it.
+        LabelKey::ensure(state_dir.root()).map_err(|source| state_io(state_dir, source))?;
+    }
+    // Reading changes nothing: at shutdown it is dropped where it is.
+    let read = async {
+        let (mut desired, snapshot) = read_desired(ctx.source, state_dir).await?;
+        let suspended = state_dir.suspended();
+        desired.stacks.retain(|s| !suspended.contains(&s.name));
+        let observed = observe(engine, &desired, &ctx.details).await?;
+        Ok::<_, PassError>((desired, snapshot, suspended, observed))
+    };
+    let (desired, snapshot, suspended, mut observed) = tokio::select! {
+        read = read => read?,
+        () = ctx.shutdown.cancelled() => return Err(PassError::Stopped),
+    };
+    let mut state = state_dir.load()?;
+    clear_retried_failures(&mut state, state_dir, &desired, settings.retry_failed);
+    refuse_foreign_projects(&desired, &observed, &state, &ctx.source.adopt)?;
+    let executor = Executor {
+        engine,
+        state_dir,
+        settings,
+        shutdown: &ctx.shutdown,
+    };
+    let recovered = !settings.dry_run && executor.recover(&observed).await?;
+    if recovered {
+        observed = observe(engine, &desired, &ctx.details).await?;
+    }
+    let mut plan = plan(
+        &desired,
+        &observed,
+        &state,
+        &PlanOptions {
+            prune: settings.prune,
+        },
+    );
+    if !settings.self_heal {
+        plan.without_self_heal(|stack, service| {
+            state
+                .stacks
+                .get(stack)
+                .and_then(|s| s.services.get(service))
+                .is_some_and(|s| s.running_revision.is_some())
+        });
+    }
+    on_plan(&plan);
+    if settings.dry_run {
+        return Ok(PassReport {
+            commit: snapshot.commit,
+            services: service_statuses(&desired, &observed, &state),
+            plan,
+            outcomes: vec![],
+            suspended,
+        });
+    }
+    note_desired_images(&mut state, &desired, &plan);
+    let applied = if plan.has_drift() {
+        executor.apply(&desired, &observed, &plan, &mut state).await
+    } else {
+        Ok(Default::default())
+    };
+    // Checkouts appear only for a commit not read before, revision folders only when a pass
+    // applies something: an idle pass has nothing to prune and asks the engine nothing more.
+    let wrote_files =
+        plan.has_drift() || (snapshot.commit.is_some() && snapshot.commit != state.source_commit);
+    state.source_commit = snapshot.commit.clone().or(state.source_commit);
+    state_dir.save(&state)?;
+    let outcome = applied?;
+    if wrote_files {
+        // Housekeeping: a pass that did its work is not failed by it.
+        let commit = snapshot.commit.as_deref();
+        if let Err(e) = prune_state_dir(engine, state_dir, &state, commit).await {
+            tracing::warn!("not pruning the state dir this pass: {e}");
+        }
+    }
+    // What runs now: listed again only when this pass changed something.
+    if !outcome.services.is_empty() {
+        observed.containers = engine
+            .list_containers(
+                &desired
+                    .stacks
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
+    }
+    Ok(PassReport {
+        commit: snapshot.commit,
+        services: service_statuses(&desired, &observed, &state),
+        plan,
+        outcomes: outcome.services,
+        suspended,
+    })
+}
+
+/// `reconciler retry` and `apply --retry-failed`: forget recorded failures, so the plan tries
+/// those services again.
+fn clear_retried_failures(
+    state: &mut State,
+    state_dir: &StateDir,
+    desired: &Desired,
+    retry_all: bool,
+) {
+    let mut retries = state_dir.take_retries();
+    if retry_all {
+        for stack in &desired.stacks {
+            retries.extend(
+                stack
+                    .services
+                    .keys()
+                    .map(|s| (stack.name.clone(), s.clone())),
+            );
+        }
+    }
+    for (stack, service) in retries {
+        if let Some(s) = state
+            .stacks
+            .get_mut(&stack)
+            .and_then(|st| st.services.get_mut(&service))
+        {
+            s.failed = None;
+        }
+    }
+}
+
+/// What `status` shows without a source, and failures that are history once the desired state
+/// runs again (the bad commit was reverted): status must not keep saying Failed.
+fn note_desired_images(state: &mut State, desired: &Desired, plan: &Plan) {
+    for stack in &desired.stacks {
+        for service in stack.services.values() {
+            state.service_mut(&stack.name, &service.name).desired_image =
+                Some(service.spec.image.clone());
+        }
+    }
+    for sp in &plan.stacks {
+        for s in sp.services.iter().filter(|s| s.action == Action::InSync) {
+            state.service_mut(&sp.stack, &s.service).failed = None;
+        }
+    }
+}
+
+fn service_statuses(desired: &Desired, observed: &Observed, state: &State) -> Vec<ServiceStatus> {
+    desired
+        .stacks
+        .iter()
+        .flat_map(|stack| stack.services.values().map(move |svc| (stack, svc)))
+        .map(|(stack, svc)| {
+            let container = observed.primary(&stack.name, &svc.name);
+            let running = container.filter(|c| c.is_running());
+            let health = match container {
+                Some(c) if c.is_running() => c.health.as_str().to_string(),
+                Some(c) => c.state.clone(),
+                None => "missing".to_string(),
+            };
+            ServiceStatus {
+                stack: stack.name.clone(),
+                service: svc.name.clone(),
+                sync: sync_status(
+                    false,
+                    state.failure(&stack.name, &svc.name).is_some(),
+                    Some(&svc.spec.image),
+                    running.map(|c| c.image.as_str()),
+                ),
+                health,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,160 @@
+//! The loop as a controller: stacks and services converge concurrently without giving up any
+//! per-service safety, a container removed by hand mid-flight is an ordinary case, and every
+//! event can be shipped as JSON.
+mod common;
+use common::*;
+use std::time::Duration;
+
+fn web(image: &str, port: u16, timeout: &str, extra: &str) -> String {
+    format!("services:\n  web:\n    image: {image}\n    ports: [\"127.0.0.1:{port}:80\"]\n{HEALTHCHECK}    x-reconciler: {{health_timeout: {timeout}}}\n{extra}")
+}
+
+#[test]
+fn a_stack_whose_release_never_turns_healthy_does_not_delay_another_stack() {
+    let env = TestEnv::new("headofline");
+    let (broken, good) = (
+        env.registry.push(UNHEALTHY, "broken:v1"),
+        env.registry.push(WEB_V1, "web:v1"),
+    );
+    let (slow_port, good_port) = (free_port(), free_port());
+    // The main stack sorts first, so a one-at-a-time executor would wait out its 40 s first.
+    env.write_compose(&web(&broken, slow_port, "40s", ""));
+    let other = env.extra_project("good");
+    env.write_in(&other, "compose.yaml", &web(&good, good_port, "40s", ""));
+    let repo = env.repo.path().to_str().unwrap().to_string();
+    let apply = env.spawn_reconciler(&["apply", "--repo", &repo], &[]);
+    wait_for("the good stack to serve", WAIT, || {
+        http_get(&format!("127.0.0.1:{good_port}"), "/").as_deref() == Some("v1\n")
+    });
+    // Served while the broken release is still inside its health wait.
+    assert!(
+        !env.journal()
+            .iter()
+            .any(|e| e["stack"] == env.project() && e["result"] == "failed"),
+        "the broken stack's failure was recorded before the good stack served"
+    );
+    let out = apply.wait(Duration::from_secs(90));
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stdout.contains(&format!("failed: {}/web", env.project())),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("nothing ran before, so nothing runs now"),
+        "a first deploy that fails has no last good version to speak of:\n{out}"
+    );
+}
+
+/// The journal's time for a service's outcome, and the container's start time, both RFC 3339
+/// UTC, compare as text.
+fn proven_at(env: &TestEnv, service: &str) -> String {
+    env.journal()
+        .iter()
+        .find(|e| e["service"] == service && e["result"] == "ok")
+        .and_then(|e| e["at"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no journal entry for {service}"))
+}
+
+fn started_at(env: &TestEnv, service: &str) -> String {
+    inspect(&format!("{}-{service}-1", env.project()))["State"]["StartedAt"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn independent_services_start_together_and_a_dependent_waits_for_its_dependency() {
+    let env = TestEnv::new("concurrent");
+    let image = env.registry.push(WEB_V1, "web:v1");
+    let service = |name: &str, extra: &str| {
+        format!("  {name}:\n    image: {image}\n{HEALTHCHECK}    x-reconciler: {{health_timeout: 40s}}\n{extra}")
+    };
+    env.write_compose(&format!(
+        "services:\n{}{}{}",
+        service("a", ""),
+        service("b", ""),
+        service("c", "    depends_on:\n      a: {condition: service_healthy}\n")
+    ));
+    env.apply_ok();
+    // b was started before a was proven healthy: they were waited for side by side.
+    assert!(
+        started_at(&env, "b") < proven_at(&env, "a"),
+        "b started at {}, a was proven at {}",
+        started_at(&env, "b"),
+        proven_at(&env, "a")
+    );
+    // c depends on a being healthy: it was started only after a was proven.
+    assert!(
+        started_at(&env, "c") > proven_at(&env, "a"),
+        "c started at {}, a was proven at {}",
+        started_at(&env, "c"),
+        proven_at(&env, "a")
+    );
+}
+
+#[test]
+fn a_running_container_removed_by_hand_is_recreated_without_waiting_for_the_interval() {
+    let env = TestEnv::new("rmforce");
+    let image = env.registry.push(WEB_V1, "web:v1");
+    let port = free_port();
+    env.write_compose(&web(&image, port, "30s", ""));
+    let repo = env.repo.path().to_str().unwrap().to_string();
+    // An hour between passes: only events and the error policy can explain a prompt repair.
+    let run = env.spawn_reconciler(&["run", "--repo", &repo, "--interval", "1h"], &[]);
+    wait_for("the first deploy", WAIT, || {
+        http_get(&format!("127.0.0.1:{port}"), "/").as_deref() == Some("v1\n")
+    });
+    let first = env.container_id("web");
+    for round in 0..3 {
+        sh(&format!("docker rm -f {}-web-1", env.project()));
+        wait_for(
+            &format!("round {round}: a new container serving"),
+            Duration::from_secs(60),
+            || {
+                env.try_container("web")
+                    .is_some_and(|c| c.id != first && c.is_running())
+                    && http_get(&format!("127.0.0.1:{port}"), "/").as_deref() == Some("v1\n")
+            },
+        );
+    }
+    let out = run.signal_and_wait("TERM", Duration::from_secs(30));
+    assert_eq!(out.code, 0, "{out}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_stack_service_and_revision() {
+    let env = TestEnv::new("jsonlogs");
+    let image = env.registry.push(WEB_V1, "web:v1");
+    env.write_compose(&web(&image, free_port(), "30s", ""));
+    let out = env.run("apply", &["--log-format", "json"]);
+    assert_eq!(out.code, 0, "{out}");
+    let events: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+        })
+        .collect();
+    let creating = events
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("creating "))
+        })
+        .unwrap_or_else(|| panic!("no 'creating' event in:\n{}", out.stderr));
+    assert_eq!(creating["stack"], env.project());
+    assert_eq!(creating["service"], "web");
+    assert!(
+        creating["revision"].as_str().is_some_and(|r| r.len() == 12),
+        "{creating}"
+    );
+    assert_eq!(creating["level"], "INFO");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"].as_str().is_some_and(|m| m.contains("ready after"))),
+        "{}",
+        out.stderr
+    );
+}
