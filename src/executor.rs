@@ -11,7 +11,9 @@ use crate::plan::{spec_label, Action, Plan, ServicePlan};
 use crate::state::{now_rfc3339, Failure, JournalEntry, State, StateDir};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so tests with paused time drive every deadline and wait.
+use tokio::time::Instant;
 
 /// Log lines of a failed container kept for the journal and the operator.
 const LOG_TAIL_LINES: usize = 50;
