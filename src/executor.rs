@@ -1172,6 +1172,9 @@ impl PullBar {
 }
 
 #[cfg(test)]
+mod tests;
+
+#[cfg(test)]
 mod write_out_tests {
     use super::write_out_stack;
     use std::os::unix::fs::symlink;
