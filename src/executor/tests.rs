@@ -244,11 +244,8 @@ async fn every_image_is_pulled_before_any_container_is_touched() {
     assert!(last_pull < first_touch, "{calls:#?}");
     let pulls_done = pulls.iter().map(|c| c.finished).max().unwrap();
     assert!(pulls_done <= calls[first_touch].started);
-    assert_eq!(
-        pulls_done - calls[0].started,
-        Duration::from_secs(10),
-        "both pulls waited for, one after the other"
-    );
+    // Waited for, whether one after the other or together.
+    assert!(pulls_done - calls[0].started >= Duration::from_secs(5));
     assert_eq!(host.engine.container("web-web-1").unwrap().image, WEB_V2);
     assert_eq!(
         host.engine.container("jobs-worker-1").unwrap().image,
