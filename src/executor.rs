@@ -16,6 +16,8 @@ mod recover;
 mod service;
 mod stack;
 mod stack_files;
+#[cfg(test)]
+mod tests;
 
 use crate::config::ApplySettings;
 use crate::desired::Desired;
@@ -68,6 +70,13 @@ impl ExecError {
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
     pub services: Vec<ServiceOutcome>,
+}
+
+impl Outcome {
+    /// Services that failed or were skipped.
+    pub fn failed(&self) -> Vec<&ServiceOutcome> {
+        self.services.iter().filter(|o| o.failed()).collect()
+    }
 }
 
 pub struct Executor<'a, E: Engine> {

@@ -36,11 +36,13 @@ fn a_stack_whose_release_never_turns_healthy_does_not_delay_another_stack() {
     let out = apply.wait(Duration::from_secs(90));
     assert_eq!(out.code, 1, "{out}");
     assert!(
-        out.stdout.contains(&format!("failed: {}/web", env.project())),
+        out.stdout
+            .contains(&format!("failed: {}/web", env.project())),
         "{out}"
     );
     assert!(
-        out.stdout.contains("nothing ran before, so nothing runs now"),
+        out.stdout
+            .contains("nothing ran before, so nothing runs now"),
         "a first deploy that fails has no last good version to speak of:\n{out}"
     );
 }
@@ -73,7 +75,10 @@ fn independent_services_start_together_and_a_dependent_waits_for_its_dependency(
         "services:\n{}{}{}",
         service("a", ""),
         service("b", ""),
-        service("c", "    depends_on:\n      a: {condition: service_healthy}\n")
+        service(
+            "c",
+            "    depends_on:\n      a: {condition: service_healthy}\n"
+        )
     ));
     env.apply_ok();
     // b was started before a was proven healthy: they were waited for side by side.
@@ -131,9 +136,7 @@ fn json_logs_are_one_object_per_line_with_stack_service_and_revision() {
     let events: Vec<serde_json::Value> = out
         .stderr
         .lines()
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-        })
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect();
     let creating = events
         .iter()
@@ -151,9 +154,9 @@ fn json_logs_are_one_object_per_line_with_stack_service_and_revision() {
     );
     assert_eq!(creating["level"], "INFO");
     assert!(
-        events
-            .iter()
-            .any(|e| e["message"].as_str().is_some_and(|m| m.contains("ready after"))),
+        events.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ready after"))),
         "{}",
         out.stderr
     );

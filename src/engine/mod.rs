@@ -2,6 +2,8 @@
 //! core is tested without Docker and the adapter ([`docker`]) is tested against the real engine.
 
 pub mod docker;
+#[cfg(test)]
+pub mod fake;
 
 use crate::desired::{ContainerSpec, NetworkDef, VolumeDef};
 use crate::observed::{Health, ObservedContainer};

@@ -1,0 +1,964 @@
+//! The executor's rules against the in-memory engine, on tokio's paused clock: a 60 s health
+//! timeout costs milliseconds. Desired state is loaded from a real compose.yaml, as the program
+//! does; assertions look at the engine's world, state.json and the journal.
+
+use super::{ExecError, Executor, Outcome};
+use crate::config::ApplySettings;
+use crate::desired::load::{load, LoadOptions};
+use crate::desired::Desired;
+use crate::engine::fake::{Behaviour, Call, FakeEngine};
+use crate::engine::{CreateRequest, Engine, EngineError};
+use crate::labels;
+use crate::plan::{plan, PlanOptions};
+use crate::reconciler::{observe, DetailsCache};
+use crate::state::{JournalEntry, State, StateDir};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+const WEB_V1: &str = "127.0.0.1:5000/web:v1";
+const WEB_V2: &str = "127.0.0.1:5000/web:v2";
+const WORKER_V1: &str = "127.0.0.1:5000/worker:v1";
+const WORKER_V2: &str = "127.0.0.1:5000/worker:v2";
+const DB_V1: &str = "127.0.0.1:5000/db:v1";
+const DB_V2: &str = "127.0.0.1:5000/db:v2";
+const DB_V3: &str = "127.0.0.1:5000/db:v3";
+
+/// Calls that change a container.
+const TOUCHES: [&str; 5] = ["create", "start", "stop", "rename", "remove"];
+
+fn healthy_after(secs: u64) -> Behaviour {
+    Behaviour::Healthy {
+        after: Duration::from_secs(secs),
+    }
+}
+
+/// Health "starting" for an hour: only a timeout ends the wait.
+const STARTING_FOR_AN_HOUR: Behaviour = Behaviour::NeverHealthy {
+    unhealthy_after: Duration::from_secs(3600),
+};
+
+// ---- the one place that knows the executor's API -------------------------------------------
+
+/// One pass as the reconciler makes it: observe, undo or finish leftovers of an interrupted
+/// update, observe again, plan (pruning on), apply.
+async fn pass(
+    engine: &FakeEngine,
+    desired: &Desired,
+    state_dir: &StateDir,
+) -> Result<Outcome, ExecError> {
+    let limits = Limits::default();
+    pass_with(engine, desired, state_dir, &limits).await
+}
+
+/// What the command line sets beside the plan: parallelism and the shutdown token.
+struct Limits {
+    stacks: usize,
+    services: usize,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            stacks: 4,
+            services: 16,
+            shutdown: Default::default(),
+        }
+    }
+}
+
+async fn pass_with(
+    engine: &FakeEngine,
+    desired: &Desired,
+    state_dir: &StateDir,
+    limits: &Limits,
+) -> Result<Outcome, ExecError> {
+    let settings = ApplySettings {
+        dry_run: false,
+        prune: true,
+        min_free_disk: 0,
+        retry_failed: false,
+        self_heal: true,
+        parallel_stacks: limits.stacks,
+        parallel_services: limits.services,
+    };
+    let shutdown = limits.shutdown.clone();
+    let executor = Executor {
+        engine,
+        state_dir,
+        settings: &settings,
+        shutdown: &shutdown,
+    };
+    let cache = DetailsCache::default();
+    let mut observed = observe(engine, desired, &cache).await?;
+    if executor.recover(&observed).await? {
+        observed = observe(engine, desired, &cache).await?;
+    }
+    let mut state = state_dir.load()?;
+    let plan = plan(desired, &observed, &state, &PlanOptions { prune: true });
+    if !plan.has_drift() {
+        return Ok(Outcome::default());
+    }
+    executor.apply(desired, &observed, &plan, &mut state).await
+}
+
+// ---- the host: a repository of stacks, a state dir, the engine ------------------------------
+
+struct Host {
+    engine: FakeEngine,
+    repo: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Self {
+        Self {
+            engine: FakeEngine::new(),
+            repo: tempfile::tempdir().unwrap(),
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Write `compose` as the stack's compose.yaml, then load every stack of the repository.
+    fn desired(&self, stack: &str, compose: &str) -> Desired {
+        let dir = self.repo.path().join(stack);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("compose.yaml"), compose).unwrap();
+        load_repo(self.repo.path())
+    }
+
+    fn state_dir(&self) -> StateDir {
+        StateDir::new(self.state.path())
+    }
+
+    async fn pass(&self, desired: &Desired) -> Result<Outcome, ExecError> {
+        pass(&self.engine, desired, &self.state_dir()).await
+    }
+
+    fn state(&self) -> State {
+        self.state_dir().load().unwrap()
+    }
+
+    fn journal(&self) -> Vec<JournalEntry> {
+        self.state_dir().journal().unwrap()
+    }
+
+    fn id(&self, name: &str) -> String {
+        self.engine
+            .container(name)
+            .unwrap_or_else(|| panic!("no container {name}: {:?}", self.names()))
+            .id
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.engine
+            .containers()
+            .into_iter()
+            .map(|c| c.name)
+            .collect()
+    }
+
+    /// (name, id, image, state) of every container.
+    fn world(&self) -> Vec<(String, String, String, String)> {
+        self.engine
+            .containers()
+            .into_iter()
+            .map(|c| (c.name, c.id, c.image, c.state))
+            .collect()
+    }
+}
+
+fn load_repo(repo: &Path) -> Desired {
+    let options = LoadOptions {
+        stacks: vec![],
+        host_env_dir: None,
+        policy: Default::default(),
+        revision: None,
+        repo_root: None,
+    };
+    load(repo, &options).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A stop-first service: it publishes a port.
+fn web(image: &str) -> String {
+    format!(
+        "services:\n  web:\n    image: {image}\n    ports: [\"127.0.0.1:8080:80\"]\n    x-reconciler: {{health_timeout: 30s}}\n"
+    )
+}
+
+/// A start-first service, said so in the file.
+fn worker(image: &str) -> String {
+    format!(
+        "services:\n  worker:\n    image: {image}\n    deploy: {{update_config: {{order: start-first}}}}\n    x-reconciler: {{health_timeout: 20s}}\n"
+    )
+}
+
+// ---- reading the call log -------------------------------------------------------------------
+
+fn touches_container(call: &Call) -> bool {
+    TOUCHES.contains(&call.verb())
+}
+
+/// The calls that changed something, as logged.
+fn touches(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| touches_container(c))
+        .map(|c| c.what.clone())
+        .collect()
+}
+
+/// `expected` happened in this order (other calls may come between).
+#[track_caller]
+fn assert_in_order(calls: &[String], expected: &[String]) {
+    let mut rest = calls.iter();
+    for wanted in expected {
+        assert!(
+            rest.any(|c| c == wanted),
+            "'{wanted}' missing or out of order in {expected:?}; calls: {calls:#?}"
+        );
+    }
+}
+
+fn call<'a>(calls: &'a [Call], what: &str) -> &'a Call {
+    calls
+        .iter()
+        .find(|c| c.what == what)
+        .unwrap_or_else(|| panic!("no call '{what}' in {calls:#?}"))
+}
+
+/// The id of the container created by the call `create <name>` (it is started next).
+fn started_after_create(calls: &[Call], name: &str) -> String {
+    let create = calls
+        .iter()
+        .position(|c| c.what == format!("create {name}"))
+        .unwrap_or_else(|| panic!("no create {name}"));
+    calls[create..]
+        .iter()
+        .find(|c| c.verb() == "start")
+        .map(|c| c.target().to_string())
+        .unwrap_or_else(|| panic!("{name} was never started"))
+}
+
+// ---- pull first ----------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn every_image_of_a_stack_is_pulled_before_any_of_its_containers_is_touched() {
+    let host = Host::new();
+    let stack = |web: &str, worker: &str| {
+        format!(
+            "services:\n  web:\n    image: {web}\n  worker:\n    image: {worker}\n    x-reconciler: {{health_timeout: 20s}}\n"
+        )
+    };
+    host.engine.publish(WEB_V1, healthy_after(1));
+    host.engine.publish(WORKER_V1, healthy_after(1));
+    host.pass(&host.desired("shop", &stack(WEB_V1, WORKER_V1)))
+        .await
+        .unwrap();
+    host.engine.publish(WEB_V2, healthy_after(1));
+    host.engine.publish(WORKER_V2, healthy_after(1));
+    host.engine.set_pull_delay(WEB_V2, Duration::from_secs(5));
+    host.engine
+        .set_pull_delay(WORKER_V2, Duration::from_secs(8));
+    host.engine.clear_calls();
+
+    let outcome = host
+        .pass(&host.desired("shop", &stack(WEB_V2, WORKER_V2)))
+        .await
+        .unwrap();
+
+    assert!(outcome.failed().is_empty(), "{outcome:?}");
+    let calls = host.engine.timed_calls();
+    let pulls: Vec<&Call> = calls.iter().filter(|c| c.verb() == "pull").collect();
+    let mut pulled: Vec<&str> = pulls.iter().map(|c| c.target()).collect();
+    pulled.sort();
+    assert_eq!(pulled, [WEB_V2, WORKER_V2]);
+    let first_touch = calls.iter().position(touches_container).unwrap();
+    let last_pull = calls.iter().rposition(|c| c.verb() == "pull").unwrap();
+    assert!(last_pull < first_touch, "{calls:#?}");
+    let pulls_done = pulls.iter().map(|c| c.finished).max().unwrap();
+    assert!(pulls_done <= calls[first_touch].started);
+    // Pulled side by side: the slower pull sets the pace, not the sum.
+    let took = pulls_done - calls[0].started;
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(13),
+        "{took:?}"
+    );
+    assert_eq!(host.engine.container("shop-web-1").unwrap().image, WEB_V2);
+    assert_eq!(
+        host.engine.container("shop-worker-1").unwrap().image,
+        WORKER_V2
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pull_that_is_not_found_changes_nothing_in_its_stack_and_records_the_failure() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    host.engine.publish(WORKER_V1, healthy_after(1));
+    host.desired("web", &web(WEB_V1));
+    host.pass(&host.desired("jobs", &worker(WORKER_V1)))
+        .await
+        .unwrap();
+    host.engine.publish(WEB_V2, healthy_after(1));
+    let worker_before = host.engine.container("jobs-worker-1").unwrap();
+    host.engine.clear_calls();
+
+    let missing = "127.0.0.1:5000/worker:never-pushed";
+    host.desired("web", &web(WEB_V2));
+    let desired = host.desired("jobs", &worker(missing));
+    let result = host.pass(&desired).await;
+
+    assert!(
+        matches!(&result, Err(ExecError::Pull { service, .. }) if service == "worker"),
+        "{result:?}"
+    );
+    // The stack whose image is missing is not touched at all ...
+    let touched = touches(&host.engine.timed_calls());
+    assert!(
+        !touched
+            .iter()
+            .any(|c| c.contains("jobs") || c.contains(&worker_before.id)),
+        "{touched:?}"
+    );
+    let worker_after = host.engine.container("jobs-worker-1").unwrap();
+    assert_eq!(
+        (worker_after.id, worker_after.image, worker_after.state),
+        (worker_before.id, worker_before.image, worker_before.state)
+    );
+    // ... and another stack's release is not held up by it.
+    assert_eq!(host.engine.container("web-web-1").unwrap().image, WEB_V2);
+    let failure = host.state().failure("jobs", "worker").cloned().unwrap();
+    assert!(failure.reason.contains("pull failed"), "{failure:?}");
+    assert!(failure.reason.contains(missing), "{failure:?}");
+    let pull = host
+        .journal()
+        .into_iter()
+        .find(|e| e.service == "worker" && e.action == crate::outcome::Step::Pull)
+        .expect("a journal line for the failed pull");
+    assert_eq!(pull.result.as_str(), "failed");
+
+    // Recorded means not tried again: the next pass leaves worker alone.
+    host.engine.clear_calls();
+    host.pass(&desired).await.unwrap();
+    assert!(!host.engine.calls().iter().any(|c| c.contains(missing)));
+    assert_eq!(
+        host.engine.container("jobs-worker-1").unwrap().image,
+        WORKER_V1
+    );
+}
+
+// ---- stop-first ----------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn stop_first_update_stops_the_old_starts_the_new_and_removes_the_old_once_it_is_healthy() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(3));
+    host.pass(&host.desired("web", &web(WEB_V1))).await.unwrap();
+    let old = host.id("web-web-1");
+    host.engine.publish(WEB_V2, healthy_after(3));
+    host.engine.clear_calls();
+
+    host.pass(&host.desired("web", &web(WEB_V2))).await.unwrap();
+
+    let calls = host.engine.timed_calls();
+    let new = started_after_create(&calls, "web-web-1");
+    assert_eq!(
+        touches(&calls),
+        [
+            format!("stop {old}"),
+            format!("rename {old} web-web-1-reconciler-old"),
+            "create web-web-1".to_string(),
+            format!("start {new}"),
+            format!("remove {old}"),
+        ]
+    );
+    let removed = call(&calls, &format!("remove {old}")).started;
+    assert!(removed - call(&calls, &format!("start {new}")).started >= Duration::from_secs(3));
+    let running = host.engine.containers();
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert_eq!(
+        (running[0].name.as_str(), running[0].id.as_str()),
+        ("web-web-1", new.as_str())
+    );
+    assert_eq!(running[0].image, WEB_V2);
+    assert_eq!(running[0].health.as_deref(), Some("healthy"));
+    let last = host.journal().pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.result.as_str()),
+        ("update", "ok")
+    );
+    assert_eq!(
+        (last.from.as_deref(), last.to.as_deref()),
+        (Some(WEB_V1), Some(WEB_V2))
+    );
+    assert!(host.state().failure("web", "web").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_first_a_new_container_that_never_turns_healthy_is_removed_and_the_old_one_runs_again()
+{
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(3));
+    host.pass(&host.desired("web", &web(WEB_V1))).await.unwrap();
+    let old = host.id("web-web-1");
+    host.engine.publish(WEB_V2, STARTING_FOR_AN_HOUR);
+    host.engine
+        .set_logs(WEB_V2, &["web v2 starting", "web v2: cannot open config"]);
+    host.engine.clear_calls();
+
+    let outcome = host.pass(&host.desired("web", &web(WEB_V2))).await.unwrap();
+
+    assert_eq!(outcome.failed().len(), 1, "{outcome:?}");
+    let calls = host.engine.timed_calls();
+    let new = started_after_create(&calls, "web-web-1");
+    assert_in_order(
+        &touches(&calls),
+        &[
+            format!("stop {old}"),
+            format!("rename {old} web-web-1-reconciler-old"),
+            format!("start {new}"),
+            format!("remove {new}"),
+            format!("rename {old} web-web-1"),
+            format!("start {old}"),
+        ],
+    );
+    let given_up = call(&calls, &format!("remove {new}")).started;
+    assert_eq!(
+        given_up - call(&calls, &format!("start {new}")).started,
+        Duration::from_secs(30)
+    );
+    let left = host.engine.containers();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        (
+            left[0].name.as_str(),
+            left[0].id.as_str(),
+            left[0].image.as_str()
+        ),
+        ("web-web-1", old.as_str(), WEB_V1)
+    );
+    assert_eq!(left[0].state, "running");
+    assert_eq!(left[0].health.as_deref(), Some("healthy"));
+    let failure = host.state().failure("web", "web").cloned().unwrap();
+    assert!(
+        failure.reason.contains("not healthy within 30s"),
+        "{failure:?}"
+    );
+    let last = host.journal().pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.result.as_str()),
+        ("update", "failed")
+    );
+    assert_eq!(
+        last.log_tail,
+        ["web v2 starting", "web v2: cannot open config"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_container_that_exits_fails_at_once_without_waiting_for_the_timeout() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    host.pass(&host.desired("web", &web(WEB_V1))).await.unwrap();
+    let old = host.id("web-web-1");
+    host.engine.publish(
+        WEB_V2,
+        Behaviour::Exits {
+            code: 2,
+            after: Duration::from_secs(2),
+        },
+    );
+    host.engine.clear_calls();
+
+    host.pass(&host.desired("web", &web(WEB_V2))).await.unwrap();
+
+    let calls = host.engine.timed_calls();
+    let new = started_after_create(&calls, "web-web-1");
+    let waited = call(&calls, &format!("remove {new}")).started
+        - call(&calls, &format!("start {new}")).started;
+    assert!(waited < Duration::from_secs(3), "waited {waited:?}");
+    assert_eq!(host.id("web-web-1"), old);
+    let failure = host.state().failure("web", "web").cloned().unwrap();
+    assert!(failure.reason.contains("exited with code 2"), "{failure:?}");
+}
+
+// ---- start-first ---------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn start_first_update_stops_the_old_container_only_after_the_new_one_is_healthy() {
+    let host = Host::new();
+    host.engine.publish(WORKER_V1, healthy_after(1));
+    host.pass(&host.desired("jobs", &worker(WORKER_V1)))
+        .await
+        .unwrap();
+    let old = host.id("jobs-worker-1");
+    host.engine.publish(WORKER_V2, healthy_after(4));
+    host.engine.clear_calls();
+
+    host.pass(&host.desired("jobs", &worker(WORKER_V2)))
+        .await
+        .unwrap();
+
+    let calls = host.engine.timed_calls();
+    let new = started_after_create(&calls, "jobs-worker-1-reconciler-new");
+    assert_eq!(
+        touches(&calls),
+        [
+            "create jobs-worker-1-reconciler-new".to_string(),
+            format!("start {new}"),
+            format!("stop {old}"),
+            format!("remove {old}"),
+            format!("rename {new} jobs-worker-1"),
+        ]
+    );
+    let stopped = call(&calls, &format!("stop {old}")).started;
+    assert!(stopped - call(&calls, &format!("start {new}")).started >= Duration::from_secs(4));
+    let left = host.engine.containers();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        (
+            left[0].name.as_str(),
+            left[0].id.as_str(),
+            left[0].image.as_str()
+        ),
+        ("jobs-worker-1", new.as_str(), WORKER_V2)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_first_the_old_container_is_never_stopped_when_the_new_one_fails() {
+    let host = Host::new();
+    host.engine.publish(WORKER_V1, healthy_after(1));
+    host.pass(&host.desired("jobs", &worker(WORKER_V1)))
+        .await
+        .unwrap();
+    let old = host.id("jobs-worker-1");
+    host.engine.publish(
+        WORKER_V2,
+        Behaviour::NeverHealthy {
+            unhealthy_after: Duration::from_secs(5),
+        },
+    );
+    host.engine.clear_calls();
+
+    host.pass(&host.desired("jobs", &worker(WORKER_V2)))
+        .await
+        .unwrap();
+
+    let calls = host.engine.timed_calls();
+    let new = started_after_create(&calls, "jobs-worker-1-reconciler-new");
+    assert_eq!(
+        touches(&calls),
+        [
+            "create jobs-worker-1-reconciler-new".to_string(),
+            format!("start {new}"),
+            format!("remove {new}"),
+        ]
+    );
+    assert!(!calls
+        .iter()
+        .any(|c| c.target().contains(&old) && touches_container(c)));
+    let left = host.engine.containers();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        (
+            left[0].name.as_str(),
+            left[0].id.as_str(),
+            left[0].state.as_str()
+        ),
+        ("jobs-worker-1", old.as_str(), "running")
+    );
+    let failure = host.state().failure("jobs", "worker").cloned().unwrap();
+    assert!(failure.reason.contains("turned unhealthy"), "{failure:?}");
+}
+
+// ---- crash recovery ------------------------------------------------------------------------
+
+fn unreachable() -> EngineError {
+    EngineError::Unreachable {
+        endpoint: "unix:///var/run/docker.sock".into(),
+        message: "connection reset".into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leftover_backup_with_no_primary_is_restored_under_its_name_and_started() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    host.pass(&host.desired("web", &web(WEB_V1))).await.unwrap();
+    let old = host.id("web-web-1");
+    host.engine.publish(WEB_V2, healthy_after(1));
+    // The engine goes away right after the old container was stopped and set aside.
+    host.engine.fail_next("create", "web-web-1", unreachable());
+    let interrupted = host.pass(&host.desired("web", &web(WEB_V2))).await;
+    assert!(
+        matches!(interrupted, Err(ExecError::Engine(_))),
+        "{interrupted:?}"
+    );
+    assert_eq!(host.names(), ["web-web-1-reconciler-old"]);
+    assert_eq!(
+        host.engine
+            .container("web-web-1-reconciler-old")
+            .unwrap()
+            .state,
+        "exited"
+    );
+    host.engine.clear_calls();
+
+    // Meanwhile v2 was reverted: once restored, nothing else is to be done.
+    host.pass(&host.desired("web", &web(WEB_V1))).await.unwrap();
+
+    assert_eq!(
+        touches(&host.engine.timed_calls()),
+        [format!("rename {old} web-web-1"), format!("start {old}")]
+    );
+    let left = host.engine.containers();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        (
+            left[0].name.as_str(),
+            left[0].id.as_str(),
+            left[0].state.as_str()
+        ),
+        ("web-web-1", old.as_str(), "running")
+    );
+    assert_eq!(left[0].image, WEB_V1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leftover_backup_next_to_a_healthy_primary_is_removed_and_the_primary_left_alone() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    host.pass(&host.desired("web", &web(WEB_V1))).await.unwrap();
+    let old = host.id("web-web-1");
+    host.engine.publish(WEB_V2, healthy_after(1));
+    // The new container proved itself, then the engine went away before the old one was removed.
+    host.engine.fail_next("remove", &old, unreachable());
+    let v2 = host.desired("web", &web(WEB_V2));
+    assert!(host.pass(&v2).await.is_err());
+    let new = host.id("web-web-1");
+    assert_eq!(host.names(), ["web-web-1", "web-web-1-reconciler-old"]);
+    host.engine.clear_calls();
+
+    host.pass(&v2).await.unwrap();
+
+    assert_eq!(
+        touches(&host.engine.timed_calls()),
+        [format!("remove {old}")]
+    );
+    let left = host.engine.containers();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        (
+            left[0].name.as_str(),
+            left[0].id.as_str(),
+            left[0].image.as_str()
+        ),
+        ("web-web-1", new.as_str(), WEB_V2)
+    );
+    assert_eq!(left[0].health.as_deref(), Some("healthy"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unmanaged_container_named_like_a_candidate_is_left_alone() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    let v1 = host.desired("web", &web(WEB_V1));
+    host.pass(&v1).await.unwrap();
+    let primary = host.id("web-web-1");
+    // Someone's own container with Compose's labels and our candidate's name, not ours.
+    let look_alike = host
+        .engine
+        .create_container(&CreateRequest {
+            name: "web-web-1-reconciler-new".into(),
+            project: "web".into(),
+            service: "web".into(),
+            spec: crate::desired::ContainerSpec {
+                image: WEB_V1.into(),
+                ..Default::default()
+            },
+            labels: BTreeMap::from([
+                (labels::PROJECT.to_string(), "web".to_string()),
+                (labels::SERVICE.to_string(), "web".to_string()),
+            ]),
+            networks: BTreeMap::new(),
+            volumes: BTreeMap::new(),
+            repo_root: None,
+        })
+        .await
+        .unwrap();
+    host.engine.start_container(&look_alike).await.unwrap();
+    host.engine.clear_calls();
+
+    host.pass(&v1).await.unwrap();
+
+    assert_eq!(touches(&host.engine.timed_calls()), Vec::<String>::new());
+    let left = host.world();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(
+        host.engine
+            .container("web-web-1-reconciler-new")
+            .unwrap()
+            .state,
+        "running"
+    );
+    assert_eq!(host.id("web-web-1-reconciler-new"), look_alike);
+    assert_eq!(host.id("web-web-1"), primary);
+}
+
+// ---- health timeout ------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_health_wait_ends_once_health_timeout_has_passed_on_the_clock() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, STARTING_FOR_AN_HOUR);
+    let compose = format!(
+        "services:\n  web:\n    image: {WEB_V1}\n    x-reconciler: {{health_timeout: 60s}}\n"
+    );
+    let real = std::time::Instant::now();
+
+    let outcome = host.pass(&host.desired("web", &compose)).await.unwrap();
+
+    assert_eq!(outcome.failed().len(), 1, "{outcome:?}");
+    let calls = host.engine.timed_calls();
+    let new = started_after_create(&calls, "web-web-1");
+    let waited = call(&calls, &format!("remove {new}")).started
+        - call(&calls, &format!("start {new}")).started;
+    assert!(
+        waited >= Duration::from_secs(60) && waited < Duration::from_secs(61),
+        "waited {waited:?}"
+    );
+    assert!(
+        real.elapsed() < Duration::from_secs(30),
+        "the clock is paused, not slept on"
+    );
+    assert!(host.names().is_empty(), "{:?}", host.names());
+    let failure = host.state().failure("web", "web").cloned().unwrap();
+    assert!(
+        failure.reason.contains("not healthy within 1m"),
+        "{failure:?}"
+    );
+}
+
+// ---- depends_on ----------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_service_whose_dependency_failed_in_the_same_pass_is_skipped_and_reported() {
+    let host = Host::new();
+    host.engine.publish(
+        DB_V1,
+        Behaviour::Exits {
+            code: 1,
+            after: Duration::from_secs(1),
+        },
+    );
+    host.engine.publish(WEB_V1, healthy_after(1));
+    let compose = format!(
+        "services:\n  db:\n    image: {DB_V1}\n  app:\n    image: {WEB_V1}\n    depends_on: [db]\n"
+    );
+
+    let outcome = host.pass(&host.desired("shop", &compose)).await.unwrap();
+
+    let calls = host.engine.calls();
+    assert!(
+        calls.contains(&"create shop-db-1".to_string()),
+        "{calls:#?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.contains("shop-app-1")),
+        "{calls:#?}"
+    );
+    assert!(host.names().is_empty(), "{:?}", host.names());
+    assert!(
+        outcome
+            .failed()
+            .iter()
+            .any(|f| f.who() == "shop/app" && f.reason() == Some("its dependency db failed")),
+        "{outcome:?}"
+    );
+    let state = host.state();
+    assert!(state.failure("shop", "db").is_some());
+    assert_eq!(state.stacks["shop"].last_good, None);
+}
+
+// ---- volumes -------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn no_volume_is_ever_removed_and_every_new_container_mounts_the_same_one() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    host.engine.publish(DB_V1, healthy_after(1));
+    host.engine.publish(DB_V2, STARTING_FOR_AN_HOUR);
+    host.engine.publish(DB_V3, healthy_after(1));
+    let shop = |db: Option<&str>| {
+        let db = db.map_or(String::new(), |image| {
+            format!("  db:\n    image: {image}\n    volumes: [\"data:/var/lib/db\"]\n    x-reconciler: {{health_timeout: 20s}}\n")
+        });
+        format!("services:\n  app:\n    image: {WEB_V1}\n{db}volumes:\n  data: {{}}\n")
+    };
+    let mut mounted = Vec::new();
+    for db in [Some(DB_V1), Some(DB_V2), Some(DB_V3)] {
+        host.pass(&host.desired("shop", &shop(db))).await.unwrap();
+        mounted.push(host.engine.container("shop-db-1").unwrap().volumes);
+    }
+    let volumes_before_removal = host.engine.volumes();
+    // db leaves the stack: with pruning on, its container is removed.
+    host.pass(&host.desired("shop", &shop(None))).await.unwrap();
+
+    assert_eq!(host.names(), ["shop-app-1"]);
+    assert_eq!(mounted, vec![vec!["shop_data".to_string()]; 3]);
+    assert_eq!(
+        host.journal().pop().unwrap().action,
+        crate::outcome::Step::Remove
+    );
+    let volumes = host.engine.volumes();
+    assert_eq!(volumes, volumes_before_removal);
+    assert_eq!(
+        volumes["shop_data"].get(labels::VOLUME).map(String::as_str),
+        Some("data"),
+        "made by the executor as Compose would, not by Docker on create: {volumes:?}"
+    );
+    assert!(!host
+        .engine
+        .calls()
+        .iter()
+        .any(|c| c.contains("volume") && !c.starts_with("ensure-volume")));
+}
+
+// ---- concurrency ---------------------------------------------------------------------------
+
+/// `n` services `s1..sN` of one image, none depending on another.
+fn many(image: &str, n: usize) -> String {
+    let mut yaml = String::from("services:\n");
+    for i in 1..=n {
+        yaml.push_str(&format!(
+            "  s{i}:\n    image: {image}\n    x-reconciler: {{health_timeout: 60s}}\n"
+        ));
+    }
+    yaml
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stack_that_never_turns_healthy_does_not_hold_up_another_stack() {
+    let host = Host::new();
+    let broken = "127.0.0.1:5000/broken:v1";
+    host.engine.publish(broken, STARTING_FOR_AN_HOUR);
+    host.engine.publish(WEB_V1, healthy_after(2));
+    // "aaa" sorts first: a one-stack-at-a-time executor would wait out its 60 s before web.
+    host.desired(
+        "aaa",
+        &format!(
+            "services:\n  app:\n    image: {broken}\n    x-reconciler: {{health_timeout: 60s}}\n"
+        ),
+    );
+    let desired = host.desired("web", &web(WEB_V1));
+    let started = tokio::time::Instant::now();
+
+    let outcome = host.pass(&desired).await.unwrap();
+
+    let order: Vec<String> = outcome.services.iter().map(|o| o.who()).collect();
+    assert_eq!(order, ["web/web", "aaa/app"], "web is done first");
+    let web = &outcome.services[0];
+    assert!(web.changed() && web.elapsed_ms < 10_000, "{web:?}");
+    assert!(outcome.services[1].failed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(60),
+        "the broken one waited its timeout"
+    );
+    assert!(host.state().failure("aaa", "app").is_some());
+    assert_eq!(
+        host.state().stacks["web"].last_good,
+        host.state().stacks["web"].last_applied
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn services_without_dependencies_wait_for_health_side_by_side_within_the_limit() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(5));
+    let desired = host.desired("farm", &many(WEB_V1, 10));
+    let started = tokio::time::Instant::now();
+    let limits = Limits {
+        services: 4,
+        ..Default::default()
+    };
+
+    let outcome = pass_with(&host.engine, &desired, &host.state_dir(), &limits)
+        .await
+        .unwrap();
+
+    assert_eq!(outcome.services.iter().filter(|o| o.changed()).count(), 10);
+    assert_eq!(host.engine.max_concurrent_health_waits(), 4);
+    // Three rounds of 5 s health waits (4 + 4 + 2), not ten.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_starts_only_after_the_services_it_depends_on_are_proven() {
+    let host = Host::new();
+    host.engine.publish(DB_V1, healthy_after(5));
+    host.engine.publish(WEB_V1, healthy_after(1));
+    let desired = host.desired(
+        "shop",
+        &format!(
+            "services:\n  db:\n    image: {DB_V1}\n  web:\n    image: {WEB_V1}\n    depends_on:\n      db: {{condition: service_healthy}}\n  side:\n    image: {WEB_V1}\n"
+        ),
+    );
+
+    host.pass(&desired).await.unwrap();
+
+    let calls = host.engine.timed_calls();
+    let at = |what: &str| {
+        calls
+            .iter()
+            .find(|c| c.what == what)
+            .unwrap_or_else(|| panic!("no {what} in {calls:#?}"))
+            .started
+    };
+    let db_created = at("create shop-db-1");
+    let web_created = at("create shop-web-1");
+    let side_created = at("create shop-side-1");
+    assert!(
+        web_created >= db_created + Duration::from_secs(5),
+        "web waited for db's health"
+    );
+    assert!(
+        side_created < db_created + Duration::from_secs(1),
+        "side did not wait for db"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_shutdown_services_in_progress_finish_and_no_other_starts() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(5));
+    let desired = host.desired("farm", &many(WEB_V1, 6));
+    let limits = Limits {
+        services: 2,
+        ..Default::default()
+    };
+    let shutdown = limits.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        shutdown.cancel();
+    });
+
+    let outcome = pass_with(&host.engine, &desired, &host.state_dir(), &limits)
+        .await
+        .unwrap();
+
+    let done: Vec<String> = outcome.services.iter().map(|o| o.who()).collect();
+    assert_eq!(done.len(), 2, "the two in progress finished: {done:?}");
+    assert!(outcome.services.iter().all(|o| o.changed()));
+    assert_eq!(host.names().len(), 2, "{:?}", host.names());
+    assert!(
+        host.engine
+            .containers()
+            .iter()
+            .all(|c| c.state == "running"),
+        "nothing is left half-done"
+    );
+}
