@@ -33,15 +33,9 @@ impl<E: Engine> Executor<'_, E> {
         let started = Instant::now();
         let deadline = started + service.health_timeout;
         let mut last_report = started;
-        let restarts = match self.inspect(id).await? {
-            Ok(s) => s.restart_count,
-            Err(gone) => return Ok(Err(gone)),
-        };
+        let restarts = self.inspect(id).await?.restart_count;
         loop {
-            let s = match self.inspect(id).await? {
-                Ok(s) => s,
-                Err(gone) => return Ok(Err(gone)),
-            };
+            let s = self.inspect(id).await?;
             let verdict = match s.health {
                 _ if !s.running => Verdict::Failed(format!("exited with code {}", s.exit_code)),
                 _ if s.restart_count > restarts => {
@@ -84,10 +78,7 @@ impl<E: Engine> Executor<'_, E> {
         let watch_until = Instant::now() + service.monitor;
         while Instant::now() < watch_until {
             tokio::time::sleep(POLL).await;
-            let s = match self.inspect(id).await? {
-                Ok(s) => s,
-                Err(gone) => return Ok(Err(gone)),
-            };
+            let s = self.inspect(id).await?;
             if !s.running || s.restart_count > restarts || s.health == Health::Unhealthy {
                 return Ok(Err("failed during the monitor period".into()));
             }
@@ -95,13 +86,11 @@ impl<E: Engine> Executor<'_, E> {
         Ok(Ok(()))
     }
 
-    /// Inspect, with a container that went away (removed by hand) as an answer, not an error.
-    async fn inspect(&self, id: &str) -> Result<Result<ContainerStatus, String>, ExecError> {
-        match self.engine.inspect_container(id).await {
-            Ok(s) => Ok(Ok(s)),
-            Err(e) if e.is_gone() => Ok(Err(format!("the container went away: {e}"))),
-            Err(e) => Err(e.into()),
-        }
+    /// Inspect. A container that went away (removed by hand) is not a verdict on the release:
+    /// it ends the pass as [`EngineError::Gone`](crate::engine::EngineError::Gone), which the
+    /// error policy retries within seconds (and recovery puts back an old container first).
+    async fn inspect(&self, id: &str) -> Result<ContainerStatus, ExecError> {
+        Ok(self.engine.inspect_container(id).await?)
     }
 
     /// `depends_on` conditions of dependencies that this pass does not change.
@@ -124,10 +113,7 @@ impl<E: Engine> Executor<'_, E> {
                 .map_or(Duration::from_secs(60), |d| d.health_timeout);
             let deadline = Instant::now() + timeout;
             loop {
-                let status = match self.inspect(&container).await? {
-                    Ok(s) => s,
-                    Err(gone) => return Ok(Err(format!("dependency {dep}: {gone}"))),
-                };
+                let status = self.inspect(&container).await?;
                 if let Some(result) = dependency_verdict(dep, condition, &status) {
                     return Ok(result);
                 }
