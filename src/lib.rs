@@ -12,6 +12,7 @@
 //! - [`reconciler`]: the controller: one pass (read, observe, plan, apply), its error policy,
 //!   and the loop that repeats it on a timer, triggers and a shutdown token;
 //! - [`logging`]: every event through `tracing`, as text lines or JSON objects;
+//! - [`metrics`]: the Prometheus registry each pass updates, as `/metrics` shows it;
 //! - [`server`]: `/healthz`, `/status`, `/metrics`, the git webhook.
 pub mod cli;
 pub mod commands;
@@ -23,6 +24,7 @@ pub mod label_key;
 pub mod labels;
 pub mod logging;
 pub mod mask;
+pub mod metrics;
 pub mod observed;
 pub mod outcome;
 pub mod plan;

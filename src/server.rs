@@ -1,4 +1,4 @@
-//! `--listen`: `/healthz`, `/status` (JSON), `/metrics` (Prometheus text) and `POST /hooks/git`,
+//! `--listen`: `/healthz`, `/status` (JSON), `/metrics` (Prometheus text 0.0.4) and `POST /hooks/git`,
 //! which triggers a pass at once when the request is signed with the shared secret.
 //!
 //! Anyone who can reach the address can open connections: each must send a complete request
@@ -7,7 +7,6 @@
 //! webhook body is at most [`MAX_HOOK_BODY`].
 
 use crate::reconciler::SharedStatus;
-use crate::reconciler::DURATION_BUCKETS;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +14,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
@@ -150,88 +148,15 @@ async fn status(State(s): State<ServerState>) -> Response {
         "last_pass": st.last_report,
         "last_error": st.last_error,
         "seconds_since_last_success": since(st.last_success),
-        "passes": st.passes,
+        "passes": st.passes(),
         "recent_passes": st.recent,
     });
     axum::Json(body).into_response()
 }
 
 async fn metrics(State(s): State<ServerState>) -> Response {
-    let st = s.status.lock().expect("status lock");
-    let mut out = String::new();
-    out.push_str("# HELP reconciler_service_sync Sync state per service (1 for the current state).\n# TYPE reconciler_service_sync gauge\n");
-    if let Some(report) = &st.last_report {
-        for sv in &report.services {
-            let _ = writeln!(
-                out,
-                "reconciler_service_sync{{stack=\"{}\",service=\"{}\",sync=\"{}\"}} 1",
-                sv.stack,
-                sv.service,
-                sv.sync.as_str()
-            );
-        }
-        out.push_str("# HELP reconciler_service_health Container health per service after the last pass (1 for the current state).\n# TYPE reconciler_service_health gauge\n");
-        for sv in &report.services {
-            let _ = writeln!(
-                out,
-                "reconciler_service_health{{stack=\"{}\",service=\"{}\",health=\"{}\"}} 1",
-                sv.stack, sv.service, sv.health
-            );
-        }
-        for stack in &report.suspended {
-            let _ = writeln!(out, "reconciler_stack_suspended{{stack=\"{stack}\"}} 1");
-        }
-    }
-    out.push_str("# HELP reconciler_reconcile_duration_seconds Duration of a reconcile pass.\n# TYPE reconciler_reconcile_duration_seconds histogram\n");
-    let mut cumulative = 0;
-    for (bucket, n) in DURATION_BUCKETS.iter().zip(st.duration_buckets) {
-        cumulative += n;
-        let _ = writeln!(
-            out,
-            "reconciler_reconcile_duration_seconds_bucket{{le=\"{bucket}\"}} {cumulative}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "reconciler_reconcile_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-        st.passes
-    );
-    let _ = writeln!(
-        out,
-        "reconciler_reconcile_duration_seconds_sum {}",
-        st.duration_sum
-    );
-    let _ = writeln!(
-        out,
-        "reconciler_reconcile_duration_seconds_count {}",
-        st.passes
-    );
-    for (name, help, value) in [
-        ("reconciler_applies_total", "Services changed.", st.applies),
-        (
-            "reconciler_failures_total",
-            "Service updates that failed.",
-            st.failures,
-        ),
-        (
-            "reconciler_rollbacks_total",
-            "Failed updates whose old container was restored.",
-            st.rollbacks,
-        ),
-        ("reconciler_passes_total", "Reconcile passes.", st.passes),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    }
-    if let Some(t) = st
-        .last_fetch
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-    {
-        let _ = writeln!(out, "# HELP reconciler_last_successful_fetch_timestamp_seconds When desired state was last read.\n# TYPE reconciler_last_successful_fetch_timestamp_seconds gauge\nreconciler_last_successful_fetch_timestamp_seconds {}", t.as_secs());
-    }
-    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+    let body = s.status.lock().expect("status lock").metrics.encode();
+    ([("content-type", crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
 async fn hook(State(s): State<ServerState>, request: Request) -> Response {
@@ -349,6 +274,37 @@ mod tests {
         assert!(beat.overdue().is_some());
         beat.beat(Duration::from_secs(300), Duration::ZERO);
         assert_eq!(beat.overdue(), None, "a long backoff is not a stall");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_as_prometheus_text_from_the_shared_status() {
+        let status = SharedStatus::default();
+        let report = crate::reconciler::PassReport::default();
+        status
+            .lock()
+            .unwrap()
+            .record(Duration::from_millis(20), &Ok(report));
+        let state = ServerState {
+            status,
+            trigger: Arc::new(Notify::new()),
+            webhook_secret: None,
+            heartbeat: Heartbeat::new(Duration::from_secs(60)),
+            unhealthy_after: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(1),
+        };
+        let response = metrics(State(state)).await;
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            body.lines().any(|l| l == "reconciler_passes_total 1"),
+            "{body}"
+        );
     }
 
     #[test]

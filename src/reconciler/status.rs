@@ -1,7 +1,8 @@
-//! What the loop shares with the HTTP server: the last pass, bounded history and counters.
+//! What the loop shares with the HTTP server: the last pass, bounded history, and the metrics.
 
 use super::{PassError, PassReport};
 use crate::executor::ExecError;
+use crate::metrics::{Metrics, PassCounts};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -9,25 +10,15 @@ use std::time::{Duration, SystemTime};
 /// Passes kept in [`LoopStatus::recent`].
 pub const RECENT_PASSES: usize = 20;
 
-/// Upper bounds (seconds) of the pass-duration histogram.
-pub const DURATION_BUCKETS: &[f64] =
-    &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
-
 #[derive(Debug, Default)]
 pub struct LoopStatus {
     pub last_report: Option<PassReport>,
     pub last_error: Option<String>,
     pub last_success: Option<SystemTime>,
-    pub last_fetch: Option<SystemTime>,
-    pub passes: u64,
-    pub applies: u64,
-    pub failures: u64,
-    pub rollbacks: u64,
     /// The last [`RECENT_PASSES`] passes, newest last.
     pub recent: VecDeque<PassRecord>,
-    /// Pass durations: count per bucket of [`DURATION_BUCKETS`] (not cumulative), and the sum.
-    pub duration_buckets: [u64; 11],
-    pub duration_sum: f64,
+    /// Counters, the duration histogram and the last pass's services, for `/metrics`.
+    pub metrics: Metrics,
 }
 
 /// One pass in the history.
@@ -44,14 +35,14 @@ pub struct PassRecord {
 pub type SharedStatus = Arc<Mutex<LoopStatus>>;
 
 impl LoopStatus {
+    /// Passes recorded so far.
+    pub fn passes(&self) -> u64 {
+        self.metrics.passes()
+    }
+
     /// Record a pass that took `duration`.
     pub fn record(&mut self, duration: Duration, result: &Result<PassReport, PassError>) {
-        self.passes += 1;
-        let secs = duration.as_secs_f64();
-        self.duration_sum += secs;
-        if let Some(i) = DURATION_BUCKETS.iter().position(|b| secs <= *b) {
-            self.duration_buckets[i] += 1;
-        }
+        let mut counts = PassCounts::default();
         let mut record = PassRecord {
             ended_at: crate::state::now_rfc3339(),
             duration_ms: duration.as_millis() as u64,
@@ -62,15 +53,18 @@ impl LoopStatus {
         };
         match result {
             Ok(report) => {
-                self.last_success = Some(SystemTime::now());
-                self.last_fetch = Some(SystemTime::now());
+                let now = SystemTime::now();
+                self.last_success = Some(now);
+                self.metrics.fetched(now);
                 self.last_error = None;
                 record.changed = report.changed().count();
                 record.failed = report.failed().count();
                 record.commit = report.commit.clone();
-                self.applies += record.changed as u64;
-                self.failures += record.failed as u64;
-                self.rollbacks += report.rollbacks().count() as u64;
+                counts.applied = record.changed as u64;
+                counts.failed = record.failed as u64;
+                counts.rolled_back = report.rollbacks().count() as u64;
+                self.metrics
+                    .show_services(&report.services, &report.suspended);
                 self.last_report = Some(report.clone());
             }
             Err(e) => {
@@ -78,10 +72,11 @@ impl LoopStatus {
                 record.error = self.last_error.clone();
                 // A release whose image cannot be pulled is a failure too, not only an error.
                 if matches!(e, PassError::Exec(ExecError::Pull { .. })) && !e.is_transient() {
-                    self.failures += 1;
+                    counts.failed = 1;
                 }
             }
         }
+        self.metrics.record_pass(duration, counts);
         if self.recent.len() == RECENT_PASSES {
             self.recent.pop_front();
         }
@@ -92,6 +87,29 @@ impl LoopStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::EngineError;
+    use crate::outcome::SyncStatus;
+    use crate::reconciler::ServiceStatus;
+
+    fn pull_failure(registry_down: bool) -> PassError {
+        let message = "no".to_string();
+        let reference = "app:v2".to_string();
+        let source = if registry_down {
+            EngineError::RegistryUnreachable { reference, message }
+        } else {
+            EngineError::ImageNotFound { reference, message }
+        };
+        PassError::Exec(ExecError::Pull {
+            stack: "shop".into(),
+            service: "web".into(),
+            image: "app:v2".into(),
+            source: Box::new(source),
+        })
+    }
+
+    fn exposed(status: &LoopStatus) -> Vec<String> {
+        status.metrics.encode().lines().map(String::from).collect()
+    }
 
     #[test]
     fn history_is_bounded_and_every_pass_is_counted() {
@@ -100,11 +118,49 @@ mod tests {
             status.record(Duration::from_millis(300), &Ok(PassReport::default()));
         }
         assert_eq!(status.recent.len(), RECENT_PASSES);
-        assert_eq!(status.passes, RECENT_PASSES as u64 + 5);
-        assert_eq!(
-            status.duration_buckets[3],
-            RECENT_PASSES as u64 + 5,
-            "0.3 s is in le=0.5"
+        assert_eq!(status.passes(), RECENT_PASSES as u64 + 5);
+        let lines = exposed(&status);
+        let in_half_second = format!(
+            "reconciler_reconcile_duration_seconds_bucket{{le=\"0.5\"}} {}",
+            RECENT_PASSES + 5
         );
+        assert!(lines.contains(&in_half_second), "{lines:#?}");
+    }
+
+    #[test]
+    fn a_release_whose_image_is_missing_counts_as_a_failure_and_a_registry_outage_does_not() {
+        let mut status = LoopStatus::default();
+        status.record(Duration::from_secs(1), &Err(pull_failure(false)));
+        status.record(Duration::from_secs(1), &Err(pull_failure(true)));
+        let lines = exposed(&status);
+        assert!(
+            lines.contains(&"reconciler_failures_total 1".into()),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.contains(&"reconciler_passes_total 2".into()),
+            "{lines:#?}"
+        );
+        assert_eq!(status.last_error, Some(pull_failure(true).to_string()));
+    }
+
+    #[test]
+    fn a_failed_pass_keeps_showing_the_services_of_the_last_successful_one() {
+        let mut status = LoopStatus::default();
+        let report = PassReport {
+            services: vec![ServiceStatus {
+                stack: "shop".into(),
+                service: "web".into(),
+                sync: SyncStatus::Synced,
+                health: "healthy".into(),
+            }],
+            ..PassReport::default()
+        };
+        status.record(Duration::from_secs(1), &Ok(report));
+        status.record(Duration::from_secs(1), &Err(PassError::Stopped));
+        let synced = r#"reconciler_service_sync{stack="shop",service="web",sync="Synced"} 1"#;
+        let lines = exposed(&status);
+        assert!(lines.contains(&synced.into()), "{lines:#?}");
+        assert!(status.last_report.is_some());
     }
 }
