@@ -782,7 +782,7 @@ fn tree_fingerprint(
 
 /// Now, as RFC 3339 UTC, without pulling in a date crate.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 #[cfg(test)]

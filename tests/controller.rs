@@ -9,6 +9,12 @@ fn web(image: &str, port: u16, timeout: &str, extra: &str) -> String {
     format!("services:\n  web:\n    image: {image}\n    ports: [\"127.0.0.1:{port}:80\"]\n{HEALTHCHECK}    x-reconciler: {{health_timeout: {timeout}}}\n{extra}")
 }
 
+/// A release that stays in health "starting" for its whole health timeout: its failed checks
+/// fall in the start period, so only the timeout ends the wait.
+fn stuck(image: &str, port: u16, timeout: &str) -> String {
+    format!("services:\n  web:\n    image: {image}\n    ports: [\"127.0.0.1:{port}:80\"]\n{HEALTHCHECK}      start_period: 5m\n    x-reconciler: {{health_timeout: {timeout}}}\n")
+}
+
 #[test]
 fn a_stack_whose_release_never_turns_healthy_does_not_delay_another_stack() {
     let env = TestEnv::new("headofline");
@@ -17,8 +23,8 @@ fn a_stack_whose_release_never_turns_healthy_does_not_delay_another_stack() {
         env.registry.push(WEB_V1, "web:v1"),
     );
     let (slow_port, good_port) = (free_port(), free_port());
-    // The main stack sorts first, so a one-at-a-time executor would wait out its 40 s first.
-    env.write_compose(&web(&broken, slow_port, "40s", ""));
+    // The main stack sorts first, so a one-at-a-time executor would wait out its 20 s first.
+    env.write_compose(&stuck(&broken, slow_port, "20s"));
     let other = env.extra_project("good");
     env.write_in(&other, "compose.yaml", &web(&good, good_port, "40s", ""));
     let repo = env.repo.path().to_str().unwrap().to_string();
@@ -47,21 +53,24 @@ fn a_stack_whose_release_never_turns_healthy_does_not_delay_another_stack() {
     );
 }
 
-/// The journal's time for a service's outcome, and the container's start time, both RFC 3339
-/// UTC, compare as text.
-fn proven_at(env: &TestEnv, service: &str) -> String {
-    env.journal()
+/// When the journal recorded a service as proven (millisecond precision).
+fn proven_at(env: &TestEnv, service: &str) -> std::time::SystemTime {
+    let at = env
+        .journal()
         .iter()
         .find(|e| e["service"] == service && e["result"] == "ok")
         .and_then(|e| e["at"].as_str().map(str::to_string))
-        .unwrap_or_else(|| panic!("no journal entry for {service}"))
+        .unwrap_or_else(|| panic!("no journal entry for {service}"));
+    humantime::parse_rfc3339(&at).unwrap()
 }
 
-fn started_at(env: &TestEnv, service: &str) -> String {
-    inspect(&format!("{}-{service}-1", env.project()))["State"]["StartedAt"]
+/// When the engine started a service's container.
+fn started_at(env: &TestEnv, service: &str) -> std::time::SystemTime {
+    let at = inspect(&format!("{}-{service}-1", env.project()))["State"]["StartedAt"]
         .as_str()
         .unwrap()
-        .to_string()
+        .to_string();
+    humantime::parse_rfc3339(&at).unwrap()
 }
 
 #[test]
@@ -84,14 +93,14 @@ fn independent_services_start_together_and_a_dependent_waits_for_its_dependency(
     // b was started before a was proven healthy: they were waited for side by side.
     assert!(
         started_at(&env, "b") < proven_at(&env, "a"),
-        "b started at {}, a was proven at {}",
+        "b started at {:?}, a was proven at {:?}",
         started_at(&env, "b"),
         proven_at(&env, "a")
     );
     // c depends on a being healthy: it was started only after a was proven.
     assert!(
         started_at(&env, "c") > proven_at(&env, "a"),
-        "c started at {}, a was proven at {}",
+        "c started at {:?}, a was proven at {:?}",
         started_at(&env, "c"),
         proven_at(&env, "a")
     );

@@ -4,7 +4,7 @@
 use super::http_probe::probe_until;
 use super::{ExecError, Executor};
 use crate::desired::{DependsCondition, Service, Stack};
-use crate::engine::{ContainerStatus, Engine};
+use crate::engine::{ContainerStatus, Engine, EngineError};
 use crate::logging::Who;
 use crate::observed::{Health, Observed, Role};
 use std::time::Duration;
@@ -36,6 +36,9 @@ impl<E: Engine> Executor<'_, E> {
         let restarts = self.inspect(id).await?.restart_count;
         loop {
             let s = self.inspect(id).await?;
+            if !s.running {
+                self.removed_by_hand(id, &s).await?;
+            }
             let verdict = match s.health {
                 _ if !s.running => Verdict::Failed(format!("exited with code {}", s.exit_code)),
                 _ if s.restart_count > restarts => {
@@ -84,6 +87,26 @@ impl<E: Engine> Executor<'_, E> {
             }
         }
         Ok(Ok(()))
+    }
+
+    /// `docker rm -f` kills the container before removing it: for a moment it looks like one
+    /// that exited (137). Look once more; a container on its way out is
+    /// [`EngineError::Gone`](crate::engine::EngineError::Gone), not a failed release.
+    async fn removed_by_hand(&self, id: &str, stopped: &ContainerStatus) -> Result<(), ExecError> {
+        let gone = |state: &str| EngineError::Gone {
+            call: "inspect container",
+            target: id.to_string(),
+            message: format!("the container is being removed (state {state})"),
+        };
+        if matches!(stopped.state.as_str(), "removing" | "dead") {
+            return Err(gone(&stopped.state).into());
+        }
+        tokio::time::sleep(POLL).await;
+        let again = self.inspect(id).await?;
+        if matches!(again.state.as_str(), "removing" | "dead") {
+            return Err(gone(&again.state).into());
+        }
+        Ok(())
     }
 
     /// Inspect. A container that went away (removed by hand) is not a verdict on the release:
