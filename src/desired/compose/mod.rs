@@ -3,6 +3,7 @@
 //! Pure apart from [`StackFiles`], through which `env_file` contents and mounted repository files
 //! are read. All problems are collected, not just the first, so one `validate` run lists them all.
 
+mod keys;
 mod parse;
 
 pub use parse::{
@@ -50,99 +51,6 @@ const SECRET_IN_KEY: &str =
     "a host-local or secret-looking variable may be used in values only: keys and labels are shown and stored as they are";
 const SECRET_OUTSIDE_ENV: &str =
     "a host-local (secret) variable may be used only in `environment` values, where it is masked";
-
-const TOP_KEYS: &[&str] = &["name", "services", "volumes", "networks", "version"];
-const TOP_UNSUPPORTED: &[&str] = &["secrets", "configs", "include", "models"];
-const SERVICE_KEYS: &[&str] = &[
-    "image",
-    "pull_policy",
-    "command",
-    "entrypoint",
-    "environment",
-    "env_file",
-    "ports",
-    "volumes",
-    "networks",
-    "healthcheck",
-    "restart",
-    "depends_on",
-    "labels",
-    "user",
-    "working_dir",
-    "hostname",
-    "container_name",
-    "stop_signal",
-    "stop_grace_period",
-    "extra_hosts",
-    "init",
-    "read_only",
-    "cap_add",
-    "cap_drop",
-    "privileged",
-    "mem_limit",
-    "cpus",
-    "logging",
-    "deploy",
-    "devices",
-    "network_mode",
-    "pid",
-    "ipc",
-];
-/// Compose keys outside our subset: named as unsupported rather than as typos.
-const SERVICE_UNSUPPORTED: &[&str] = &[
-    "annotations",
-    "attach",
-    "blkio_config",
-    "cgroup",
-    "cgroup_parent",
-    "configs",
-    "cpu_count",
-    "cpu_percent",
-    "cpu_period",
-    "cpu_quota",
-    "cpu_rt_period",
-    "cpu_rt_runtime",
-    "cpu_shares",
-    "cpuset",
-    "credential_spec",
-    "develop",
-    "device_cgroup_rules",
-    "dns",
-    "dns_opt",
-    "dns_search",
-    "domainname",
-    "expose",
-    "extends",
-    "external_links",
-    "group_add",
-    "isolation",
-    "links",
-    "mac_address",
-    "mem_reservation",
-    "mem_swappiness",
-    "memswap_limit",
-    "oom_kill_disable",
-    "oom_score_adj",
-    "pids_limit",
-    "platform",
-    "post_start",
-    "pre_stop",
-    "profiles",
-    "runtime",
-    "scale",
-    "secrets",
-    "security_opt",
-    "shm_size",
-    "stdin_open",
-    "storage_opt",
-    "sysctls",
-    "tmpfs",
-    "tty",
-    "ulimits",
-    "userns_mode",
-    "uts",
-    "volumes_from",
-];
 
 /// Convert a parsed Compose document. `file` is the path shown in messages.
 pub fn convert(
@@ -247,34 +155,6 @@ impl Cx<'_> {
                 );
                 None
             }
-        }
-    }
-
-    /// Report keys of a mapping that are not in `allowed` (and not `x-*`).
-    fn check_keys(&mut self, entries: &[(Node, Node)], path: &str, allowed: &[&str]) {
-        self.check_keys_refusing(entries, path, allowed, &[]);
-    }
-
-    /// As [`Self::check_keys`], where the `refused` keys are reported elsewhere: they are not
-    /// unknown and may be suggested for a typo, but are never listed as allowed.
-    fn check_keys_refusing(
-        &mut self,
-        entries: &[(Node, Node)],
-        path: &str,
-        allowed: &[&str],
-        refused: &[&str],
-    ) {
-        let known: Vec<&str> = allowed.iter().chain(refused).copied().collect();
-        for (k, _) in entries {
-            let key = k.key_text();
-            if known.contains(&key) || key.starts_with("x-") {
-                continue;
-            }
-            let message = match suggest(key, &known) {
-                Some(s) => format!("unknown key '{key}' (did you mean '{s}'?)"),
-                None => format!("unknown key '{key}' (allowed here: {})", allowed.join(", ")),
-            };
-            self.problem(k, &join(path, key), message);
         }
     }
 
@@ -525,19 +405,7 @@ impl Cx<'_> {
         let Some(top) = self.map(doc, "") else {
             return parts;
         };
-        for (k, _) in top {
-            if TOP_UNSUPPORTED.contains(&k.key_text()) {
-                self.problem(
-                    k,
-                    k.key_text(),
-                    format!(
-                        "top-level '{}' is not supported by the reconciler",
-                        k.key_text()
-                    ),
-                );
-            }
-        }
-        self.check_keys_refusing(top, "", TOP_KEYS, TOP_UNSUPPORTED);
+        self.check_top_keys(top);
 
         if let Some(n) = doc.get("name") {
             parts.name = self.string(n, "name");
@@ -696,36 +564,7 @@ impl Cx<'_> {
         let entries = self.map(node, &path)?;
         let before = self.problems.len();
         self.sensitive_keys.clear();
-        if let Some((k, _)) = entries.iter().find(|(k, _)| k.key_text() == "build") {
-            self.problem(
-                k,
-                &join(&path, "build"),
-                "'build' is not supported: the reconciler runs images from a registry; build and push the image in CI, then set `image:` to its tag or digest",
-            );
-        }
-        for (k, _) in entries {
-            if SERVICE_UNSUPPORTED.contains(&k.key_text()) {
-                self.problem(
-                    k,
-                    &join(&path, k.key_text()),
-                    format!(
-                        "'{}' is a Compose key the reconciler does not support",
-                        k.key_text()
-                    ),
-                );
-            }
-        }
-        let allowed: Vec<&str> = SERVICE_KEYS
-            .iter()
-            .chain(&["x-reconciler"])
-            .copied()
-            .collect();
-        let refused: Vec<&str> = SERVICE_UNSUPPORTED
-            .iter()
-            .chain(&["build"])
-            .copied()
-            .collect();
-        self.check_keys_refusing(entries, &path, &allowed, &refused);
+        self.check_service_keys(entries, &path);
 
         let key = |k: &str| join(&path, k);
         let mut spec = ContainerSpec::default();
@@ -1707,32 +1546,4 @@ fn valid_service_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
-/// The closest allowed key within a small edit distance, for "did you mean" hints.
-fn suggest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
-    // No Compose key is this long: a typo of one is not either, and the distance costs length².
-    if key.len() > 40 {
-        return None;
-    }
-    allowed
-        .iter()
-        .map(|a| (edit_distance(key, a), *a))
-        .filter(|(d, a)| *d <= 2.max(a.len() / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, a)| a)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
