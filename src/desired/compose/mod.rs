@@ -3,8 +3,10 @@
 //! Pure apart from [`StackFiles`], through which `env_file` contents and mounted repository files
 //! are read. All problems are collected, not just the first, so one `validate` run lists them all.
 
+mod context;
 mod keys;
 mod parse;
+mod values;
 
 pub use parse::{
     parse_bytes, parse_device, parse_duration, parse_port, parse_short_mount, shell_split,
@@ -13,10 +15,10 @@ pub use parse::{
 
 use super::dotenv;
 use super::error::Problem;
-use super::interpolate::{interpolate, interpolate_within, Budget, InterpolateError};
 use super::model::*;
 use super::yaml::{Node, Value};
 use crate::mask::is_secret_key;
+use context::{Cx, Text};
 use parse::check_device;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -47,11 +49,6 @@ pub struct StackParts {
     pub networks: BTreeMap<String, NetworkDef>,
 }
 
-const SECRET_IN_KEY: &str =
-    "a host-local or secret-looking variable may be used in values only: keys and labels are shown and stored as they are";
-const SECRET_OUTSIDE_ENV: &str =
-    "a host-local (secret) variable may be used only in `environment` values, where it is masked";
-
 /// Convert a parsed Compose document. `file` is the path shown in messages.
 pub fn convert(
     doc: &Node,
@@ -60,333 +57,12 @@ pub fn convert(
     vars: &Variables,
     files: &dyn StackFiles,
 ) -> Result<StackParts, Vec<Problem>> {
-    let mut cx = Cx {
-        dropped: 0,
-        mount_lines: BTreeMap::new(),
-        sensitive_keys: Vec::new(),
-        secret_values: vars
-            .values
-            .iter()
-            .filter(|(name, _)| vars.host_local.contains(*name) || is_secret_key(name))
-            .map(|(_, value)| value.clone())
-            .collect(),
-        file,
-        vars,
-        files,
-        problems: Vec::new(),
-        budget: Budget::per_file(),
-    };
+    let mut cx = Cx::new(file, vars, files);
     let parts = cx.stack(doc, project);
-    if cx.problems.is_empty() {
-        Ok(parts)
-    } else {
-        cx.problems.sort_by_key(|p| p.line);
-        if cx.dropped > 0 {
-            cx.problems.push(Problem {
-                file: file.to_string(),
-                line: cx.problems.last().map_or(1, |p| p.line),
-                key: String::new(),
-                message: format!(
-                    "... and {} more problems (only the first {MAX_PROBLEMS} are listed)",
-                    cx.dropped
-                ),
-            });
-        }
-        Err(cx.problems)
-    }
-}
-
-/// A file with more problems than this is not a Compose file someone mistyped; listing them all
-/// (a hostile file can hold hundreds of thousands) would only cost time and memory.
-const MAX_PROBLEMS: usize = 200;
-
-struct Cx<'a> {
-    /// Problems past [`MAX_PROBLEMS`], counted rather than kept.
-    dropped: usize,
-    /// Lines of mount entries by target, for the service being converted.
-    mount_lines: BTreeMap<String, usize>,
-    /// Keys whose value took a secret-looking variable, for the service being converted.
-    sensitive_keys: Vec<String>,
-    /// Values of host-local and secret-looking variables: never part of a message.
-    secret_values: Vec<String>,
-    file: &'a str,
-    vars: &'a Variables,
-    files: &'a dyn StackFiles,
-    problems: Vec<Problem>,
-    /// Interpolated bytes left for this file: aliases may repeat a `${BIG}` scalar many times.
-    budget: Budget,
-}
-
-/// An interpolated scalar and whether a host-local (secret) variable went into it.
-struct Text {
-    value: String,
-    secret: bool,
-    /// A host-local or secret-looking (`*PASSWORD*`, `*TOKEN*`, ...) variable went into it.
-    sensitive: bool,
+    cx.finish(parts)
 }
 
 impl Cx<'_> {
-    fn problem(&mut self, node: &Node, key: &str, message: impl Into<String>) {
-        if self.problems.len() >= MAX_PROBLEMS {
-            self.dropped += 1;
-            return;
-        }
-        // Messages quote values ("'...' is not a size"): a secret must never be one of them.
-        let message = crate::mask::scrub(
-            &message.into(),
-            self.secret_values.iter().map(String::as_str),
-        );
-        self.problems.push(Problem {
-            file: self.file.to_string(),
-            line: node.line,
-            key: key.to_string(),
-            message,
-        });
-    }
-
-    fn map<'n>(&mut self, node: &'n Node, key: &str) -> Option<&'n [(Node, Node)]> {
-        match &node.value {
-            Value::Map(entries) => Some(entries),
-            _ => {
-                self.problem(
-                    node,
-                    key,
-                    format!("expected a mapping, found {}", node.kind()),
-                );
-                None
-            }
-        }
-    }
-
-    fn text(&mut self, node: &Node, key: &str) -> Option<Text> {
-        match &node.value {
-            Value::Scalar { text, .. } => {
-                let vars = self.vars;
-                let lookup = |name: &str| vars.values.get(name).cloned();
-                match interpolate_within(text, &lookup, &mut self.budget) {
-                    Ok(out) => {
-                        let secret = out.used.iter().any(|v| self.vars.host_local.contains(v));
-                        let sensitive = secret || out.used.iter().any(|v| is_secret_key(v));
-                        Some(Text {
-                            value: out.text,
-                            secret,
-                            sensitive,
-                        })
-                    }
-                    Err(e) => {
-                        // The value of a secret-looking key is not quoted back, even when broken.
-                        let message = match &e {
-                            InterpolateError::Syntax { .. }
-                                if is_secret_key(key.rsplit('.').next().unwrap_or(key)) =>
-                            {
-                                "invalid interpolation syntax (the value is not shown: the key looks secret)".to_string()
-                            }
-                            _ => e.to_string(),
-                        };
-                        self.problem(node, key, message);
-                        None
-                    }
-                }
-            }
-            _ => {
-                self.problem(
-                    node,
-                    key,
-                    format!("expected a value, found {}", node.kind()),
-                );
-                None
-            }
-        }
-    }
-
-    /// A value outside `environment`. Host-local variables hold secrets, and only env values are
-    /// masked everywhere (labels, commands and the like are shown in `diff` and stored in labels).
-    fn string(&mut self, node: &Node, key: &str) -> Option<String> {
-        let text = self.text(node, key)?;
-        if text.secret {
-            // Refused, and the value goes no further: no later message can quote it.
-            self.problem(node, key, SECRET_OUTSIDE_ENV);
-            return None;
-        }
-        if text.sensitive {
-            self.sensitive_keys.push(key.to_string());
-        }
-        Some(text.value)
-    }
-
-    fn bool(&mut self, node: &Node, key: &str) -> Option<bool> {
-        let s = self.string(node, key)?;
-        match s.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" => Some(true),
-            "false" | "no" | "off" => Some(false),
-            _ => {
-                self.problem(node, key, format!("expected true or false, found '{s}'"));
-                None
-            }
-        }
-    }
-
-    fn duration(&mut self, node: &Node, key: &str) -> Option<Duration> {
-        let s = self.string(node, key)?;
-        match parse_duration(&s) {
-            Some(d) => Some(d),
-            None => {
-                self.problem(
-                    node,
-                    key,
-                    format!(
-                        "'{s}' is not a duration of at most a year (write e.g. 30s, 1m30s, 500ms)"
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn integer<T: std::str::FromStr>(&mut self, node: &Node, key: &str) -> Option<T> {
-        let s = self.string(node, key)?;
-        match s.parse() {
-            Ok(v) => Some(v),
-            Err(_) => {
-                self.problem(node, key, format!("expected a whole number, found '{s}'"));
-                None
-            }
-        }
-    }
-
-    fn bytes(&mut self, node: &Node, key: &str) -> Option<i64> {
-        let s = self.string(node, key)?;
-        match parse_bytes(&s) {
-            Some(b) => Some(b),
-            None => {
-                self.problem(
-                    node,
-                    key,
-                    format!("'{s}' is not a size (write e.g. 512m, 1g)"),
-                );
-                None
-            }
-        }
-    }
-
-    /// A string, or a list of strings: Compose accepts both for many keys.
-    fn string_or_list(&mut self, node: &Node, key: &str) -> Option<Vec<String>> {
-        match &node.value {
-            Value::Seq(items) => {
-                let mut out = Vec::new();
-                for (i, item) in items.iter().enumerate() {
-                    out.push(self.string(item, &format!("{key}[{i}]"))?);
-                }
-                Some(out)
-            }
-            _ => self.string(node, key).map(|s| vec![s]),
-        }
-    }
-
-    /// `command`/`entrypoint`: a list, or a string split like a shell would.
-    fn command(&mut self, node: &Node, key: &str) -> Option<Vec<String>> {
-        match &node.value {
-            Value::Seq(_) => self.string_or_list(node, key),
-            _ => {
-                let s = self.string(node, key)?;
-                match shell_split(&s) {
-                    Some(words) => Some(words),
-                    None => {
-                        self.problem(node, key, "unbalanced quotes in command string");
-                        None
-                    }
-                }
-            }
-        }
-    }
-
-    /// A map of strings, or a list of `KEY=VALUE` (labels, environment, logging options).
-    /// Values are `None` where the file gives only the key.
-    fn key_values(&mut self, node: &Node, key: &str) -> Vec<(String, Option<Text>, usize)> {
-        let mut out = Vec::new();
-        match &node.value {
-            Value::Map(entries) => {
-                for (k, v) in entries {
-                    let path = join(key, k.key_text());
-                    let value = match v.value {
-                        Value::Null => None,
-                        _ => self.text(v, &path),
-                    };
-                    out.push((k.key_text().to_string(), value, k.line));
-                }
-            }
-            Value::Seq(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let path = format!("{key}[{i}]");
-                    if let Value::Scalar { text: raw, .. } = &item.value {
-                        if self.takes_secret(super::interpolate::raw_key(raw)) {
-                            // Only values are masked: a key (`X_${TOKEN}=1`, a label without
-                            // `=`) is shown and stored as it is.
-                            self.problem(item, &path, SECRET_IN_KEY);
-                            continue;
-                        }
-                    }
-                    if let Some(t) = self.text(item, &path) {
-                        match t.value.split_once('=') {
-                            Some((k, v)) => out.push((
-                                k.to_string(),
-                                Some(Text {
-                                    value: v.to_string(),
-                                    secret: t.secret,
-                                    sensitive: t.sensitive,
-                                }),
-                                item.line,
-                            )),
-                            None => out.push((t.value, None, item.line)),
-                        }
-                    }
-                }
-            }
-            Value::Null => {}
-            _ => self.problem(
-                node,
-                key,
-                format!(
-                    "expected a mapping or a list of KEY=VALUE, found {}",
-                    node.kind()
-                ),
-            ),
-        }
-        out
-    }
-
-    /// Whether interpolating `raw` would use a host-local or secret-looking variable.
-    fn takes_secret(&self, raw: &str) -> bool {
-        if !raw.contains('$') {
-            return false;
-        }
-        let lookup = |name: &str| self.vars.values.get(name).cloned();
-        interpolate(raw, &lookup).is_ok_and(|out| {
-            out.used
-                .iter()
-                .any(|v| self.vars.host_local.contains(v) || is_secret_key(v))
-        })
-    }
-
-    fn string_map(&mut self, node: &Node, key: &str) -> BTreeMap<String, String> {
-        let entries = self.key_values(node, key);
-        if entries
-            .iter()
-            .any(|(_, v, _)| v.as_ref().is_some_and(|t| t.secret))
-        {
-            self.problem(node, key, SECRET_OUTSIDE_ENV);
-        } else if entries
-            .iter()
-            .any(|(_, v, _)| v.as_ref().is_some_and(|t| t.sensitive))
-        {
-            self.sensitive_keys.push(key.to_string());
-        }
-        entries
-            .into_iter()
-            .map(|(k, v, _)| (k, v.map(|t| t.value).unwrap_or_default()))
-            .collect()
-    }
-
     fn stack(&mut self, doc: &Node, project: &str) -> StackParts {
         let mut parts = StackParts {
             name: None,
@@ -562,7 +238,7 @@ impl Cx<'_> {
     ) -> Option<Service> {
         let path = join("services", name);
         let entries = self.map(node, &path)?;
-        let before = self.problems.len();
+        let before = self.problems_kept();
         self.sensitive_keys.clear();
         self.check_service_keys(entries, &path);
 
@@ -797,7 +473,7 @@ impl Cx<'_> {
             let n = node.get("container_name").unwrap_or(node);
             self.problem(n, &key("container_name"), "a service with a fixed container_name cannot use deploy.update_config.order: start-first");
         }
-        (self.problems.len() == before).then_some(service)
+        (self.problems_kept() == before).then_some(service)
     }
 
     fn env_files(&mut self, node: &Node, key: &str, env: &mut BTreeMap<String, String>) {
