@@ -4,7 +4,9 @@
 //! are read. All problems are collected, not just the first, so one `validate` run lists them all.
 
 mod context;
+mod depends_on;
 mod keys;
+mod networks_volumes;
 mod parse;
 mod values;
 
@@ -63,6 +65,7 @@ pub fn convert(
 }
 
 impl Cx<'_> {
+    /// The whole document: volumes and networks first, as the services refer to them.
     fn stack(&mut self, doc: &Node, project: &str) -> StackParts {
         let mut parts = StackParts {
             name: None,
@@ -90,21 +93,7 @@ impl Cx<'_> {
         if let Some(n) = doc.get("volumes") {
             parts.volumes = self.volumes(n, &project);
         }
-        parts.networks = match doc.get("networks") {
-            Some(n) => self.networks(n, &project),
-            None => BTreeMap::new(),
-        };
-        parts
-            .networks
-            .entry("default".into())
-            .or_insert_with(|| NetworkDef {
-                name: format!("{project}_default"),
-                external: false,
-                driver: None,
-                internal: false,
-                labels: BTreeMap::new(),
-            });
-
+        parts.networks = self.networks(doc.get("networks"), &project);
         match doc.get("services") {
             None => self.problem(
                 doc,
@@ -112,121 +101,39 @@ impl Cx<'_> {
                 "the Compose file has no `services:` section",
             ),
             Some(services) => {
-                if let Some(entries) = self.map(services, "services") {
-                    for (k, v) in entries {
-                        let name = k.key_text().to_string();
-                        if !valid_service_name(&name) {
-                            self.problem(
-                                k,
-                                &join("services", &name),
-                                "a service name may hold only letters, digits, '.', '_' and '-'",
-                            );
-                            continue;
-                        }
-                        let service = self.service(v, &name, &parts.volumes, &parts.networks);
-                        if let Some(service) = service {
-                            parts.services.insert(name, service);
-                        }
-                    }
-                }
+                parts.services = self.services(services, &parts.volumes, &parts.networks);
             }
         }
         self.check_dependencies(doc, &parts.services);
         parts
     }
 
-    fn volumes(&mut self, node: &Node, project: &str) -> BTreeMap<String, VolumeDef> {
-        let mut out = BTreeMap::new();
-        let Some(entries) = (match node.value {
-            Value::Null => return out,
-            _ => self.map(node, "volumes"),
-        }) else {
-            return out;
+    /// Each service under `services:`; one with problems is reported and left out.
+    fn services(
+        &mut self,
+        node: &Node,
+        volumes: &BTreeMap<String, VolumeDef>,
+        networks: &BTreeMap<String, NetworkDef>,
+    ) -> BTreeMap<String, Service> {
+        let mut services = BTreeMap::new();
+        let Some(entries) = self.map(node, "services") else {
+            return services;
         };
         for (k, v) in entries {
-            let key = k.key_text().to_string();
-            let path = join("volumes", &key);
-            let mut def = VolumeDef {
-                name: format!("{project}_{key}"),
-                external: false,
-                driver: None,
-                labels: BTreeMap::new(),
-            };
-            if let Some(fields) = match v.value {
-                Value::Null => None,
-                _ => self.map(v, &path),
-            } {
-                self.check_keys(fields, &path, &["name", "external", "driver", "labels"]);
-                if let Some(n) = v.get("name") {
-                    def.name = self.string(n, &join(&path, "name")).unwrap_or_default();
-                }
-                if let Some(e) = v.get("external") {
-                    def.external = self.bool(e, &join(&path, "external")).unwrap_or(false);
-                    if def.external && v.get("name").is_none() {
-                        def.name = key.clone();
-                    }
-                }
-                if let Some(d) = v.get("driver") {
-                    def.driver = self.string(d, &join(&path, "driver"));
-                }
-                if let Some(l) = v.get("labels") {
-                    def.labels = self.string_map(l, &join(&path, "labels"));
-                }
-            }
-            out.insert(key, def);
-        }
-        out
-    }
-
-    fn networks(&mut self, node: &Node, project: &str) -> BTreeMap<String, NetworkDef> {
-        let mut out = BTreeMap::new();
-        let Some(entries) = (match node.value {
-            Value::Null => return out,
-            _ => self.map(node, "networks"),
-        }) else {
-            return out;
-        };
-        for (k, v) in entries {
-            let key = k.key_text().to_string();
-            let path = join("networks", &key);
-            let mut def = NetworkDef {
-                name: format!("{project}_{key}"),
-                external: false,
-                driver: None,
-                internal: false,
-                labels: BTreeMap::new(),
-            };
-            if let Some(fields) = match v.value {
-                Value::Null => None,
-                _ => self.map(v, &path),
-            } {
-                self.check_keys(
-                    fields,
-                    &path,
-                    &["name", "external", "driver", "internal", "labels"],
+            let name = k.key_text().to_string();
+            if !valid_service_name(&name) {
+                self.problem(
+                    k,
+                    &join("services", &name),
+                    "a service name may hold only letters, digits, '.', '_' and '-'",
                 );
-                if let Some(n) = v.get("name") {
-                    def.name = self.string(n, &join(&path, "name")).unwrap_or_default();
-                }
-                if let Some(e) = v.get("external") {
-                    def.external = self.bool(e, &join(&path, "external")).unwrap_or(false);
-                    if def.external && v.get("name").is_none() {
-                        def.name = key.clone();
-                    }
-                }
-                if let Some(d) = v.get("driver") {
-                    def.driver = self.string(d, &join(&path, "driver"));
-                }
-                if let Some(i) = v.get("internal") {
-                    def.internal = self.bool(i, &join(&path, "internal")).unwrap_or(false);
-                }
-                if let Some(l) = v.get("labels") {
-                    def.labels = self.string_map(l, &join(&path, "labels"));
-                }
+                continue;
             }
-            out.insert(key, def);
+            if let Some(service) = self.service(v, &name, volumes, networks) {
+                services.insert(name, service);
+            }
         }
-        out
+        services
     }
 
     fn service(
@@ -1000,52 +907,6 @@ impl Cx<'_> {
         })
     }
 
-    fn depends_on(&mut self, node: &Node, key: &str) -> BTreeMap<String, DependsCondition> {
-        let mut out = BTreeMap::new();
-        match &node.value {
-            Value::Seq(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    if let Some(name) = self.string(item, &format!("{key}[{i}]")) {
-                        out.insert(name, DependsCondition::ServiceStarted);
-                    }
-                }
-            }
-            Value::Map(entries) => {
-                for (k, v) in entries {
-                    let path = join(key, k.key_text());
-                    let mut condition = DependsCondition::ServiceStarted;
-                    if let Some(fields) = v.as_map() {
-                        self.check_keys(fields, &path, &["condition", "restart", "required"]);
-                        if let Some(c) = v.get("condition") {
-                            condition = match self.string(c, &join(&path, "condition")).as_deref() {
-                                Some("service_started") => DependsCondition::ServiceStarted,
-                                Some("service_healthy") => DependsCondition::ServiceHealthy,
-                                Some("service_completed_successfully") => {
-                                    DependsCondition::ServiceCompletedSuccessfully
-                                }
-                                Some(other) => {
-                                    self.problem(c, &join(&path, "condition"), format!("'{other}' is not a condition (service_started, service_healthy, service_completed_successfully)"));
-                                    continue;
-                                }
-                                None => continue,
-                            };
-                        }
-                    }
-                    out.insert(k.key_text().to_string(), condition);
-                }
-            }
-            _ => self.problem(
-                node,
-                key,
-                format!(
-                    "expected a list or mapping of services, found {}",
-                    node.kind()
-                ),
-            ),
-        }
-        out
-    }
-
     fn deploy(&mut self, node: &Node, key: &str, service: &mut Service) {
         let Some(entries) = self.map(node, key) else {
             return;
@@ -1128,40 +989,6 @@ impl Cx<'_> {
                     Some(why) => self.problem(n, &join(key, "http_probe"), why),
                 }
             }
-        }
-    }
-
-    /// Every `depends_on` names a service of the stack, and there is no cycle.
-    fn check_dependencies(&mut self, doc: &Node, services: &BTreeMap<String, Service>) {
-        // A service left out for its own problems is still a service of the file: no second error.
-        let in_file: Vec<&str> = doc
-            .get("services")
-            .and_then(Node::as_map)
-            .map(|entries| entries.iter().map(|(k, _)| k.key_text()).collect())
-            .unwrap_or_default();
-        for (name, service) in services {
-            for dep in service.depends_on.keys() {
-                if !in_file.contains(&dep.as_str()) {
-                    let at = doc
-                        .get("services")
-                        .and_then(|s| s.get(name))
-                        .and_then(|s| s.get("depends_on"))
-                        .unwrap_or(doc);
-                    self.problem(
-                        at,
-                        &format!("services.{name}.depends_on"),
-                        format!("'{dep}' is not a service of this stack"),
-                    );
-                }
-            }
-        }
-        if let Err(cycle) = super::order::startup_order(services) {
-            let at = doc.get("services").unwrap_or(doc);
-            self.problem(
-                at,
-                "services",
-                format!("depends_on forms a cycle: {}", cycle.join(" -> ")),
-            );
         }
     }
 }
