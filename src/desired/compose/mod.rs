@@ -9,6 +9,8 @@ mod keys;
 mod networks_volumes;
 mod parse;
 mod service;
+#[cfg(test)]
+mod tests;
 mod values;
 
 pub use parse::{
