@@ -12,5 +12,3 @@ pub mod yaml;
 
 pub use error::{DesiredError, Problem};
 pub use model::*;
-#[cfg(test)]
-mod compose_tests;

@@ -1,11 +1,11 @@
 //! Tests of the Compose conversion: every supported key lands in the model, every
 //! error names the line and the key, cosmetic spellings hash alike, and secrets are marked.
 
-use super::compose::{convert, StackParts, Variables};
-use super::error::Problem;
-use super::load::DirFiles;
-use super::model::*;
-use super::yaml;
+use super::{convert, StackParts, Variables};
+use crate::desired::error::Problem;
+use crate::desired::load::DirFiles;
+use crate::desired::model::*;
+use crate::desired::yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::PathBuf;
@@ -1664,12 +1664,9 @@ fn an_http_probe_refuses_udp_ranges_and_ports_published_elsewhere_than_loopback(
 
 #[test]
 fn durations_beyond_a_year_are_refused_not_a_crash() {
-    assert_eq!(
-        super::compose::parse_duration("99999999999999999999h"),
-        None
-    );
-    assert_eq!(super::compose::parse_duration("9000h"), None);
-    assert!(super::compose::parse_duration("8760h").is_some());
+    assert_eq!(super::parse_duration("99999999999999999999h"), None);
+    assert_eq!(super::parse_duration("9000h"), None);
+    assert!(super::parse_duration("8760h").is_some());
     let p = problem(&web(
         "image: web:1\nstop_grace_period: 99999999999999999999h",
     ));

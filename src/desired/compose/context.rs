@@ -1,0 +1,160 @@
+//! The conversion context: the problems found so far (capped, secrets scrubbed) and the
+//! interpolation of scalars, which every reader of a value goes through.
+
+use super::{StackFiles, Variables};
+use crate::desired::error::Problem;
+use crate::desired::interpolate::{interpolate_within, Budget, InterpolateError};
+use crate::desired::yaml::{Node, Value};
+use crate::mask::is_secret_key;
+use std::collections::BTreeMap;
+
+/// A file with more problems than this is not a Compose file someone mistyped; listing them all
+/// (a hostile file can hold hundreds of thousands) would only cost time and memory.
+const MAX_PROBLEMS: usize = 200;
+
+pub(super) struct Cx<'a> {
+    /// Problems past [`MAX_PROBLEMS`], counted rather than kept.
+    dropped: usize,
+    /// Lines of mount entries by target, for the service being converted.
+    pub(super) mount_lines: BTreeMap<String, usize>,
+    /// Keys whose value took a secret-looking variable, for the service being converted.
+    pub(super) sensitive_keys: Vec<String>,
+    /// Values of host-local and secret-looking variables: never part of a message.
+    secret_values: Vec<String>,
+    file: &'a str,
+    pub(super) vars: &'a Variables,
+    pub(super) files: &'a dyn StackFiles,
+    problems: Vec<Problem>,
+    /// Interpolated bytes left for this file: aliases may repeat a `${BIG}` scalar many times.
+    budget: Budget,
+}
+
+/// An interpolated scalar and whether a host-local (secret) variable went into it.
+pub(super) struct Text {
+    pub(super) value: String,
+    pub(super) secret: bool,
+    /// A host-local or secret-looking (`*PASSWORD*`, `*TOKEN*`, ...) variable went into it.
+    pub(super) sensitive: bool,
+}
+
+impl<'a> Cx<'a> {
+    pub(super) fn new(file: &'a str, vars: &'a Variables, files: &'a dyn StackFiles) -> Self {
+        Cx {
+            dropped: 0,
+            mount_lines: BTreeMap::new(),
+            sensitive_keys: Vec::new(),
+            secret_values: vars
+                .values
+                .iter()
+                .filter(|(name, _)| vars.host_local.contains(*name) || is_secret_key(name))
+                .map(|(_, value)| value.clone())
+                .collect(),
+            file,
+            vars,
+            files,
+            problems: Vec::new(),
+            budget: Budget::per_file(),
+        }
+    }
+
+    /// `parts` if nothing was wrong, else every problem by line, then how many were dropped.
+    pub(super) fn finish<T>(mut self, parts: T) -> Result<T, Vec<Problem>> {
+        if self.problems.is_empty() {
+            return Ok(parts);
+        }
+        self.problems.sort_by_key(|p| p.line);
+        if self.dropped > 0 {
+            self.problems.push(Problem {
+                file: self.file.to_string(),
+                line: self.problems.last().map_or(1, |p| p.line),
+                key: String::new(),
+                message: format!(
+                    "... and {} more problems (only the first {MAX_PROBLEMS} are listed)",
+                    self.dropped
+                ),
+            });
+        }
+        Err(self.problems)
+    }
+}
+
+impl Cx<'_> {
+    /// How many problems are kept so far (not counting dropped ones): a step that adds none
+    /// leaves it unchanged.
+    pub(super) fn problems_kept(&self) -> usize {
+        self.problems.len()
+    }
+
+    pub(super) fn problem(&mut self, node: &Node, key: &str, message: impl Into<String>) {
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.dropped += 1;
+            return;
+        }
+        // Messages quote values ("'...' is not a size"): a secret must never be one of them.
+        let message = crate::mask::scrub(
+            &message.into(),
+            self.secret_values.iter().map(String::as_str),
+        );
+        self.problems.push(Problem {
+            file: self.file.to_string(),
+            line: node.line,
+            key: key.to_string(),
+            message,
+        });
+    }
+
+    pub(super) fn map<'n>(&mut self, node: &'n Node, key: &str) -> Option<&'n [(Node, Node)]> {
+        match &node.value {
+            Value::Map(entries) => Some(entries),
+            _ => {
+                self.problem(
+                    node,
+                    key,
+                    format!("expected a mapping, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn text(&mut self, node: &Node, key: &str) -> Option<Text> {
+        match &node.value {
+            Value::Scalar { text, .. } => {
+                let vars = self.vars;
+                let lookup = |name: &str| vars.values.get(name).cloned();
+                match interpolate_within(text, &lookup, &mut self.budget) {
+                    Ok(out) => {
+                        let secret = out.used.iter().any(|v| self.vars.host_local.contains(v));
+                        let sensitive = secret || out.used.iter().any(|v| is_secret_key(v));
+                        Some(Text {
+                            value: out.text,
+                            secret,
+                            sensitive,
+                        })
+                    }
+                    Err(e) => {
+                        // The value of a secret-looking key is not quoted back, even when broken.
+                        let message = match &e {
+                            InterpolateError::Syntax { .. }
+                                if is_secret_key(key.rsplit('.').next().unwrap_or(key)) =>
+                            {
+                                "invalid interpolation syntax (the value is not shown: the key looks secret)".to_string()
+                            }
+                            _ => e.to_string(),
+                        };
+                        self.problem(node, key, message);
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.problem(
+                    node,
+                    key,
+                    format!("expected a value, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+}

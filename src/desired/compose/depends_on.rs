@@ -1,0 +1,94 @@
+//! `depends_on`: each service's list of the services it waits for, and the stack-wide check
+//! that they exist and form no cycle.
+
+use super::{join, Cx};
+use crate::desired::model::{DependsCondition, Service};
+use crate::desired::order::startup_order;
+use crate::desired::yaml::{Node, Value};
+use std::collections::BTreeMap;
+
+impl Cx<'_> {
+    pub(super) fn depends_on(
+        &mut self,
+        node: &Node,
+        key: &str,
+    ) -> BTreeMap<String, DependsCondition> {
+        let mut out = BTreeMap::new();
+        match &node.value {
+            Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(name) = self.string(item, &format!("{key}[{i}]")) {
+                        out.insert(name, DependsCondition::ServiceStarted);
+                    }
+                }
+            }
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    let path = join(key, k.key_text());
+                    let mut condition = DependsCondition::ServiceStarted;
+                    if let Some(fields) = v.as_map() {
+                        self.check_keys(fields, &path, &["condition", "restart", "required"]);
+                        if let Some(c) = v.get("condition") {
+                            condition = match self.string(c, &join(&path, "condition")).as_deref() {
+                                Some("service_started") => DependsCondition::ServiceStarted,
+                                Some("service_healthy") => DependsCondition::ServiceHealthy,
+                                Some("service_completed_successfully") => {
+                                    DependsCondition::ServiceCompletedSuccessfully
+                                }
+                                Some(other) => {
+                                    self.problem(c, &join(&path, "condition"), format!("'{other}' is not a condition (service_started, service_healthy, service_completed_successfully)"));
+                                    continue;
+                                }
+                                None => continue,
+                            };
+                        }
+                    }
+                    out.insert(k.key_text().to_string(), condition);
+                }
+            }
+            _ => self.problem(
+                node,
+                key,
+                format!(
+                    "expected a list or mapping of services, found {}",
+                    node.kind()
+                ),
+            ),
+        }
+        out
+    }
+
+    /// Every `depends_on` names a service of the stack, and there is no cycle.
+    pub(super) fn check_dependencies(&mut self, doc: &Node, services: &BTreeMap<String, Service>) {
+        // A service left out for its own problems is still a service of the file: no second error.
+        let in_file: Vec<&str> = doc
+            .get("services")
+            .and_then(Node::as_map)
+            .map(|entries| entries.iter().map(|(k, _)| k.key_text()).collect())
+            .unwrap_or_default();
+        for (name, service) in services {
+            for dep in service.depends_on.keys() {
+                if !in_file.contains(&dep.as_str()) {
+                    let at = doc
+                        .get("services")
+                        .and_then(|s| s.get(name))
+                        .and_then(|s| s.get("depends_on"))
+                        .unwrap_or(doc);
+                    self.problem(
+                        at,
+                        &format!("services.{name}.depends_on"),
+                        format!("'{dep}' is not a service of this stack"),
+                    );
+                }
+            }
+        }
+        if let Err(cycle) = startup_order(services) {
+            let at = doc.get("services").unwrap_or(doc);
+            self.problem(
+                at,
+                "services",
+                format!("depends_on forms a cycle: {}", cycle.join(" -> ")),
+            );
+        }
+    }
+}

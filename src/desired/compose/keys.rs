@@ -1,0 +1,208 @@
+//! Which keys the reconciler knows: the key tables, and the reports of keys that are
+//! unsupported or unknown (with a "did you mean" for a likely typo).
+
+use super::{join, Cx};
+use crate::desired::yaml::Node;
+
+const TOP_KEYS: &[&str] = &["name", "services", "volumes", "networks", "version"];
+const TOP_UNSUPPORTED: &[&str] = &["secrets", "configs", "include", "models"];
+const SERVICE_KEYS: &[&str] = &[
+    "image",
+    "pull_policy",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "volumes",
+    "networks",
+    "healthcheck",
+    "restart",
+    "depends_on",
+    "labels",
+    "user",
+    "working_dir",
+    "hostname",
+    "container_name",
+    "stop_signal",
+    "stop_grace_period",
+    "extra_hosts",
+    "init",
+    "read_only",
+    "cap_add",
+    "cap_drop",
+    "privileged",
+    "mem_limit",
+    "cpus",
+    "logging",
+    "deploy",
+    "devices",
+    "network_mode",
+    "pid",
+    "ipc",
+];
+/// Compose keys outside our subset: named as unsupported rather than as typos.
+const SERVICE_UNSUPPORTED: &[&str] = &[
+    "annotations",
+    "attach",
+    "blkio_config",
+    "cgroup",
+    "cgroup_parent",
+    "configs",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpu_shares",
+    "cpuset",
+    "credential_spec",
+    "develop",
+    "device_cgroup_rules",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "expose",
+    "extends",
+    "external_links",
+    "group_add",
+    "isolation",
+    "links",
+    "mac_address",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pids_limit",
+    "platform",
+    "post_start",
+    "pre_stop",
+    "profiles",
+    "runtime",
+    "scale",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "stdin_open",
+    "storage_opt",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "userns_mode",
+    "uts",
+    "volumes_from",
+];
+
+impl Cx<'_> {
+    /// Report keys of a mapping that are not in `allowed` (and not `x-*`).
+    pub(super) fn check_keys(&mut self, entries: &[(Node, Node)], path: &str, allowed: &[&str]) {
+        self.check_keys_refusing(entries, path, allowed, &[]);
+    }
+
+    /// As [`Self::check_keys`], where the `refused` keys are reported elsewhere: they are not
+    /// unknown and may be suggested for a typo, but are never listed as allowed.
+    fn check_keys_refusing(
+        &mut self,
+        entries: &[(Node, Node)],
+        path: &str,
+        allowed: &[&str],
+        refused: &[&str],
+    ) {
+        let known: Vec<&str> = allowed.iter().chain(refused).copied().collect();
+        for (k, _) in entries {
+            let key = k.key_text();
+            if known.contains(&key) || key.starts_with("x-") {
+                continue;
+            }
+            let message = match suggest(key, &known) {
+                Some(s) => format!("unknown key '{key}' (did you mean '{s}'?)"),
+                None => format!("unknown key '{key}' (allowed here: {})", allowed.join(", ")),
+            };
+            self.problem(k, &join(path, key), message);
+        }
+    }
+
+    /// Top-level keys: Compose features outside the subset are named as such, others as unknown.
+    pub(super) fn check_top_keys(&mut self, top: &[(Node, Node)]) {
+        for (k, _) in top {
+            if TOP_UNSUPPORTED.contains(&k.key_text()) {
+                self.problem(
+                    k,
+                    k.key_text(),
+                    format!(
+                        "top-level '{}' is not supported by the reconciler",
+                        k.key_text()
+                    ),
+                );
+            }
+        }
+        self.check_keys_refusing(top, "", TOP_KEYS, TOP_UNSUPPORTED);
+    }
+
+    /// A service's keys: `build` and the Compose keys outside the subset are refused with a
+    /// reason, anything else not in [`SERVICE_KEYS`] is unknown.
+    pub(super) fn check_service_keys(&mut self, entries: &[(Node, Node)], path: &str) {
+        if let Some((k, _)) = entries.iter().find(|(k, _)| k.key_text() == "build") {
+            self.problem(
+                k,
+                &join(path, "build"),
+                "'build' is not supported: the reconciler runs images from a registry; build and push the image in CI, then set `image:` to its tag or digest",
+            );
+        }
+        for (k, _) in entries {
+            if SERVICE_UNSUPPORTED.contains(&k.key_text()) {
+                self.problem(
+                    k,
+                    &join(path, k.key_text()),
+                    format!(
+                        "'{}' is a Compose key the reconciler does not support",
+                        k.key_text()
+                    ),
+                );
+            }
+        }
+        let allowed: Vec<&str> = SERVICE_KEYS
+            .iter()
+            .chain(&["x-reconciler"])
+            .copied()
+            .collect();
+        let refused: Vec<&str> = SERVICE_UNSUPPORTED
+            .iter()
+            .chain(&["build"])
+            .copied()
+            .collect();
+        self.check_keys_refusing(entries, path, &allowed, &refused);
+    }
+}
+
+/// The closest allowed key within a small edit distance, for "did you mean" hints.
+fn suggest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    // No Compose key is this long: a typo of one is not either, and the distance costs length².
+    if key.len() > 40 {
+        return None;
+    }
+    allowed
+        .iter()
+        .map(|a| (edit_distance(key, a), *a))
+        .filter(|(d, a)| *d <= 2.max(a.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

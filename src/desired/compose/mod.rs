@@ -1,0 +1,157 @@
+//! Compose file -> validated, normalized [`Stack`] parts (the Compose subset the reconciler supports).
+//!
+//! Pure apart from [`StackFiles`], through which `env_file` contents and mounted repository files
+//! are read. All problems are collected, not just the first, so one `validate` run lists them all.
+
+mod context;
+mod depends_on;
+mod keys;
+mod networks_volumes;
+mod parse;
+mod service;
+#[cfg(test)]
+mod tests;
+mod values;
+
+pub use parse::{
+    parse_bytes, parse_device, parse_duration, parse_port, parse_short_mount, shell_split,
+    MAX_DURATION,
+};
+
+use super::error::Problem;
+use super::model::*;
+use super::yaml::{Node, Value};
+use context::Cx;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Variables for `${VAR}` interpolation, and which of them came from the host-local (secret) file.
+#[derive(Debug, Clone, Default)]
+pub struct Variables {
+    pub values: BTreeMap<String, String>,
+    pub host_local: BTreeSet<String>,
+}
+
+/// Read access to the files of one stack folder, confined to it.
+pub trait StackFiles {
+    /// Normalize a path the file names, relative to the stack folder; refuse escapes and symlinks
+    /// that leave the repository. Returns the normalized relative path.
+    fn resolve(&self, rel: &str) -> Result<String, String>;
+    fn read(&self, rel: &str) -> Result<Vec<u8>, String>;
+    /// Digest of a file's content, or of a folder's whole tree.
+    fn digest(&self, rel: &str) -> Result<String, String>;
+    /// Whether a path the file names exists at all (an optional `env_file` may be absent).
+    fn exists(&self, rel: &str) -> bool;
+}
+
+pub struct StackParts {
+    pub name: Option<String>,
+    pub services: BTreeMap<String, Service>,
+    pub volumes: BTreeMap<String, VolumeDef>,
+    pub networks: BTreeMap<String, NetworkDef>,
+}
+
+/// Convert a parsed Compose document. `file` is the path shown in messages.
+pub fn convert(
+    doc: &Node,
+    file: &str,
+    project: &str,
+    vars: &Variables,
+    files: &dyn StackFiles,
+) -> Result<StackParts, Vec<Problem>> {
+    let mut cx = Cx::new(file, vars, files);
+    let parts = cx.stack(doc, project);
+    cx.finish(parts)
+}
+
+impl Cx<'_> {
+    /// The whole document: volumes and networks first, as the services refer to them.
+    fn stack(&mut self, doc: &Node, project: &str) -> StackParts {
+        let mut parts = StackParts {
+            name: None,
+            services: BTreeMap::new(),
+            volumes: BTreeMap::new(),
+            networks: BTreeMap::new(),
+        };
+        if doc.value == Value::Null {
+            self.problem(
+                doc,
+                "",
+                "the Compose file is empty: it needs a `services:` section",
+            );
+            return parts;
+        }
+        let Some(top) = self.map(doc, "") else {
+            return parts;
+        };
+        self.check_top_keys(top);
+
+        if let Some(n) = doc.get("name") {
+            parts.name = self.string(n, "name");
+        }
+        let project = parts.name.clone().unwrap_or_else(|| project.to_string());
+        if let Some(n) = doc.get("volumes") {
+            parts.volumes = self.volumes(n, &project);
+        }
+        parts.networks = self.networks(doc.get("networks"), &project);
+        match doc.get("services") {
+            None => self.problem(
+                doc,
+                "services",
+                "the Compose file has no `services:` section",
+            ),
+            Some(services) => {
+                parts.services = self.services(services, &parts.volumes, &parts.networks);
+            }
+        }
+        self.check_dependencies(doc, &parts.services);
+        parts
+    }
+
+    /// Each service under `services:`; one with problems is reported and left out.
+    fn services(
+        &mut self,
+        node: &Node,
+        volumes: &BTreeMap<String, VolumeDef>,
+        networks: &BTreeMap<String, NetworkDef>,
+    ) -> BTreeMap<String, Service> {
+        let mut services = BTreeMap::new();
+        let Some(entries) = self.map(node, "services") else {
+            return services;
+        };
+        for (k, v) in entries {
+            let name = k.key_text().to_string();
+            if !valid_service_name(&name) {
+                self.problem(
+                    k,
+                    &join("services", &name),
+                    "a service name may hold only letters, digits, '.', '_' and '-'",
+                );
+                continue;
+            }
+            if let Some(service) = self.service(v, &name, volumes, networks) {
+                services.insert(name, service);
+            }
+        }
+        services
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+fn valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}

@@ -1,0 +1,226 @@
+//! A service's `volumes:` (mounts): named volumes, binds and tmpfs, short and long form. A
+//! relative bind is resolved inside the repository and its content digested, so a change to a
+//! mounted file changes the service.
+
+use crate::desired::compose::parse::parse_short_mount;
+use crate::desired::compose::{join, Cx};
+use crate::desired::model::{hex, ContainerSpec, MountKind, MountSpec, VolumeDef};
+use crate::desired::yaml::{Node, Value};
+use sha2::Digest as _;
+use std::collections::BTreeMap;
+
+impl Cx<'_> {
+    /// Sets the mounts and the digest of mounted repository content; returns the repository
+    /// paths that are bound.
+    pub(super) fn service_volumes(
+        &mut self,
+        node: &Node,
+        path: &str,
+        volumes: &BTreeMap<String, VolumeDef>,
+        spec: &mut ContainerSpec,
+    ) -> Vec<String> {
+        let key = join(path, "volumes");
+        let mut repo_binds = Vec::new();
+        if let Some(n) = node.get("volumes") {
+            spec.mounts = self.mounts(n, &key, volumes, &mut repo_binds);
+        }
+        if !repo_binds.is_empty() {
+            let mut digests = Vec::new();
+            for rel in &repo_binds {
+                match self.files.digest(rel) {
+                    Ok(d) => digests.push(format!("{rel}={d}")),
+                    Err(e) => self.problem(node, &key, e),
+                }
+            }
+            spec.mounted_content = Some(hex(&sha2::Sha256::digest(digests.join("\n"))));
+        }
+        repo_binds
+    }
+
+    fn mounts(
+        &mut self,
+        node: &Node,
+        key: &str,
+        volumes: &BTreeMap<String, VolumeDef>,
+        repo_binds: &mut Vec<String>,
+    ) -> Vec<MountSpec> {
+        let mut out = Vec::new();
+        let Value::Seq(items) = &node.value else {
+            self.problem(
+                node,
+                key,
+                format!("expected a list of volumes, found {}", node.kind()),
+            );
+            return out;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let k = format!("{key}[{i}]");
+            if let Some(mount) = self.mount(item, &k, volumes, repo_binds) {
+                self.mount_lines
+                    .insert(format!("volumes:{}", mount.target), item.line);
+                out.push(mount);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// One entry, with an absolute target and a source that is declared (named volume) or
+    /// inside the repository (relative bind).
+    fn mount(
+        &mut self,
+        item: &Node,
+        k: &str,
+        volumes: &BTreeMap<String, VolumeDef>,
+        repo_binds: &mut Vec<String>,
+    ) -> Option<MountSpec> {
+        let mut mount = match &item.value {
+            Value::Map(entries) => {
+                self.check_keys(
+                    entries,
+                    k,
+                    &[
+                        "type",
+                        "source",
+                        "target",
+                        "read_only",
+                        "bind",
+                        "volume",
+                        "tmpfs",
+                        "consistency",
+                    ],
+                );
+                self.long_mount(item, k)
+            }
+            _ => self
+                .string(item, k)
+                .and_then(|text| match parse_short_mount(&text) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        self.problem(item, k, format!("'{text}': {e}"));
+                        None
+                    }
+                }),
+        }?;
+        if !mount.target.starts_with('/') {
+            self.problem(
+                item,
+                k,
+                format!(
+                    "the mount target '{}' must be an absolute path",
+                    mount.target
+                ),
+            );
+            return None;
+        }
+        let source_ok = match mount.kind {
+            MountKind::Volume => match &mount.source {
+                Some(source) if !volumes.contains_key(source) => {
+                    self.problem(
+                        item,
+                        k,
+                        format!("volume '{source}' is not declared under the top-level `volumes:`"),
+                    );
+                    false
+                }
+                _ => true,
+            },
+            MountKind::Bind => self.bind_source(item, k, &mut mount, repo_binds),
+            MountKind::Tmpfs => true,
+        };
+        source_ok.then_some(mount)
+    }
+
+    /// A relative bind source becomes `./` + its path inside the repository; `~` is refused.
+    fn bind_source(
+        &mut self,
+        item: &Node,
+        k: &str,
+        mount: &mut MountSpec,
+        repo_binds: &mut Vec<String>,
+    ) -> bool {
+        let source = mount.source.clone().unwrap_or_default();
+        // Short form binds start with `.`; a long-form `source: conf/x` is relative too.
+        if !source.starts_with('/') && !source.starts_with('~') {
+            match self.files.resolve(&source) {
+                Ok(rel) => {
+                    repo_binds.push(rel.clone());
+                    mount.source = Some(format!("./{rel}"));
+                    mount.repo_relative = Some(rel);
+                }
+                Err(e) => {
+                    self.problem(item, k, e);
+                    return false;
+                }
+            }
+        } else if source.starts_with('~') {
+            self.problem(item, k, "bind sources starting with '~' are not supported: the reconciler runs as a service, write an absolute path");
+            return false;
+        }
+        true
+    }
+
+    fn long_mount(&mut self, node: &Node, key: &str) -> Option<MountSpec> {
+        let kind = match node
+            .get("type")
+            .and_then(|t| self.string(t, &join(key, "type")))
+            .as_deref()
+        {
+            Some("volume") => MountKind::Volume,
+            Some("bind") => MountKind::Bind,
+            Some("tmpfs") => MountKind::Tmpfs,
+            Some(other) => {
+                self.problem(
+                    node,
+                    &join(key, "type"),
+                    format!("mount type '{other}' is not supported (volume, bind, tmpfs)"),
+                );
+                return None;
+            }
+            None => {
+                self.problem(
+                    node,
+                    key,
+                    "a long-form volume needs 'type' (volume, bind or tmpfs)",
+                );
+                return None;
+            }
+        };
+        let Some(target) = node
+            .get("target")
+            .and_then(|t| self.string(t, &join(key, "target")))
+        else {
+            self.problem(node, key, "a long-form volume needs 'target'");
+            return None;
+        };
+        let source = node
+            .get("source")
+            .and_then(|s| self.string(s, &join(key, "source")));
+        if kind == MountKind::Bind && source.is_none() {
+            self.problem(node, key, "a bind mount needs 'source'");
+            return None;
+        }
+        let read_only = node
+            .get("read_only")
+            .and_then(|r| self.bool(r, &join(key, "read_only")))
+            .unwrap_or(false);
+        let no_copy = node
+            .get("volume")
+            .and_then(|v| v.get("nocopy"))
+            .and_then(|n| self.bool(n, &join(key, "volume.nocopy")))
+            .unwrap_or(false);
+        let tmpfs_size = node
+            .get("tmpfs")
+            .and_then(|t| t.get("size"))
+            .and_then(|n| self.bytes(n, &join(key, "tmpfs.size")));
+        Some(MountSpec {
+            target,
+            kind,
+            source,
+            read_only,
+            repo_relative: None,
+            tmpfs_size,
+            no_copy,
+        })
+    }
+}
