@@ -160,7 +160,7 @@ impl Recorder<'_> {
 /// Crash-safety tests stop the process at a named step: `RECONCILER_FAILPOINT=after-stop-old`.
 fn failpoint(name: &str) {
     if std::env::var("RECONCILER_FAILPOINT").is_ok_and(|v| v == name) {
-        eprintln!("failpoint {name}: exiting");
+        tracing::warn!("failpoint {name}: exiting");
         std::process::exit(99);
     }
 }

@@ -91,14 +91,15 @@ fn main() {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            let top = e.to_string();
-            eprintln!("error: {top}");
             // Our errors often embed their source already; print only what adds something.
+            let top = e.to_string();
+            let mut message = top.clone();
             for cause in e.chain().skip(1).map(|c| c.to_string()) {
                 if !top.contains(&cause) {
-                    eprintln!("  caused by: {cause}");
+                    message.push_str(&format!("\n  caused by: {cause}"));
                 }
             }
+            tracing::error!("{message}");
             commands::exit_code_of(&e)
         }
     };

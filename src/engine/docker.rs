@@ -95,11 +95,16 @@ impl DockerEngine {
             BollardError::DockerResponseServerError {
                 status_code,
                 message,
-            } if *status_code == 404 || is_removal_in_progress(message) => EngineError::Gone {
-                call,
-                target: target.to_string(),
-                message: message.clone(),
-            },
+            } if CALLS_ON_A_CONTAINER.contains(&call)
+                && ((*status_code == 404 && is_no_such_container(message))
+                    || is_removal_in_progress(message)) =>
+            {
+                EngineError::Gone {
+                    call,
+                    target: target.to_string(),
+                    message: message.clone(),
+                }
+            }
             BollardError::DockerResponseServerError { message, .. } => EngineError::Call {
                 call,
                 target: target.to_string(),
@@ -136,6 +141,22 @@ impl DockerEngine {
             EngineError::RegistryUnreachable { reference, message }
         }
     }
+}
+
+/// Calls on an existing container: a 404 there means the container went away. (A 404 from
+/// create means a missing image or network: a broken release, not a vanished container.)
+const CALLS_ON_A_CONTAINER: &[&str] = &[
+    "inspect container",
+    "start container",
+    "stop container",
+    "rename container",
+    "remove container",
+];
+
+/// A 404 can also name a missing network or image (starting a container whose network was
+/// removed): only a missing container is "gone".
+fn is_no_such_container(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("no such container")
 }
 
 fn is_removal_in_progress(message: &str) -> bool {
