@@ -94,3 +94,90 @@ async fn inspect<E: Engine>(
         image_env,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::{Behaviour, FakeEngine};
+    use crate::engine::CreateRequest;
+    use crate::labels;
+
+    /// A container Compose created (its labels, not ours), as an adopted stack has.
+    async fn compose_created(engine: &FakeEngine, project: &str, service: &str) -> String {
+        let image = "127.0.0.1:5000/web:v1";
+        engine.publish(image, Behaviour::NoHealthcheck);
+        engine.preload(image);
+        let id = engine
+            .create_container(&CreateRequest {
+                name: format!("{project}-{service}-1"),
+                project: project.into(),
+                service: service.into(),
+                spec: crate::desired::ContainerSpec {
+                    image: image.into(),
+                    ..Default::default()
+                },
+                labels: BTreeMap::from([
+                    (labels::PROJECT.to_string(), project.to_string()),
+                    (labels::SERVICE.to_string(), service.to_string()),
+                ]),
+                networks: BTreeMap::new(),
+                volumes: BTreeMap::new(),
+                repo_root: None,
+            })
+            .await
+            .unwrap();
+        engine.start_container(&id).await.unwrap();
+        id
+    }
+
+    fn desired(project: &str) -> Desired {
+        let repo = tempfile::tempdir().unwrap();
+        let dir = repo.path().join(project);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("compose.yaml"),
+            "services:\n  web:\n    image: 127.0.0.1:5000/web:v1\n",
+        )
+        .unwrap();
+        let options = crate::desired::load::LoadOptions {
+            stacks: vec![],
+            host_env_dir: None,
+            policy: Default::default(),
+            revision: None,
+            repo_root: Some(repo.path().to_path_buf()),
+        };
+        crate::desired::load::load(repo.path(), &options).unwrap()
+    }
+
+    fn inspects(engine: &FakeEngine) -> usize {
+        engine
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("inspect "))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn an_adopted_container_is_inspected_once_not_on_every_pass() {
+        let engine = FakeEngine::new();
+        let id = compose_created(&engine, "shop", "web").await;
+        let desired = desired("shop");
+        let cache = DetailsCache::default();
+        engine.clear_calls();
+
+        let first = observe(&engine, &desired, &cache).await.unwrap();
+        let after_first = inspects(&engine);
+        let second = observe(&engine, &desired, &cache).await.unwrap();
+
+        assert_eq!(after_first, 1, "{:?}", engine.calls());
+        assert_eq!(inspects(&engine), 1, "the second pass asked again");
+        let details = |o: &Observed| o.primary("shop", "web").unwrap().details.clone();
+        assert!(details(&first).is_some());
+        assert_eq!(details(&first).unwrap().env, details(&second).unwrap().env);
+        // A new container under the same name is a new id: asked about again.
+        engine.remove_container(&id).await.unwrap();
+        compose_created(&engine, "shop", "web").await;
+        observe(&engine, &desired, &cache).await.unwrap();
+        assert_eq!(inspects(&engine), 2);
+    }
+}
