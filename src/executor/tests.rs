@@ -962,3 +962,147 @@ async fn at_shutdown_services_in_progress_finish_and_no_other_starts() {
         "nothing is left half-done"
     );
 }
+
+// ---- review: a failed record must not abandon services in flight ----------------------------
+
+/// Two independent stop-first services; `slow`'s new image has no healthcheck, needs 30 s of
+/// min_ready, and exits after 20 s: it must never be accepted.
+fn fast_and_slow(fast: &str, slow: &str) -> String {
+    format!(
+        "services:\n  fast:\n    image: {fast}\n    deploy: {{update_config: {{order: stop-first}}}}\n    x-reconciler: {{health_timeout: 30s}}\n  slow:\n    image: {slow}\n    deploy: {{update_config: {{order: stop-first}}}}\n    x-reconciler: {{health_timeout: 60s, min_ready: 30s}}\n"
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_state_write_error_for_one_service_does_not_abandon_another_mid_update() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    host.engine.publish(WORKER_V1, Behaviour::NoHealthcheck);
+    host.pass(&host.desired("shop", &fast_and_slow(WEB_V1, WORKER_V1)))
+        .await
+        .unwrap();
+    let slow_old = host.id("shop-slow-1");
+    host.engine.publish(WEB_V2, healthy_after(1));
+    host.engine.publish(
+        WORKER_V2,
+        Behaviour::Exits {
+            code: 1,
+            after: Duration::from_secs(20),
+        },
+    );
+    // state.json cannot be written from t+0.5 s on (disk full, read-only remount ...): `fast`
+    // is recorded at about t+1 s, while `slow` is still in its 30 s min_ready.
+    let blocker = host.state.path().join("state.json.tmp");
+    let sabotage = blocker.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        std::fs::create_dir_all(&sabotage).unwrap();
+    });
+    let desired = host.desired("shop", &fast_and_slow(WEB_V2, WORKER_V2));
+
+    let result = host.pass(&desired).await;
+
+    assert!(matches!(result, Err(ExecError::State(_))), "{result:?}");
+    let mut wrong = Vec::new();
+    // The old `slow` must be back (or its update still owned by someone): not left stopped
+    // under its backup name beside an unproven new container.
+    let world = host.world();
+    let old = world.iter().find(|c| c.1 == slow_old).unwrap();
+    if (old.0.as_str(), old.3.as_str()) != ("shop-slow-1", "running") {
+        wrong.push(format!("old slow abandoned mid-update: {world:?}"));
+    }
+    // And the next pass (state writable again) must not accept the unproven one unrecorded.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let _ = host.pass(&desired).await;
+    let slow = host.engine.container("shop-slow-1").unwrap();
+    let journaled = host
+        .journal()
+        .iter()
+        .any(|e| e.service == "slow" && e.to.as_deref() == Some(WORKER_V2));
+    if slow.image == WORKER_V2 && !journaled {
+        wrong.push(format!(
+            "next pass promoted the unproven slow:v2 with no record; old one: {:?}",
+            host.engine
+                .containers()
+                .iter()
+                .find(|c| c.id == slow_old)
+                .map(|c| &c.name)
+        ));
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_first_a_create_the_engine_refuses_restores_the_old_container_at_once() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    host.pass(&host.desired("web", &web(WEB_V1))).await.unwrap();
+    let old = host.id("web-web-1");
+    host.engine.publish(WEB_V2, healthy_after(1));
+    // The release's own fault, as Docker says it at create (a bad device, an unknown runtime,
+    // a missing network): the name is free (the old one is renamed), nobody is removing it.
+    host.engine.fail_always(
+        "create",
+        "web-web-1",
+        EngineError::Call {
+            call: "create container",
+            target: "web-web-1".into(),
+            message: "invalid device mapping /dev/nope".into(),
+        },
+    );
+    // What DockerEngine answers for a name nobody holds: Docker's 404 "No such container" on
+    // "inspect container" is Gone (the fake says Call, so the rule never sees this).
+    host.engine.fail_always(
+        "inspect",
+        "web-web-1",
+        EngineError::Gone {
+            call: "inspect container",
+            target: "web-web-1".into(),
+            message: "No such container: web-web-1".into(),
+        },
+    );
+    host.engine.clear_calls();
+
+    let outcome = host.pass(&host.desired("web", &web(WEB_V2))).await.unwrap();
+
+    assert_eq!(outcome.failed().len(), 1, "{outcome:?}");
+    let calls = host.engine.timed_calls();
+    let creates = calls.iter().filter(|c| c.verb() == "create").count();
+    let down = call(&calls, &format!("start {old}")).started
+        - call(&calls, &format!("stop {old}")).started;
+    assert!(
+        down < Duration::from_secs(5) && creates == 1,
+        "the old container was down {down:?} while create was tried {creates} times"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn services_left_for_the_next_run_at_shutdown_do_not_make_the_revision_last_good() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(5));
+    let desired = host.desired("farm", &many(WEB_V1, 6));
+    let limits = Limits {
+        services: 2,
+        ..Default::default()
+    };
+    let shutdown = limits.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        shutdown.cancel();
+    });
+
+    pass_with(&host.engine, &desired, &host.state_dir(), &limits)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        host.names().len(),
+        2,
+        "four services were left for the next run"
+    );
+    let farm = host.state().stacks["farm"].clone();
+    assert_eq!(
+        farm.last_good, None,
+        "a revision of which 4 of 6 services never ran is recorded as last good"
+    );
+}
