@@ -44,8 +44,10 @@ pub enum ServiceResult {
     /// The change was not accepted; the previous container, if any, keeps running.
     Failed {
         reason: String,
-        /// The failed container's last log lines, secrets scrubbed.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        /// The failed container's last log lines, declared secrets scrubbed. Kept for the
+        /// journal (root-only); never served by `/status`, since an app may log what it read
+        /// from anywhere.
+        #[serde(skip)]
         log_tail: Vec<String>,
     },
     /// Not tried in this pass: a dependency failed or was not ready.

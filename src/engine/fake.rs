@@ -389,7 +389,7 @@ impl World {
     fn container_mut(&mut self, call: &'static str, id: &str) -> Result<&mut Container> {
         self.containers
             .iter_mut()
-            .find(|c| c.id == id)
+            .find(|c| c.id == id || c.name == id)
             .ok_or_else(|| no_such_container(call, id))
     }
 
@@ -472,7 +472,7 @@ impl Engine for FakeEngine {
         let c = w
             .containers
             .iter()
-            .find(|c| c.id == id)
+            .find(|c| c.id == id || c.name == id)
             .ok_or_else(|| no_such_container("inspect container", id))?;
         let now = w.now(c, Instant::now());
         Ok(ContainerStatus {
@@ -657,7 +657,7 @@ impl Engine for FakeEngine {
             let c = w
                 .containers
                 .iter()
-                .find(|c| c.id == id)
+                .find(|c| c.id == id || c.name == id)
                 .ok_or_else(|| no_such_container("start container", id))?;
             w.now(c, now).running
         };
@@ -677,7 +677,7 @@ impl Engine for FakeEngine {
             let c = w
                 .containers
                 .iter()
-                .find(|c| c.id == id)
+                .find(|c| c.id == id || c.name == id)
                 .ok_or_else(|| no_such_container("stop container", id))?;
             w.now(c, now)
         };
@@ -730,7 +730,7 @@ impl Engine for FakeEngine {
         let c = w
             .containers
             .iter()
-            .find(|c| c.id == id)
+            .find(|c| c.id == id || c.name == id)
             .ok_or_else(|| no_such_container("logs", id))?;
         let all = w.logs.get(&c.image).cloned().unwrap_or_default();
         Ok(all[all.len().saturating_sub(lines)..].to_vec())
@@ -742,8 +742,9 @@ impl Engine for FakeEngine {
     }
 }
 
+/// As the Docker adapter reports it for calls on a container: gone.
 fn no_such_container(call: &'static str, id: &str) -> EngineError {
-    EngineError::Call {
+    EngineError::Gone {
         call,
         target: id.to_string(),
         message: format!("No such container: {id}"),
@@ -981,7 +982,7 @@ mod tests {
         assert!(fake
             .start_container("other")
             .await
-            .is_err_and(|e| !e.is_transient()));
+            .is_err_and(|e| e.is_gone()));
         assert!(fake
             .start_container(&id)
             .await

@@ -98,12 +98,12 @@ impl<E: Engine> Executor<'_, E> {
             target: id.to_string(),
             message: format!("the container is being removed (state {state})"),
         };
-        if matches!(stopped.state.as_str(), "removing" | "dead") {
+        if stopped.state == "removing" {
             return Err(gone(&stopped.state).into());
         }
         tokio::time::sleep(POLL).await;
         let again = self.inspect(id).await?;
-        if matches!(again.state.as_str(), "removing" | "dead") {
+        if again.state == "removing" {
             return Err(gone(&again.state).into());
         }
         Ok(())
@@ -139,6 +139,10 @@ impl<E: Engine> Executor<'_, E> {
                 let status = self.inspect(&container).await?;
                 if let Some(result) = dependency_verdict(dep, condition, &status) {
                     return Ok(result);
+                }
+                // Nothing was changed for this service yet: at shutdown it stops waiting.
+                if self.stopping() {
+                    return Ok(Err("stopping: left for the next run".into()));
                 }
                 if Instant::now() > deadline {
                     return Ok(Err(format!(

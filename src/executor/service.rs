@@ -192,10 +192,14 @@ impl<E: Engine> Executor<'_, E> {
                 Ok(id) => return Ok(id),
                 Err(e) => e,
             };
+            // Only a name conflict is worth waiting for; any other refusal is the release's.
+            if !error.to_string().contains("already in use") {
+                return Err(error);
+            }
             let holder = self.engine.inspect_container(&request.name).await;
             let being_removed = match &holder {
                 Err(e) => e.is_gone(),
-                Ok(status) => matches!(status.state.as_str(), "removing" | "dead"),
+                Ok(status) => status.state == "removing",
             };
             if !being_removed || Instant::now() >= deadline {
                 return Err(error);
@@ -257,7 +261,7 @@ impl<E: Engine> Executor<'_, E> {
                     crate::progress!(
                         who,
                         "FAILED: {}; the old container {} was never stopped",
-                        f.reason,
+                        scrubbed(service, &f.reason),
                         old.name
                     );
                     return Ok(Err(f));
@@ -265,7 +269,7 @@ impl<E: Engine> Executor<'_, E> {
                 crate::progress!(who, "new container is healthy; stopping {}", old.name);
                 self.engine.stop_container(&old.id, grace).await?;
                 failpoint("after-stop-old");
-                self.engine.remove_container(&old.id).await?;
+                self.remove_old(&old.id).await?;
                 if let Some(id) = self.find_by_name(&stack.name, &candidate).await? {
                     self.engine.rename_container(&id, &target).await?;
                 }
@@ -278,14 +282,32 @@ impl<E: Engine> Executor<'_, E> {
                 failpoint("after-stop-old");
                 self.engine.rename_container(&old.id, &backup).await?;
                 failpoint("after-rename-old");
-                let result = self.create_new(stack, service, None, digest).await?;
+                let result = match self.create_new(stack, service, None, digest).await {
+                    Ok(result) => result,
+                    // The engine failed us mid-way (or the new container was removed by hand):
+                    // the old one comes back now, not at the next pass's recovery.
+                    Err(e) => {
+                        tracing::warn!(
+                            stack = %who.stack, service = %who.service,
+                            "the update was interrupted ({e}); restoring {}", old.name
+                        );
+                        if let Some(new) =
+                            self.find_by_name(&stack.name, &target).await.ok().flatten()
+                        {
+                            let _ = self.engine.remove_container(&new).await;
+                        }
+                        let _ = self.restore(&who, service, old).await;
+                        return Err(e);
+                    }
+                };
                 if let Err(f) = result {
-                    crate::progress!(who, "FAILED: {}; restoring {}", f.reason, old.name);
+                    let reason = scrubbed(service, &f.reason);
+                    crate::progress!(who, "FAILED: {reason}; restoring {}", old.name);
                     self.restore(&who, service, old).await?;
                     return Ok(Err(f));
                 }
                 failpoint("before-remove-old");
-                self.engine.remove_container(&old.id).await?;
+                self.remove_old(&old.id).await?;
                 Ok(Ok(()))
             }
         }
@@ -308,6 +330,15 @@ impl<E: Engine> Executor<'_, E> {
             ),
         }
         Ok(())
+    }
+
+    /// The old container after its replacement is proven; already gone (removed by hand) is
+    /// just as good.
+    async fn remove_old(&self, id: &str) -> Result<(), ExecError> {
+        match self.engine.remove_container(id).await {
+            Err(e) if !e.is_gone() => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     async fn find_by_name(&self, project: &str, name: &str) -> Result<Option<String>, ExecError> {
@@ -366,20 +397,21 @@ fn skipped(reason: String) -> ServiceResult {
     ServiceResult::Skipped { reason }
 }
 
+/// A text with the service's secret values masked: what a failure may say in a log, the
+/// journal or `/status`.
+fn scrubbed(service: &Service, text: &str) -> String {
+    let secrets = service
+        .secret_env
+        .iter()
+        .filter_map(|k| service.spec.environment.get(k).map(String::as_str));
+    crate::mask::scrub(text, secrets)
+}
+
 /// The failure as recorded: secret values scrubbed from the reason and the log tail, which is
 /// also logged for the operator.
 fn failed_result(who: &Who, service: &Service, f: Failed) -> ServiceResult {
-    let secrets: Vec<&str> = service
-        .secret_env
-        .iter()
-        .filter_map(|k| service.spec.environment.get(k).map(String::as_str))
-        .collect();
-    let reason = crate::mask::scrub(&f.reason, secrets.iter().copied());
-    let log_tail: Vec<String> = f
-        .logs
-        .iter()
-        .map(|l| crate::mask::scrub(l, secrets.iter().copied()))
-        .collect();
+    let reason = scrubbed(service, &f.reason);
+    let log_tail: Vec<String> = f.logs.iter().map(|l| scrubbed(service, l)).collect();
     if !log_tail.is_empty() {
         let shown: Vec<String> = log_tail.iter().map(|l| format!("  | {l}")).collect();
         tracing::warn!(

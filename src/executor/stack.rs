@@ -67,7 +67,10 @@ impl<E: Engine> Executor<'_, E> {
         let mut waiting: Vec<&ServicePlan> = work.to_vec();
         let mut done: BTreeMap<String, bool> = BTreeMap::new();
         let mut running = FuturesUnordered::new();
+        // The first error ends the launching; services in flight always finish (dropping one
+        // mid-update would leave its old container stopped), and their outcomes are recorded.
         let mut first_error: Option<ExecError> = None;
+        let mut left_for_next_run = false;
         let limit = self.settings.parallel_services.max(1);
         loop {
             if first_error.is_none() && !self.stopping() {
@@ -77,13 +80,13 @@ impl<E: Engine> Executor<'_, E> {
                     let deps = dependencies_in_pass(stack, sp, &in_pass);
                     if let Some(dep) = deps.iter().find(|d| done.get(**d) == Some(&false)) {
                         waiting.remove(i);
-                        let outcome = skipped(stack, sp, &format!("its dependency {dep} failed"));
-                        crate::progress!(
-                            Who::of(stack, &sp.service),
-                            "skipped: its dependency {dep} failed"
-                        );
-                        recorder.record(outcome)?;
+                        let reason = format!("its dependency {dep} failed");
+                        crate::progress!(Who::of(stack, &sp.service), "skipped: {reason}");
                         done.insert(sp.service.clone(), false);
+                        if let Err(e) = recorder.record(skipped(stack, sp, &reason)) {
+                            first_error.get_or_insert(e);
+                            break;
+                        }
                         continue;
                     }
                     if deps.iter().all(|d| done.contains_key(*d)) {
@@ -98,32 +101,34 @@ impl<E: Engine> Executor<'_, E> {
                     }
                     i += 1;
                 }
-            } else if self.stopping() && !waiting.is_empty() && first_error.is_none() {
-                crate::progress!(
-                    Who::stack(stack),
-                    "stopping: {} service(s) left for the next run",
-                    waiting.len()
-                );
+            } else if !waiting.is_empty() {
+                if first_error.is_none() {
+                    crate::progress!(
+                        Who::stack(stack),
+                        "stopping: {} service(s) left for the next run",
+                        waiting.len()
+                    );
+                }
+                left_for_next_run = true;
                 waiting.clear();
             }
             let Some(result) = running.next().await else {
                 break;
             };
-            match result {
-                Ok(outcome) => {
-                    done.insert(outcome.service.clone(), outcome.changed());
-                    recorder.record(outcome)?;
-                }
-                // Let the others finish (dropping one mid-update would leave it half-done).
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+            let recorded = result.and_then(|outcome| {
+                done.insert(outcome.service.clone(), outcome.changed());
+                recorder.record(outcome)
+            });
+            if let Err(e) = recorded {
+                first_error.get_or_insert(e);
             }
         }
         if let Some(e) = first_error {
             return Err(e);
         }
-        Ok(done.values().all(|ok| *ok) && waiting.is_empty())
+        // Services never started (shutdown, or a dependency cycle) keep the revision from
+        // being the last good one.
+        Ok(done.values().all(|ok| *ok) && !left_for_next_run && waiting.is_empty())
     }
 }
 

@@ -589,14 +589,13 @@ async fn a_leftover_backup_with_no_primary_is_restored_under_its_name_and_starte
     host.engine.publish(WEB_V1, healthy_after(1));
     host.pass(&host.desired("web", &web(WEB_V1))).await.unwrap();
     let old = host.id("web-web-1");
-    host.engine.publish(WEB_V2, healthy_after(1));
-    // The engine goes away right after the old container was stopped and set aside.
-    host.engine.fail_next("create", "web-web-1", unreachable());
-    let interrupted = host.pass(&host.desired("web", &web(WEB_V2))).await;
-    assert!(
-        matches!(interrupted, Err(ExecError::Engine(_))),
-        "{interrupted:?}"
-    );
+    // The process died (kill -9, power) right after the old container was stopped and set
+    // aside, as a stop-first update does before it creates the new one.
+    host.engine.stop_container(&old, None).await.unwrap();
+    host.engine
+        .rename_container(&old, "web-web-1-reconciler-old")
+        .await
+        .unwrap();
     assert_eq!(host.names(), ["web-web-1-reconciler-old"]);
     assert_eq!(
         host.engine
@@ -1104,5 +1103,33 @@ async fn services_left_for_the_next_run_at_shutdown_do_not_make_the_revision_las
     assert_eq!(
         farm.last_good, None,
         "a revision of which 4 of 6 services never ran is recorded as last good"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_engine_failure_during_a_stop_first_update_brings_the_old_container_back_at_once() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    host.pass(&host.desired("web", &web(WEB_V1))).await.unwrap();
+    let old = host.id("web-web-1");
+    host.engine.publish(WEB_V2, healthy_after(1));
+    // The engine drops the create call after the old container was stopped and set aside.
+    host.engine.fail_next("create", "web-web-1", unreachable());
+
+    let interrupted = host.pass(&host.desired("web", &web(WEB_V2))).await;
+
+    assert!(
+        matches!(interrupted, Err(ExecError::Engine(_))),
+        "{interrupted:?}"
+    );
+    let left = host.world();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        (left[0].0.as_str(), left[0].1.as_str(), left[0].3.as_str()),
+        ("web-web-1", old.as_str(), "running")
+    );
+    assert!(
+        host.state().failure("web", "web").is_none(),
+        "an engine outage is not the release's fault"
     );
 }

@@ -52,7 +52,7 @@ pub async fn run_loop<E: Engine>(
             Err(e) => {
                 failures_in_a_row += 1;
                 let wait = error_policy(e, failures_in_a_row, config.interval);
-                tracing::warn!(
+                tracing::error!(
                     retry_in_s = wait.as_secs(),
                     "pass failed (next pass in {}): {e}",
                     humantime::format_duration(wait)
