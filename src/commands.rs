@@ -221,7 +221,7 @@ pub async fn run(
     let source = source_settings(host, source, policy, fetch)?;
     let engine = engine(host)?;
     let status = SharedStatus::default();
-    let heartbeat = crate::server::Heartbeat::new(looping.unhealthy_after());
+    let heartbeat = crate::reconciler::Heartbeat::new(looping.unhealthy_after());
     std::fs::create_dir_all(host.state_dir.root())?;
     std::fs::write(host.state_dir.pid_file(), std::process::id().to_string())?;
     if let Some(addr) = looping.listen {

@@ -14,7 +14,7 @@ pub use error_policy::{backoff, error_policy, jittered};
 pub use observe::{observe, DetailsCache};
 pub use pass::{read_desired, reconcile_once, PassReport, ServiceStatus};
 pub use run_loop::{run_loop, LoopConfig};
-pub use status::{LoopStatus, PassRecord, SharedStatus};
+pub use status::{Heartbeat, LoopStatus, PassRecord, SharedStatus};
 
 use crate::config::ApplySettings;
 use crate::desired::policy::Policy;

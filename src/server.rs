@@ -6,7 +6,7 @@
 //! are served at once (the rest wait in the kernel's backlog, using no descriptor here), and a
 //! webhook body is at most [`MAX_HOOK_BODY`].
 
-use crate::reconciler::SharedStatus;
+use crate::reconciler::{Heartbeat, SharedStatus};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,8 +14,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
 /// The largest webhook body read; forges send a few KiB.
@@ -32,42 +32,6 @@ pub struct ServerState {
     pub unhealthy_after: Duration,
     /// Also the longest a webhook body may take to arrive.
     pub idle_timeout: Duration,
-}
-
-/// When the loop last finished a pass, and by when it should finish the next one, shared
-/// with the HTTP server.
-#[derive(Clone)]
-pub struct Heartbeat(Arc<Mutex<Beat>>);
-
-struct Beat {
-    last: Instant,
-    /// Allowed silence: the wait before the next pass (interval or backoff) plus the limit.
-    allowed: Duration,
-}
-
-impl Heartbeat {
-    /// At start: the first pass must complete within `limit`.
-    pub fn new(limit: Duration) -> Self {
-        Self(Arc::new(Mutex::new(Beat {
-            last: Instant::now(),
-            allowed: limit,
-        })))
-    }
-
-    /// A pass completed; the next starts after `wait` and must complete within `limit`.
-    pub fn beat(&self, wait: Duration, limit: Duration) {
-        *self.0.lock().expect("heartbeat lock") = Beat {
-            last: Instant::now(),
-            allowed: wait + limit,
-        };
-    }
-
-    /// Since the last completed pass, when that is longer than allowed.
-    pub fn overdue(&self) -> Option<Duration> {
-        let beat = self.0.lock().expect("heartbeat lock");
-        let age = beat.last.elapsed();
-        (age > beat.allowed).then_some(age)
-    }
 }
 
 /// Bounds on what clients of `--listen` can hold.
@@ -266,14 +230,10 @@ mod tests {
     }
 
     #[test]
-    fn the_heartbeat_is_overdue_only_past_the_wait_plus_the_limit() {
-        let beat = Heartbeat::new(Duration::from_secs(60));
-        assert_eq!(beat.overdue(), None);
-        beat.beat(Duration::ZERO, Duration::ZERO);
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(beat.overdue().is_some());
-        beat.beat(Duration::from_secs(300), Duration::ZERO);
-        assert_eq!(beat.overdue(), None, "a long backoff is not a stall");
+    fn an_empty_secret_accepts_nothing_not_even_an_empty_gitlab_token() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-gitlab-token", "".parse().unwrap());
+        assert!(!signed("", &headers, b""));
     }
 
     #[tokio::test]
@@ -305,12 +265,5 @@ mod tests {
             body.lines().any(|l| l == "reconciler_passes_total 1"),
             "{body}"
         );
-    }
-
-    #[test]
-    fn an_empty_secret_accepts_nothing_not_even_an_empty_gitlab_token() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-gitlab-token", "".parse().unwrap());
-        assert!(!signed("", &headers, b""));
     }
 }

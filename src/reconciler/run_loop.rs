@@ -3,9 +3,8 @@
 //! shutdown token, and learns of each pass through the shared status and `on_report`.
 
 use super::error_policy::{after_success, error_policy};
-use super::{reconcile_once, PassContext, PassError, PassReport, SharedStatus};
+use super::{reconcile_once, Heartbeat, PassContext, PassError, PassReport, SharedStatus};
 use crate::engine::Engine;
-use crate::server::Heartbeat;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;

@@ -5,7 +5,7 @@ use crate::executor::ExecError;
 use crate::metrics::{Metrics, PassCounts};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Passes kept in [`LoopStatus::recent`].
 pub const RECENT_PASSES: usize = 20;
@@ -84,9 +84,57 @@ impl LoopStatus {
     }
 }
 
+/// When the loop last finished a pass, and by when it should finish the next one, shared
+/// with the HTTP server.
+#[derive(Clone)]
+pub struct Heartbeat(Arc<Mutex<Beat>>);
+
+struct Beat {
+    last: Instant,
+    /// Allowed silence: the wait before the next pass (interval or backoff) plus the limit.
+    allowed: Duration,
+}
+
+impl Heartbeat {
+    /// At start: the first pass must complete within `limit`.
+    pub fn new(limit: Duration) -> Self {
+        Self(Arc::new(Mutex::new(Beat {
+            last: Instant::now(),
+            allowed: limit,
+        })))
+    }
+
+    /// A pass completed; the next starts after `wait` and must complete within `limit`.
+    pub fn beat(&self, wait: Duration, limit: Duration) {
+        *self.0.lock().expect("heartbeat lock") = Beat {
+            last: Instant::now(),
+            allowed: wait + limit,
+        };
+    }
+
+    /// Since the last completed pass, when that is longer than allowed.
+    pub fn overdue(&self) -> Option<Duration> {
+        let beat = self.0.lock().expect("heartbeat lock");
+        let age = beat.last.elapsed();
+        (age > beat.allowed).then_some(age)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_heartbeat_is_overdue_only_past_the_wait_plus_the_limit() {
+        let beat = Heartbeat::new(Duration::from_secs(60));
+        assert_eq!(beat.overdue(), None);
+        beat.beat(Duration::ZERO, Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(beat.overdue().is_some());
+        beat.beat(Duration::from_secs(300), Duration::ZERO);
+        assert_eq!(beat.overdue(), None, "a long backoff is not a stall");
+    }
+
     use crate::engine::EngineError;
     use crate::outcome::SyncStatus;
     use crate::reconciler::ServiceStatus;
