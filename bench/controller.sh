@@ -11,10 +11,11 @@
 #   1. first deploy of 20 services with 1 s healthchecks: `reconciler apply` against
 #      `docker-compose up -d` + polling until all 20 are healthy, each on a fresh project, 3 times;
 #   2. a release of all 20 (one shared value in .env) against a release of one, `reconciler apply`;
-#   3. first deploy of 200 services without healthcheck (min_ready 0s), reconciler and Compose;
+#   3. first deploy of 200 services without healthcheck (min_ready 0s), reconciler and Compose,
+#      and the engine alone (200 x docker run -d, 16 at a time);
 #   4. head-of-line: `reconciler run` follows a bare git repository holding two stacks; one push
 #      gives stack A a release that never turns healthy and stack B a good one: push -> B served.
-# Removes everything it created (projects ctl20, ctl200, ctla and ctlb, their networks, the
+# Removes everything it created (projects ctl20, ctl200, ctla, ctlb and ctlfloor, their networks, the
 # images, the registry, the `run` and `docker events` processes, the temp dir) on success, failure,
 # Ctrl-C and SIGTERM. Bounded: a watchdog stops it after 9 min 30 s; every external command has its
 # own timeout.
@@ -32,7 +33,7 @@ IMAGE=$REGISTRY/ctlbench/web
 WEB_PORT=18070            # stack B's web service, published on loopback
 HOOK_PORT=18071           # --listen of the loop in figure 4
 SECRET=ctl-bench-secret
-PROJECTS=(ctl20 ctl200 ctla ctlb)
+PROJECTS=(ctl20 ctl200 ctla ctlb ctlfloor)
 RUNS=${CTL_RUNS:-3}
 RELEASES=${CTL_RELEASES:-3}
 RELEASES_BUDGET=45        # seconds: figure 2 starts no new pair of releases after this (today one
@@ -336,6 +337,18 @@ fi
 echo "  docker-compose up -d: ${R[comp3]}"
 remove_project ctl200
 
+# The engine's own pace for 200 containers on this machine, without either tool: `docker run -d`
+# of the same image, 16 at a time (the project label only lets remove_project clean them up).
+log "3. engine floor: 200 x docker run -d, 16 at a time"
+t0=$(now)
+seq 1 200 | timeout 300 xargs -P 16 -I{} docker run -d --name ctlfloor-{} \
+  --label com.docker.compose.project=ctlfloor "$IMAGE:v1" >/dev/null 2>&1 || true
+t1=$(now)
+floor_running=$(timeout 60 docker ps -q --filter label=com.docker.compose.project=ctlfloor | wc -l)
+R[floor3]="$(elapsed "$t0" "$t1") s ($floor_running of 200 running)"
+echo "  engine floor: ${R[floor3]}"
+remove_project ctlfloor
+
 # === Figure 4: head-of-line, two stacks in one push =============================================
 log "4. head-of-line: run --interval 1h --listen 127.0.0.1:$HOOK_PORT over stacks ctla and ctlb; one push breaks A (never healthy, health_timeout ${A_HEALTH_TIMEOUT}s) and releases B"
 g() { timeout 30 git -C "$WC" -c user.name=bench -c user.email=bench@localhost -c commit.gpgsign=false "$@"; }
@@ -498,6 +511,7 @@ SUMMARY=$(cat <<TXT
 | 2 | all 20 / one, medians | ${R[ratio2]}x | <= 2x | $V2 |
 | 3 | reconciler apply, first deploy of 200 services (no healthcheck, min_ready 0s) | $(secs "${R[rec3]}") | < 25 s | $V3 |
 | 3 | docker-compose up -d, the same 200, fresh project | ${R[comp3]} | info | |
+| 3 | the engine alone: 200 x docker run -d of the same image, 16 at a time | ${R[floor3]} | info | |
 | 4 | git push (A never healthy + B good, one commit) -> B's new container serves v2 (webhook loop) | $(secs "${R[served4]}") | < 5 s | $V4 |
 | 4 | push -> B's new container started / healthy (engine events) / ctlb/web Synced in status | $(secs "${R[b_start4]}") / $(secs "${R[b_healthy4]}") / $(secs "${R[synced4]}") | info | |
 | 4 | push -> A's candidate started / removed as failed (engine events); reason in status | $(secs "${R[a_start4]}") / $(secs "${R[a_failed4]}"); ${R[a_reason]} | info | |
