@@ -826,32 +826,33 @@ fn duplicate(e: &EngineError) -> EngineError {
     }
 }
 
+/// A container request as Compose (or a person using Compose's labels) makes it: the project
+/// and service labels, none of the reconciler's. For tests of what is not ours.
+pub fn compose_request(project: &str, service: &str, name: &str, image: &str) -> CreateRequest {
+    CreateRequest {
+        name: name.into(),
+        project: project.into(),
+        service: service.into(),
+        spec: crate::desired::ContainerSpec {
+            image: image.into(),
+            ..Default::default()
+        },
+        labels: BTreeMap::from([
+            (crate::labels::PROJECT.to_string(), project.to_string()),
+            (crate::labels::SERVICE.to_string(), service.to_string()),
+        ]),
+        networks: BTreeMap::new(),
+        volumes: BTreeMap::new(),
+        repo_root: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The fake's own Docker semantics, so executor tests that rely on them rely on something true.
     use super::*;
-    use crate::desired::ContainerSpec;
 
     const WEB: &str = "127.0.0.1:5000/web:v1";
-
-    fn request(name: &str, image: &str) -> CreateRequest {
-        CreateRequest {
-            name: name.into(),
-            project: "web".into(),
-            service: "web".into(),
-            spec: ContainerSpec {
-                image: image.into(),
-                ..Default::default()
-            },
-            labels: BTreeMap::from([
-                (labels::PROJECT.to_string(), "web".to_string()),
-                (labels::SERVICE.to_string(), "web".to_string()),
-            ]),
-            networks: BTreeMap::new(),
-            volumes: BTreeMap::new(),
-            repo_root: None,
-        }
-    }
 
     async fn pulled(behaviour: Behaviour) -> FakeEngine {
         let fake = FakeEngine::new();
@@ -864,16 +865,18 @@ mod tests {
     async fn a_name_in_use_refuses_create_and_rename_as_docker_does() {
         let fake = pulled(Behaviour::NoHealthcheck).await;
         let first = fake
-            .create_container(&request("web-web-1", WEB))
+            .create_container(&compose_request("web", "web", "web-web-1", WEB))
             .await
             .unwrap();
-        let taken = fake.create_container(&request("web-web-1", WEB)).await;
+        let taken = fake
+            .create_container(&compose_request("web", "web", "web-web-1", WEB))
+            .await;
         assert!(
             matches!(&taken, Err(EngineError::Call { message, .. }) if message.contains("already in use")),
             "{taken:?}"
         );
         let second = fake
-            .create_container(&request("web-web-2", WEB))
+            .create_container(&compose_request("web", "web", "web-web-2", WEB))
             .await
             .unwrap();
         assert!(fake.rename_container(&second, "web-web-1").await.is_err());
@@ -890,9 +893,15 @@ mod tests {
     async fn create_needs_the_image_locally_and_a_removed_container_cannot_be_started() {
         let fake = FakeEngine::new();
         fake.publish(WEB, Behaviour::NoHealthcheck);
-        assert!(fake.create_container(&request("a", WEB)).await.is_err());
+        assert!(fake
+            .create_container(&compose_request("web", "web", "a", WEB))
+            .await
+            .is_err());
         fake.pull(WEB, &mut |_| {}).await.unwrap();
-        let id = fake.create_container(&request("a", WEB)).await.unwrap();
+        let id = fake
+            .create_container(&compose_request("web", "web", "a", WEB))
+            .await
+            .unwrap();
         fake.start_container(&id).await.unwrap();
         fake.stop_container(&id, None).await.unwrap();
         fake.stop_container(&id, None).await.unwrap();
@@ -930,7 +939,10 @@ mod tests {
             ),
         ] {
             let fake = pulled(behaviour).await;
-            let id = fake.create_container(&request("a", WEB)).await.unwrap();
+            let id = fake
+                .create_container(&compose_request("web", "web", "a", WEB))
+                .await
+                .unwrap();
             tokio::time::sleep(Duration::from_secs(60)).await;
             assert_eq!(fake.inspect_container(&id).await.unwrap().state, "created");
             fake.start_container(&id).await.unwrap();
@@ -964,7 +976,10 @@ mod tests {
             after: Duration::ZERO,
         })
         .await;
-        let id = fake.create_container(&request("a", WEB)).await.unwrap();
+        let id = fake
+            .create_container(&compose_request("web", "web", "a", WEB))
+            .await
+            .unwrap();
         fake.start_container(&id).await.unwrap();
         assert_eq!(fake.inspect_container(&id).await.unwrap().exit_code, 3);
     }
@@ -972,7 +987,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn injected_failures_hit_the_matching_call_once_or_always_and_are_logged() {
         let fake = pulled(Behaviour::NoHealthcheck).await;
-        let id = fake.create_container(&request("a", WEB)).await.unwrap();
+        let id = fake
+            .create_container(&compose_request("web", "web", "a", WEB))
+            .await
+            .unwrap();
         let unreachable = || EngineError::Unreachable {
             endpoint: "fake".into(),
             message: "down".into(),
@@ -1026,8 +1044,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn health_waits_that_overlap_are_counted_together() {
         let fake = pulled(Behaviour::NoHealthcheck).await;
-        let a = fake.create_container(&request("a", WEB)).await.unwrap();
-        let b = fake.create_container(&request("b", WEB)).await.unwrap();
+        let a = fake
+            .create_container(&compose_request("web", "web", "a", WEB))
+            .await
+            .unwrap();
+        let b = fake
+            .create_container(&compose_request("web", "web", "b", WEB))
+            .await
+            .unwrap();
         fake.start_container(&a).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         fake.inspect_container(&a).await.unwrap();

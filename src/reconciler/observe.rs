@@ -98,9 +98,7 @@ async fn inspect<E: Engine>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::fake::{Behaviour, FakeEngine};
-    use crate::engine::CreateRequest;
-    use crate::labels;
+    use crate::engine::fake::{compose_request, Behaviour, FakeEngine};
 
     /// A container Compose created (its labels, not ours), as an adopted stack has.
     async fn compose_created(engine: &FakeEngine, project: &str, service: &str) -> String {
@@ -108,22 +106,12 @@ mod tests {
         engine.publish(image, Behaviour::NoHealthcheck);
         engine.preload(image);
         let id = engine
-            .create_container(&CreateRequest {
-                name: format!("{project}-{service}-1"),
-                project: project.into(),
-                service: service.into(),
-                spec: crate::desired::ContainerSpec {
-                    image: image.into(),
-                    ..Default::default()
-                },
-                labels: BTreeMap::from([
-                    (labels::PROJECT.to_string(), project.to_string()),
-                    (labels::SERVICE.to_string(), service.to_string()),
-                ]),
-                networks: BTreeMap::new(),
-                volumes: BTreeMap::new(),
-                repo_root: None,
-            })
+            .create_container(&compose_request(
+                project,
+                service,
+                &format!("{project}-{service}-1"),
+                image,
+            ))
             .await
             .unwrap();
         engine.start_container(&id).await.unwrap();
