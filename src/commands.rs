@@ -8,7 +8,7 @@ use crate::engine::docker::DockerEngine;
 use crate::plan::{plan, PlanOptions};
 use crate::reconciler::{
     observe, read_desired, reconcile_once, run_loop, DetailsCache, LoopConfig, PassContext,
-    SharedStatus, SourceSettings,
+    SharedStatus, SourceSettings, Triggers,
 };
 use crate::source::{Credentials, FetchControl, FetchLimits, SourceSpec};
 use crate::state::{check_service_name, check_stack_name, LockKind, StateDir};
@@ -188,10 +188,10 @@ pub async fn run(
     let _lock = host.state_dir.lock(LockKind::Loop)?;
     // First: a SIGTERM that arrives while we start must stop us cleanly, not by default action.
     let shutdown = stop_on_signals()?;
-    let trigger = std::sync::Arc::new(tokio::sync::Notify::new());
+    let triggers = Triggers::default();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     {
-        let trigger = trigger.clone();
+        let trigger = triggers.asked.clone();
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
                 trigger.notify_one();
@@ -230,7 +230,7 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("--listen {addr}: {e}"))?;
         let app = crate::server::router(crate::server::ServerState {
             status: status.clone(),
-            trigger: trigger.clone(),
+            trigger: triggers.asked.clone(),
             webhook_secret: looping.webhook_secret.clone(),
             heartbeat: heartbeat.clone(),
             unhealthy_after: looping.unhealthy_after(),
@@ -247,7 +247,7 @@ pub async fn run(
     // writes): they pass through a short settle delay before starting a pass.
     let settled = std::sync::Arc::new(tokio::sync::Notify::new());
     {
-        let (settled, trigger) = (settled.clone(), trigger.clone());
+        let (settled, trigger) = (settled.clone(), triggers.changed.clone());
         tokio::spawn(async move {
             loop {
                 settled.notified().await;
@@ -301,7 +301,7 @@ pub async fn run(
         interval: looping.interval,
         unhealthy_after: looping.unhealthy_after(),
     };
-    run_loop(&ctx, &config, trigger, &status, &heartbeat, |report| {
+    run_loop(&ctx, &config, &triggers, &status, &heartbeat, |report| {
         *watched.lock().expect("watched lock") =
             report.plan.stacks.iter().map(|s| s.stack.clone()).collect();
     })

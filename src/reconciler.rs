@@ -13,7 +13,7 @@ mod status;
 pub use error_policy::{backoff, error_policy, jittered};
 pub use observe::{observe, DetailsCache};
 pub use pass::{read_desired, reconcile_once, PassReport, ServiceStatus};
-pub use run_loop::{run_loop, LoopConfig};
+pub use run_loop::{run_loop, LoopConfig, Triggers};
 pub use status::{Heartbeat, LoopStatus, PassRecord, SharedStatus};
 
 use crate::config::ApplySettings;

@@ -1,6 +1,7 @@
 //! The loop: pass after pass until shutdown. It owns no signal handling and no server: the
-//! caller hands it a trigger (webhook, engine events, SIGHUP, file changes all notify it) and a
-//! shutdown token, and learns of each pass through the shared status and `on_report`.
+//! caller hands it triggers (webhook and SIGHUP ask; engine events and file changes say
+//! something changed) and a shutdown token, and learns of each pass through the shared status
+//! and `on_report`.
 
 use super::error_policy::{after_success, error_policy};
 use super::{reconcile_once, Heartbeat, PassContext, PassError, PassReport, SharedStatus};
@@ -9,9 +10,25 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// Passes started by triggers are at least this far apart, so a stream of triggers cannot keep
-/// the loop (and the engine, and the remote) permanently busy.
+/// Passes started by the same kind of trigger are at least this far apart, so a stream of
+/// triggers cannot keep the loop (and the engine, and the remote) permanently busy.
 pub const MIN_TRIGGERED_SPACING: Duration = Duration::from_secs(1);
+
+/// What can start a pass before the interval is up. Each kind is spaced on its own: a webhook
+/// right after the pass that the reconciler's own engine events started is not made to wait.
+#[derive(Debug, Clone, Default)]
+pub struct Triggers {
+    /// Someone asks for a pass: the webhook, SIGHUP (`reconciler sync`).
+    pub asked: Arc<Notify>,
+    /// Something changed under us: engine events of our stacks, edits of a watched directory.
+    pub changed: Arc<Notify>,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Asked,
+    Changed,
+}
 
 pub struct LoopConfig {
     pub interval: Duration,
@@ -25,14 +42,20 @@ pub struct LoopConfig {
 pub async fn run_loop<E: Engine>(
     ctx: &PassContext<'_, E>,
     config: &LoopConfig,
-    trigger: Arc<Notify>,
+    triggers: &Triggers,
     status: &SharedStatus,
     heartbeat: &Heartbeat,
     on_report: impl Fn(&PassReport),
 ) {
     let mut failures_in_a_row = 0u32;
+    // When the last pass started by each kind of trigger started.
+    let mut last_by_kind: [Option<tokio::time::Instant>; 2] = [None, None];
+    let mut kind: Option<Kind> = None;
     loop {
         let started = tokio::time::Instant::now();
+        if let Some(kind) = kind {
+            last_by_kind[kind as usize] = Some(started);
+        }
         let result = reconcile_once(ctx, &|_| {}).await;
         if matches!(result, Err(PassError::Stopped)) {
             break;
@@ -63,15 +86,19 @@ pub async fn run_loop<E: Engine>(
         if ctx.shutdown.is_cancelled() {
             break;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => continue,
-            // Triggers that come while a pass runs collapse into one permit, so a burst never
-            // means a pass per trigger.
-            _ = trigger.notified() => {}
+        kind = tokio::select! {
+            _ = tokio::time::sleep(wait) => None,
+            // Triggers that come while a pass runs collapse into one permit per kind, so a
+            // burst never means a pass per trigger.
+            _ = triggers.asked.notified() => Some(Kind::Asked),
+            _ = triggers.changed.notified() => Some(Kind::Changed),
             () = ctx.shutdown.cancelled() => break,
-        }
-        // ... and no sooner than MIN_TRIGGERED_SPACING after the last one started.
-        let spacing = MIN_TRIGGERED_SPACING.saturating_sub(started.elapsed());
+        };
+        // ... and no sooner than MIN_TRIGGERED_SPACING after the last pass of that kind started.
+        let since = kind
+            .and_then(|k| last_by_kind[k as usize])
+            .map(|t| t.elapsed());
+        let spacing = since.map_or(Duration::ZERO, |s| MIN_TRIGGERED_SPACING.saturating_sub(s));
         tokio::select! {
             _ = tokio::time::sleep(spacing) => {}
             () = ctx.shutdown.cancelled() => break,
@@ -95,4 +122,94 @@ fn log_pass(report: &PassReport) {
         failed,
         "pass at {commit}: {changed} changed, {failed} failed"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ApplySettings;
+    use crate::engine::fake::FakeEngine;
+    use crate::reconciler::{DetailsCache, SourceSettings};
+    use crate::source::{FetchControl, SourceSpec};
+    use crate::state::StateDir;
+    use tokio::time::Instant;
+
+    fn settings() -> ApplySettings {
+        ApplySettings {
+            dry_run: false,
+            prune: false,
+            min_free_disk: 0,
+            retry_failed: false,
+            self_heal: true,
+            parallel_stacks: 4,
+            parallel_services: 16,
+        }
+    }
+
+    /// Waits (on the paused clock) until the loop has completed `n` passes; returns when.
+    async fn passes(status: &SharedStatus, n: u64) -> Instant {
+        while status.lock().unwrap().passes() < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Instant::now()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_asked_pass_does_not_wait_behind_an_event_pass_but_asked_passes_are_spaced() {
+        let repo = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let source = SourceSettings {
+            spec: SourceSpec::Directory(repo.path().to_path_buf()),
+            branch: "main".into(),
+            rev: None,
+            path: None,
+            stacks: vec![],
+            credentials: Default::default(),
+            allow_non_fast_forward: false,
+            policy: Default::default(),
+            adopt: vec![],
+            fetch: FetchControl::default(),
+        };
+        let (engine, state_dir, settings) =
+            (FakeEngine::new(), StateDir::new(state.path()), settings());
+        let ctx = PassContext {
+            engine: &engine,
+            source: &source,
+            state_dir: &state_dir,
+            settings: &settings,
+            shutdown: Default::default(),
+            details: DetailsCache::default(),
+        };
+        let config = LoopConfig {
+            interval: Duration::from_secs(3600),
+            unhealthy_after: Duration::from_secs(3600),
+        };
+        let (triggers, status) = (Triggers::default(), SharedStatus::default());
+        let heartbeat = Heartbeat::new(Duration::from_secs(3600));
+        let driver = async {
+            passes(&status, 1).await;
+            triggers.changed.notify_one();
+            let event_pass = passes(&status, 2).await;
+            triggers.asked.notify_one();
+            let asked_pass = passes(&status, 3).await;
+            triggers.asked.notify_one();
+            let second_asked = passes(&status, 4).await;
+            ctx.shutdown.cancel();
+            (event_pass, asked_pass, second_asked)
+        };
+        let ((), (event_pass, asked_pass, second_asked)) = tokio::join!(
+            run_loop(&ctx, &config, &triggers, &status, &heartbeat, |_| {}),
+            driver
+        );
+        assert!(
+            asked_pass - event_pass < Duration::from_millis(500),
+            "the webhook waited {:?} behind the event pass",
+            asked_pass - event_pass
+        );
+        assert!(
+            second_asked - asked_pass >= Duration::from_millis(900),
+            "asked passes came {:?} apart",
+            second_asked - asked_pass
+        );
+    }
 }
