@@ -72,6 +72,9 @@ impl<E: Engine> Executor<'_, E> {
         let mut first_error: Option<ExecError> = None;
         let mut left_for_next_run = false;
         let limit = self.settings.parallel_services.max(1);
+        // Removals (pruning) come last, as the plan orders them: what replaces a removed
+        // service is up before the old one goes, as before.
+        let mut changes_in_flight = 0usize;
         loop {
             if first_error.is_none() && !self.stopping() {
                 let mut i = 0;
@@ -89,8 +92,14 @@ impl<E: Engine> Executor<'_, E> {
                         }
                         continue;
                     }
-                    if deps.iter().all(|d| done.contains_key(*d)) {
+                    let removal_waits = sp.action == Action::Remove
+                        && (changes_in_flight > 0
+                            || waiting.iter().any(|w| w.action != Action::Remove));
+                    if deps.iter().all(|d| done.contains_key(*d)) && !removal_waits {
                         waiting.remove(i);
+                        if sp.action != Action::Remove {
+                            changes_in_flight += 1;
+                        }
                         let digest = stack
                             .services
                             .get(&sp.service)
@@ -116,6 +125,9 @@ impl<E: Engine> Executor<'_, E> {
                 break;
             };
             let recorded = result.and_then(|outcome| {
+                if outcome.step != Step::Remove {
+                    changes_in_flight -= 1;
+                }
                 done.insert(outcome.service.clone(), outcome.changed());
                 recorder.record(outcome)
             });

@@ -1097,3 +1097,33 @@ async fn an_engine_failure_during_a_stop_first_update_brings_the_old_container_b
         "an engine outage is not the release's fault"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pruned_service_is_removed_only_after_the_rest_of_its_stack_is_done() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(3));
+    let service = |name: &str| format!("  {name}:\n    image: {WEB_V1}\n");
+    host.pass(&host.desired("shop", &format!("services:\n{}", service("legacy"))))
+        .await
+        .unwrap();
+    let legacy = host.id("shop-legacy-1");
+    host.engine.clear_calls();
+
+    host.pass(&host.desired("shop", &format!("services:\n{}", service("www"))))
+        .await
+        .unwrap();
+
+    let calls = host.engine.timed_calls();
+    let at = |what: &str| {
+        calls
+            .iter()
+            .find(|c| c.what == what)
+            .unwrap_or_else(|| panic!("no {what} in {calls:#?}"))
+            .started
+    };
+    assert!(
+        at(&format!("remove {legacy}")) >= at("create shop-www-1") + Duration::from_secs(3),
+        "legacy was removed before www was proven"
+    );
+    assert_eq!(host.names(), ["shop-www-1"]);
+}
