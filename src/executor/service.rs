@@ -15,14 +15,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Why a service's new container was not accepted.
+/// Why a service's new container was not accepted (recorded as a [`crate::state::Failure`]
+/// once scrubbed).
 #[derive(Debug)]
-pub(super) struct Failed {
+pub(super) struct Rejected {
     pub reason: String,
     pub logs: Vec<String>,
 }
 
-impl Failed {
+impl Rejected {
     pub(super) fn new(reason: impl Into<String>, logs: Vec<String>) -> Self {
         Self {
             reason: reason.into(),
@@ -32,7 +33,7 @@ impl Failed {
 }
 
 /// The same service's container after a change, or why it was not accepted.
-type Changed = Result<(), Failed>;
+type Changed = Result<(), Rejected>;
 
 /// How long a name held by a container being removed (`docker rm -f` by hand) is waited for.
 const NAME_RELEASE_WAIT: Duration = Duration::from_secs(30);
@@ -157,7 +158,7 @@ impl<E: Engine> Executor<'_, E> {
         let id = match self.create_when_name_is_free(&request).await {
             Ok(id) => id,
             Err(e) if !e.is_transient() => {
-                return Ok(Err(Failed::new(format!("create failed: {e}"), vec![])))
+                return Ok(Err(Rejected::new(format!("create failed: {e}"), vec![])))
             }
             Err(e) => return Err(e.into()),
         };
@@ -167,7 +168,7 @@ impl<E: Engine> Executor<'_, E> {
             }
             let logs = self.logs_of(&id).await;
             self.engine.remove_container(&id).await?;
-            return Ok(Err(Failed::new(format!("start failed: {e}"), logs)));
+            return Ok(Err(Rejected::new(format!("start failed: {e}"), logs)));
         }
         failpoint("after-start");
         match self.wait_ready(&who, &id, service).await? {
@@ -175,7 +176,7 @@ impl<E: Engine> Executor<'_, E> {
             Err(reason) => {
                 let logs = self.logs_of(&id).await;
                 self.engine.remove_container(&id).await?;
-                Ok(Err(Failed::new(reason, logs)))
+                Ok(Err(Rejected::new(reason, logs)))
             }
         }
     }
@@ -232,11 +233,14 @@ impl<E: Engine> Executor<'_, E> {
             if e.is_transient() {
                 return Err(e.into());
             }
-            return Ok(Err(Failed::new(format!("start failed: {e}"), vec![])));
+            return Ok(Err(Rejected::new(format!("start failed: {e}"), vec![])));
         }
         match self.wait_ready(who, &container.id, service).await? {
             Ok(()) => Ok(Ok(())),
-            Err(reason) => Ok(Err(Failed::new(reason, self.logs_of(&container.id).await))),
+            Err(reason) => Ok(Err(Rejected::new(
+                reason,
+                self.logs_of(&container.id).await,
+            ))),
         }
     }
 
@@ -409,7 +413,7 @@ fn scrubbed(service: &Service, text: &str) -> String {
 
 /// The failure as recorded: secret values scrubbed from the reason and the log tail, which is
 /// also logged for the operator.
-fn failed_result(who: &Who, service: &Service, f: Failed) -> ServiceResult {
+fn failed_result(who: &Who, service: &Service, f: Rejected) -> ServiceResult {
     let reason = scrubbed(service, &f.reason);
     let log_tail: Vec<String> = f.logs.iter().map(|l| scrubbed(service, l)).collect();
     if !log_tail.is_empty() {
