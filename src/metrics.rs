@@ -1,7 +1,7 @@
 //! What `/metrics` shows: the Prometheus registry and its metric handles, updated once per pass
 //! and encoded in the Prometheus text format (0.0.4), the format Prometheus always accepts.
 
-use crate::reconciler::ServiceStatus;
+use crate::outcome::ServiceStatus;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

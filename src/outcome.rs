@@ -122,6 +122,17 @@ impl SyncStatus {
     }
 }
 
+/// One service after a pass: the same rule as `reconciler status` ([`sync_status`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    pub stack: String,
+    pub service: String,
+    pub sync: SyncStatus,
+    /// healthy | unhealthy | starting | none (no healthcheck) for a running container, else
+    /// its engine state, or `missing`.
+    pub health: String,
+}
+
 /// The one rule for [`SyncStatus`]: suspended first, then a recorded failure, then whether the
 /// running container is the desired image.
 pub fn sync_status(

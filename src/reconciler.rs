@@ -12,7 +12,7 @@ mod status;
 
 pub use error_policy::{backoff, error_policy, jittered};
 pub use observe::{observe, DetailsCache};
-pub use pass::{read_desired, reconcile_once, PassReport, ServiceStatus};
+pub use pass::{read_desired, reconcile_once, PassReport};
 pub use run_loop::{run_loop, LoopConfig, Triggers};
 pub use status::{Heartbeat, LoopStatus, PassRecord, SharedStatus};
 

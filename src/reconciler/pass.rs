@@ -7,7 +7,7 @@ use crate::desired::{Desired, LabelKey};
 use crate::engine::Engine;
 use crate::executor::Executor;
 use crate::observed::Observed;
-use crate::outcome::{sync_status, ServiceOutcome, Step, SyncStatus};
+use crate::outcome::{sync_status, ServiceOutcome, ServiceStatus, Step};
 use crate::plan::{plan, Action, Plan, PlanOptions};
 use crate::source::{GitSource, Snapshot, SourceError, SourceSpec};
 use crate::state::{State, StateDir};
@@ -154,17 +154,6 @@ impl PassReport {
     pub fn rollbacks(&self) -> impl Iterator<Item = &ServiceOutcome> {
         self.changed().filter(|o| o.step == Step::Rollback)
     }
-}
-
-/// One service after a pass: the same rule as `reconciler status` ([`sync_status`]).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ServiceStatus {
-    pub stack: String,
-    pub service: String,
-    pub sync: SyncStatus,
-    /// healthy | unhealthy | starting | none (no healthcheck) for a running container, else
-    /// its engine state, or `missing`.
-    pub health: String,
 }
 
 /// One pass: read, observe (resolving leftovers of a crash first), plan, apply.

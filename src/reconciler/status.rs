@@ -136,8 +136,8 @@ mod tests {
     }
 
     use crate::engine::EngineError;
+    use crate::outcome::ServiceStatus;
     use crate::outcome::SyncStatus;
-    use crate::reconciler::ServiceStatus;
 
     fn pull_failure(registry_down: bool) -> PassError {
         let message = "no".to_string();
