@@ -70,11 +70,7 @@ impl<E: Engine> Executor<'_, E> {
         // The first error ends the launching; services in flight always finish (dropping one
         // mid-update would leave its old container stopped), and their outcomes are recorded.
         let mut first_error: Option<ExecError> = None;
-        let mut left_for_next_run = false;
         let limit = self.settings.parallel_services.max(1);
-        // Removals (pruning) come last, as the plan orders them: what replaces a removed
-        // service is up before the old one goes, as before.
-        let mut changes_in_flight = 0usize;
         loop {
             if first_error.is_none() && !self.stopping() {
                 let mut i = 0;
@@ -92,14 +88,14 @@ impl<E: Engine> Executor<'_, E> {
                         }
                         continue;
                     }
+                    // Removals (pruning) come last, as the plan orders them: what replaces a
+                    // removed service is up before the old one goes.
                     let removal_waits = sp.action == Action::Remove
-                        && (changes_in_flight > 0
-                            || waiting.iter().any(|w| w.action != Action::Remove));
+                        && work
+                            .iter()
+                            .any(|w| w.action != Action::Remove && !done.contains_key(&w.service));
                     if deps.iter().all(|d| done.contains_key(*d)) && !removal_waits {
                         waiting.remove(i);
-                        if sp.action != Action::Remove {
-                            changes_in_flight += 1;
-                        }
                         let digest = stack
                             .services
                             .get(&sp.service)
@@ -118,16 +114,12 @@ impl<E: Engine> Executor<'_, E> {
                         waiting.len()
                     );
                 }
-                left_for_next_run = true;
                 waiting.clear();
             }
             let Some(result) = running.next().await else {
                 break;
             };
             let recorded = result.and_then(|outcome| {
-                if outcome.step != Step::Remove {
-                    changes_in_flight -= 1;
-                }
                 done.insert(outcome.service.clone(), outcome.changed());
                 recorder.record(outcome)
             });
@@ -140,7 +132,7 @@ impl<E: Engine> Executor<'_, E> {
         }
         // Services never started (shutdown, or a dependency cycle) keep the revision from
         // being the last good one.
-        Ok(done.values().all(|ok| *ok) && !left_for_next_run && waiting.is_empty())
+        Ok(done.len() == work.len() && done.values().all(|ok| *ok))
     }
 }
 
