@@ -23,6 +23,16 @@ pub enum Health {
 }
 
 impl Health {
+    /// The engine's `State.Health.Status` word; no health status (or `none`) is no healthcheck.
+    pub fn from_engine(status: Option<&str>) -> Self {
+        match status {
+            Some("healthy") => Self::Healthy,
+            Some("unhealthy") => Self::Unhealthy,
+            Some("starting") => Self::Starting,
+            _ => Self::None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",

@@ -257,15 +257,13 @@ impl Engine for DockerEngine {
         Ok(ContainerStatus {
             running: state.running.unwrap_or(false),
             state: state.status.map(|s| s.to_string()).unwrap_or_default(),
-            health: state
-                .health
-                .and_then(|h| h.status)
-                .map_or(Health::None, |s| match s.to_string().as_str() {
-                    "healthy" => Health::Healthy,
-                    "unhealthy" => Health::Unhealthy,
-                    "starting" => Health::Starting,
-                    _ => Health::None,
-                }),
+            health: Health::from_engine(
+                state
+                    .health
+                    .and_then(|h| h.status)
+                    .map(|s| s.to_string())
+                    .as_deref(),
+            ),
             exit_code: state.exit_code.unwrap_or(0),
             restart_count: c.restart_count.unwrap_or(0),
             started_at: state.started_at.unwrap_or_default(),

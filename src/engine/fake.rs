@@ -457,7 +457,7 @@ impl Engine for FakeEngine {
                     image,
                     labels: c.labels.clone(),
                     state: state.state.to_string(),
-                    health: health_of(state.health),
+                    health: Health::from_engine(state.health),
                     details: None,
                 }
             })
@@ -478,7 +478,7 @@ impl Engine for FakeEngine {
         Ok(ContainerStatus {
             running: now.running,
             state: now.state.to_string(),
-            health: health_of(now.health),
+            health: Health::from_engine(now.health),
             exit_code: now.exit_code,
             restart_count: 0,
             started_at: self.started_at(c.last_started),
@@ -768,15 +768,6 @@ fn repository(reference: &str) -> &str {
             .map_or(reference, |(name, _)| name)
     } else {
         reference
-    }
-}
-
-fn health_of(health: Option<&str>) -> Health {
-    match health {
-        Some("healthy") => Health::Healthy,
-        Some("unhealthy") => Health::Unhealthy,
-        Some(_) => Health::Starting,
-        None => Health::None,
     }
 }
 
