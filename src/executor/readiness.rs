@@ -82,6 +82,9 @@ impl<E: Engine> Executor<'_, E> {
         while Instant::now() < watch_until {
             tokio::time::sleep(POLL).await;
             let s = self.inspect(id).await?;
+            if !s.running {
+                self.removed_by_hand(id, &s).await?;
+            }
             if !s.running || s.restart_count > restarts || s.health == Health::Unhealthy {
                 return Ok(Err("failed during the monitor period".into()));
             }
