@@ -8,7 +8,7 @@ use crate::engine::docker::DockerEngine;
 use crate::plan::{plan, PlanOptions};
 use crate::reconciler::{
     observe, read_desired, reconcile_once, run_loop, DetailsCache, LoopConfig, PassContext,
-    SharedStatus, SourceSettings, Triggers,
+    SharedStatus, SourceSettings, Triggers, WarningsSaid,
 };
 use crate::source::{Credentials, FetchControl, FetchLimits, SourceSpec};
 use crate::state::{check_service_name, check_stack_name, LockKind, StateDir};
@@ -56,7 +56,11 @@ fn source_settings(
 
 async fn load_desired(host: &Host, source: &SourceArgs, policy: &PolicyArgs) -> Result<Desired> {
     let settings = source_settings(host, source, policy, FetchControl::default())?;
-    Ok(read_desired(&settings, &host.state_dir).await?.0)
+    Ok(
+        read_desired(&settings, &host.state_dir, &WarningsSaid::default())
+            .await?
+            .0,
+    )
 }
 
 fn engine(host: &Host) -> Result<DockerEngine> {
@@ -117,6 +121,7 @@ pub async fn apply(
         settings,
         shutdown: stop_on_signals()?,
         details: DetailsCache::default(),
+        warned: WarningsSaid::default(),
     };
     let report = reconcile_once(&ctx, &print_plan).await?;
     if settings.dry_run {
@@ -296,6 +301,7 @@ pub async fn run(
         settings,
         shutdown,
         details: DetailsCache::default(),
+        warned: WarningsSaid::default(),
     };
     let config = LoopConfig {
         interval: looping.interval,

@@ -12,7 +12,7 @@ mod status;
 
 pub use error_policy::{backoff, error_policy, jittered};
 pub use observe::{observe, DetailsCache};
-pub use pass::{read_desired, reconcile_once, PassReport};
+pub use pass::{read_desired, reconcile_once, PassReport, WarningsSaid};
 pub use run_loop::{run_loop, LoopConfig, Triggers};
 pub use status::{Heartbeat, LoopStatus, PassRecord, SharedStatus};
 
@@ -86,4 +86,6 @@ pub struct PassContext<'a, E: Engine> {
     pub shutdown: CancellationToken,
     /// What inspects told of containers, kept from pass to pass.
     pub details: DetailsCache,
+    /// The loader's warnings logged so far, so each is said once.
+    pub warned: WarningsSaid,
 }

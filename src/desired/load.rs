@@ -210,6 +210,7 @@ fn load_stack(found: &FoundStack, options: &LoadOptions) -> Result<Stack, Vec<Pr
         services: parts.services,
         volumes: parts.volumes,
         networks: parts.networks,
+        warnings: parts.warnings,
     };
     let problems = options.policy.check(&stack);
     if problems.is_empty() {

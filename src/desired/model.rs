@@ -31,6 +31,10 @@ pub struct Stack {
     pub services: BTreeMap<String, Service>,
     pub volumes: BTreeMap<String, VolumeDef>,
     pub networks: BTreeMap<String, NetworkDef>,
+    /// What the loader accepted but has a word about (an ignored key, an unset variable),
+    /// located like a problem.
+    #[serde(skip)]
+    pub warnings: Vec<super::error::Problem>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

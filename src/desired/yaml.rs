@@ -26,6 +26,9 @@ pub const MAX_TEXT_BYTES: usize = 16 << 20;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub line: usize,
+    /// Which of the stack's files the node came from (0: the main Compose file); set when an
+    /// override, `extends` or `include` file is merged in, so problems name the right file.
+    pub file: u16,
     pub value: Value,
 }
 
@@ -73,6 +76,19 @@ impl Node {
         }
     }
 
+    /// Mark this node and everything under it as coming from file `file`.
+    pub fn set_file(&mut self, file: u16) {
+        self.file = file;
+        match &mut self.value {
+            Value::Seq(items) => items.iter_mut().for_each(|n| n.set_file(file)),
+            Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                k.set_file(file);
+                v.set_file(file);
+            }),
+            Value::Null | Value::Scalar { .. } => {}
+        }
+    }
+
     pub fn get(&self, key: &str) -> Option<&Node> {
         self.as_map()?
             .iter()
@@ -106,6 +122,7 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
     }
     Ok(builder.document.unwrap_or(Node {
         line: 1,
+        file: 0,
         value: Value::Null,
     }))
 }
@@ -254,6 +271,7 @@ impl Builder {
         };
         let node = Node {
             line: frame.line,
+            file: 0,
             value,
         };
         self.push_node(end_line, node, size, frame.anchor);
@@ -351,7 +369,16 @@ impl Builder {
                 } else {
                     Value::Scalar { text, plain }
                 };
-                self.push_node(line, Node { line, value }, size, anchor);
+                self.push_node(
+                    line,
+                    Node {
+                        line,
+                        file: 0,
+                        value,
+                    },
+                    size,
+                    anchor,
+                );
             }
             Event::Alias(id) => {
                 let Some(size) = self.anchors.get(&id).map(|(_, size)| *size) else {

@@ -53,6 +53,7 @@ fn stack(services: Vec<Service>) -> Stack {
         services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
         volumes: BTreeMap::new(),
         networks: BTreeMap::new(),
+        warnings: Vec::new(),
     }
 }
 

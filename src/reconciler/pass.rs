@@ -17,6 +17,7 @@ use crate::state::{State, StateDir};
 pub async fn read_desired(
     source: &SourceSettings,
     state_dir: &StateDir,
+    warned: &WarningsSaid,
 ) -> Result<(Desired, Snapshot), PassError> {
     let snapshot = match &source.spec {
         SourceSpec::Directory(dir) => {
@@ -89,7 +90,25 @@ pub async fn read_desired(
     {
         service.label_key = key.clone();
     }
+    warned.say(&desired);
     Ok((desired, snapshot))
+}
+
+/// The loader's warnings already logged: a loop that reads the same files every minute says
+/// each once, not once a pass.
+#[derive(Debug, Default)]
+pub struct WarningsSaid(std::sync::Mutex<std::collections::BTreeSet<String>>);
+
+impl WarningsSaid {
+    fn say(&self, desired: &Desired) {
+        let mut said = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for warning in desired.stacks.iter().flat_map(|s| &s.warnings) {
+            let text = warning.to_string();
+            if said.insert(text.clone()) {
+                tracing::warn!("{text}");
+            }
+        }
+    }
 }
 
 /// A stack whose project already runs containers the reconciler did not create (started by
@@ -171,7 +190,7 @@ pub async fn reconcile_once<E: Engine>(
     }
     // Reading changes nothing: at shutdown it is dropped where it is.
     let read = async {
-        let (mut desired, snapshot) = read_desired(ctx.source, state_dir).await?;
+        let (mut desired, snapshot) = read_desired(ctx.source, state_dir, &ctx.warned).await?;
         let suspended = state_dir.suspended();
         desired.stacks.retain(|s| !suspended.contains(&s.name));
         let observed = observe(engine, &desired, &ctx.details).await?;

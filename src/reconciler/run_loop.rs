@@ -179,6 +179,7 @@ mod tests {
             settings: &settings,
             shutdown: Default::default(),
             details: DetailsCache::default(),
+            warned: crate::reconciler::WarningsSaid::default(),
         };
         let config = LoopConfig {
             interval: Duration::from_secs(3600),

@@ -22,9 +22,13 @@ pub(super) struct Cx<'a> {
     /// Values of host-local and secret-looking variables: never part of a message.
     secret_values: Vec<String>,
     file: &'a str,
+    /// Files merged into the main one (overrides, `extends`, `include`), by [`Node::file`] - 1.
+    pub(super) other_files: Vec<String>,
     pub(super) vars: &'a Variables,
     pub(super) files: &'a dyn StackFiles,
     problems: Vec<Problem>,
+    /// What is accepted but worth saying (an ignored key, an unset variable); never fatal.
+    warnings: Vec<Problem>,
     /// Interpolated bytes left for this file: aliases may repeat a `${BIG}` scalar many times.
     budget: Budget,
 }
@@ -50,19 +54,24 @@ impl<'a> Cx<'a> {
                 .map(|(_, value)| value.clone())
                 .collect(),
             file,
+            other_files: Vec::new(),
             vars,
             files,
             problems: Vec::new(),
+            warnings: Vec::new(),
             budget: Budget::per_file(),
         }
     }
 
-    /// `parts` if nothing was wrong, else every problem by line, then how many were dropped.
-    pub(super) fn finish<T>(mut self, parts: T) -> Result<T, Vec<Problem>> {
+    /// `parts` and the warnings if nothing was wrong, else every problem by line, then how many
+    /// were dropped.
+    pub(super) fn finish<T>(mut self, parts: T) -> Result<(T, Vec<Problem>), Vec<Problem>> {
         if self.problems.is_empty() {
-            return Ok(parts);
+            return Ok((parts, self.warnings));
         }
-        self.problems.sort_by_key(|p| p.line);
+        self.problems.sort_by(|a, b| {
+            (a.file != self.file, &a.file, a.line).cmp(&(b.file != self.file, &b.file, b.line))
+        });
         if self.dropped > 0 {
             self.problems.push(Problem {
                 file: self.file.to_string(),
@@ -95,12 +104,44 @@ impl Cx<'_> {
             &message.into(),
             self.secret_values.iter().map(String::as_str),
         );
-        self.problems.push(Problem {
-            file: self.file.to_string(),
+        let problem = self.located(node, key, message);
+        self.problems.push(problem);
+    }
+
+    /// Something accepted that the user should hear about: a key that has no effect here, a
+    /// variable that is not set. Said once per file, line and key.
+    pub(super) fn warn(&mut self, node: &Node, key: &str, message: impl Into<String>) {
+        if self.warnings.len() >= MAX_PROBLEMS {
+            return;
+        }
+        let message = crate::mask::scrub(
+            &message.into(),
+            self.secret_values.iter().map(String::as_str),
+        );
+        let warning = self.located(node, key, message);
+        if !self.warnings.contains(&warning) {
+            self.warnings.push(warning);
+        }
+    }
+
+    /// The file a node came from, as shown in messages.
+    pub(super) fn file_of(&self, node: &Node) -> &str {
+        match node.file {
+            0 => self.file,
+            n => self
+                .other_files
+                .get(usize::from(n) - 1)
+                .map_or(self.file, String::as_str),
+        }
+    }
+
+    fn located(&self, node: &Node, key: &str, message: String) -> Problem {
+        Problem {
+            file: self.file_of(node).to_string(),
             line: node.line,
             key: key.to_string(),
             message,
-        });
+        }
     }
 
     pub(super) fn map<'n>(&mut self, node: &'n Node, key: &str) -> Option<&'n [(Node, Node)]> {

@@ -146,12 +146,23 @@ impl Cx<'_> {
     /// A service's keys: `build` and the Compose keys outside the subset are refused with a
     /// reason, anything else not in [`SERVICE_KEYS`] is unknown.
     pub(super) fn check_service_keys(&mut self, entries: &[(Node, Node)], path: &str) {
+        let has_image = entries.iter().any(|(k, _)| k.key_text() == "image");
         if let Some((k, _)) = entries.iter().find(|(k, _)| k.key_text() == "build") {
-            self.problem(
-                k,
-                &join(path, "build"),
-                "'build' is not supported: the reconciler runs images from a registry; build and push the image in CI, then set `image:` to its tag or digest",
-            );
+            if has_image {
+                // Compose builds, then runs `image`; a host has no build context, so it runs
+                // the image as pushed.
+                self.warn(
+                    k,
+                    &join(path, "build"),
+                    "'build' is ignored: the reconciler deploys `image:` from its registry; build and push it in CI",
+                );
+            } else {
+                self.problem(
+                    k,
+                    &join(path, "build"),
+                    "'build' is not supported: the reconciler runs images from a registry; build and push the image in CI, then set `image:` to its tag or digest",
+                );
+            }
         }
         for (k, _) in entries {
             if SERVICE_UNSUPPORTED.contains(&k.key_text()) {

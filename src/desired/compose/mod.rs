@@ -46,6 +46,8 @@ pub trait StackFiles {
 
 pub struct StackParts {
     pub name: Option<String>,
+    /// What was accepted but deserves a word: ignored keys, unset variables.
+    pub warnings: Vec<Problem>,
     pub services: BTreeMap<String, Service>,
     pub volumes: BTreeMap<String, VolumeDef>,
     pub networks: BTreeMap<String, NetworkDef>,
@@ -61,7 +63,9 @@ pub fn convert(
 ) -> Result<StackParts, Vec<Problem>> {
     let mut cx = Cx::new(file, vars, files);
     let parts = cx.stack(doc, project);
-    cx.finish(parts)
+    let (mut parts, warnings) = cx.finish(parts)?;
+    parts.warnings = warnings;
+    Ok(parts)
 }
 
 impl Cx<'_> {
@@ -69,6 +73,7 @@ impl Cx<'_> {
     fn stack(&mut self, doc: &Node, project: &str) -> StackParts {
         let mut parts = StackParts {
             name: None,
+            warnings: Vec::new(),
             services: BTreeMap::new(),
             volumes: BTreeMap::new(),
             networks: BTreeMap::new(),
