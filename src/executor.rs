@@ -50,6 +50,10 @@ pub enum ExecError {
     StackFiles { stack: String, message: String },
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// A network or volume of the stack exists with another definition; recreating it is a
+    /// person's call (a network's containers stop; a volume's data would go).
+    #[error("stack {stack} is not applied, nothing was changed: {drift}")]
+    ResourceDiffers { stack: String, drift: String },
     #[error("stopped while pulling {image}; nothing was changed")]
     StoppedWhilePulling { image: String },
 }

@@ -1,5 +1,11 @@
 //! What runs: the containers of the desired stacks as the engine reports them.
 
+mod resources;
+
+pub use resources::{
+    network_drift, volume_drift, ObservedNetwork, ObservedVolume, ResourceDrift, ResourceKind,
+};
+
 use crate::labels;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -9,6 +15,9 @@ pub struct Observed {
     pub containers: Vec<ObservedContainer>,
     /// For `pull_policy: always`: the digest the registry now gives for a reference.
     pub registry_digests: BTreeMap<String, String>,
+    /// By stack: its networks and volumes that exist with another definition than the file's.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, Vec<ResourceDrift>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]

@@ -4,7 +4,7 @@
 use crate::desired::{DependsCondition, Desired, Service, Stack, UpdateOrder, HIDDEN_PREFIX};
 use crate::labels;
 use crate::mask::MASK;
-use crate::observed::{Observed, ObservedContainer, Role};
+use crate::observed::{Observed, ObservedContainer, ResourceDrift, Role};
 use crate::state::State;
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -28,6 +28,17 @@ pub struct StackPlan {
     pub revision: String,
     /// In start order: each service after what it depends on; removals last.
     pub services: Vec<ServicePlan>,
+    /// Networks and volumes that exist with another definition than the file's: the stack is
+    /// not applied while one of them blocks (nothing is recreated or deleted for it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceDrift>,
+}
+
+impl StackPlan {
+    /// The first network or volume that stops this stack from being applied.
+    pub fn blocked_by(&self) -> Option<&ResourceDrift> {
+        self.resources.iter().find(|r| r.blocks())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,12 +104,15 @@ impl Plan {
         }
     }
 
-    /// Drift is anything the next `apply` would change, or a failure it will not retry.
+    /// Drift is anything the next `apply` would change, a failure it will not retry, or a
+    /// network or volume it cannot make match the file.
     pub fn has_drift(&self) -> bool {
-        self.stacks
-            .iter()
-            .flat_map(|s| &s.services)
-            .any(|s| !matches!(s.action, Action::InSync | Action::Orphan))
+        self.stacks.iter().any(|s| s.blocked_by().is_some())
+            || self
+                .stacks
+                .iter()
+                .flat_map(|s| &s.services)
+                .any(|s| !matches!(s.action, Action::InSync | Action::Orphan))
     }
 }
 
@@ -152,6 +166,11 @@ fn plan_stack(
         stack: stack.name.clone(),
         revision: stack.revision.clone(),
         services,
+        resources: observed
+            .resources
+            .get(&stack.name)
+            .cloned()
+            .unwrap_or_default(),
     }
 }
 
@@ -433,6 +452,7 @@ fn field_name(key: &str) -> &str {
         "mounted_content" => "mounted files",
         "stop_grace_period_ms" => "stop_grace_period",
         "nano_cpus" => "cpus",
+        "network_endpoints" => "networks",
         other => other,
     }
 }
@@ -494,6 +514,10 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for stack in &self.stacks {
             writeln!(f, "{} (revision {})", stack.stack, short(&stack.revision))?;
+            for r in &stack.resources {
+                let sign = if r.blocks() { "!" } else { "?" };
+                writeln!(f, "  {sign} {r}")?;
+            }
             for s in &stack.services {
                 let (sign, what) = match s.action {
                     Action::InSync => ("=", String::new()),

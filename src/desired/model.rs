@@ -37,22 +37,67 @@ pub struct Stack {
     pub warnings: Vec<super::error::Problem>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+impl Stack {
+    /// Keys of the networks its services join (services in a `network_mode` join none).
+    pub fn networks_in_use(&self) -> BTreeSet<&str> {
+        self.services
+            .values()
+            .filter(|s| s.spec.network_mode.is_none())
+            .flat_map(|s| s.spec.networks.keys())
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Keys of the named volumes its services mount.
+    pub fn volumes_in_use(&self) -> BTreeSet<&str> {
+        self.services
+            .values()
+            .flat_map(|s| &s.spec.mounts)
+            .filter(|m| m.kind == MountKind::Volume)
+            .filter_map(|m| m.source.as_deref())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct VolumeDef {
     /// Engine name: `<project>_<key>` unless `name:` or `external`.
     pub name: String,
     pub external: bool,
     pub driver: Option<String>,
+    /// Options for the volume driver (`type`, `device`, `o` for the local driver).
+    pub driver_opts: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct NetworkDef {
     pub name: String,
     pub external: bool,
     pub driver: Option<String>,
+    pub driver_opts: BTreeMap<String, String>,
+    pub attachable: bool,
+    pub enable_ipv6: bool,
+    /// `None`: the engine assigns a subnet from its default pools.
+    pub ipam: Option<IpamDef>,
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct IpamDef {
+    pub driver: Option<String>,
+    pub config: Vec<IpamPool>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// One `ipam.config` entry: an address pool of the network.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+pub struct IpamPool {
+    pub subnet: Option<String>,
+    pub ip_range: Option<String>,
+    pub gateway: Option<String>,
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,6 +161,11 @@ pub struct ContainerSpec {
     pub mounts: Vec<MountSpec>,
     /// Network key (as in the file) -> aliases, sorted.
     pub networks: BTreeMap<String, Vec<String>>,
+    /// Network key -> what the service asks of its endpoint there beyond aliases (a fixed
+    /// address, driver options, priority); only networks that ask something, and left out of
+    /// the hash when none does.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_endpoints: BTreeMap<String, EndpointSpec>,
     pub healthcheck: Option<HealthSpec>,
     pub restart: Option<String>,
     pub labels: BTreeMap<String, String>,
@@ -176,6 +226,30 @@ pub struct MountSpec {
     pub no_copy: bool,
 }
 
+/// A service's settings on one network (`services.x.networks.y` long form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct EndpointSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    /// Higher first: the network of the highest priority is the one the container is created
+    /// on (its default route), as Compose orders them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+}
+
+impl EndpointSpec {
+    /// A fixed address: no second container may hold it at the same time.
+    pub fn has_fixed_address(&self) -> bool {
+        self.ipv4_address.is_some() || self.ipv6_address.is_some()
+    }
+}
+
 /// One `devices:` entry: a host device node made available inside the container.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct DeviceSpec {
@@ -208,6 +282,27 @@ impl ContainerSpec {
         hex(&Sha256::digest(&json))
     }
 
+    /// Network keys in the order the container joins them: by `priority` (highest first), then
+    /// by name, as Compose orders them. The first is the one it is created on.
+    pub fn networks_by_priority(&self) -> Vec<&String> {
+        let priority = |key: &String| {
+            self.network_endpoints
+                .get(key)
+                .and_then(|e| e.priority)
+                .unwrap_or(0)
+        };
+        let mut keys: Vec<&String> = self.networks.keys().collect();
+        keys.sort_by(|a, b| priority(b).cmp(&priority(a)).then(a.cmp(b)));
+        keys
+    }
+
+    /// A fixed IP address on some network: two containers of the service cannot run at once.
+    pub fn has_fixed_address(&self) -> bool {
+        self.network_endpoints
+            .values()
+            .any(EndpointSpec::has_fixed_address)
+    }
+
     /// A mount that writes to the host (volume or bind, not read-only): two copies of the service
     /// must never run at once on it.
     pub fn has_writable_storage(&self) -> bool {
@@ -226,6 +321,7 @@ pub fn compose_key(spec_field: &str) -> &str {
         "mounts" | "mounted_content" => "volumes",
         "stop_grace_period_ms" => "stop_grace_period",
         "nano_cpus" => "cpus",
+        "network_endpoints" => "networks",
         other => other,
     }
 }
@@ -277,6 +373,7 @@ impl Service {
         }
         let stateless = self.spec.ports.iter().all(|p| p.published.is_none())
             && self.spec.container_name.is_none()
+            && !self.spec.has_fixed_address()
             && !self.spec.has_writable_storage();
         if stateless {
             UpdateOrder::StartFirst

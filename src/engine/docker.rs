@@ -2,15 +2,17 @@
 //! [`EngineError`]; every decision lives in the planner and executor.
 
 use super::{ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, PullProgress, Result};
-use crate::desired::{MountKind, NetworkDef, VolumeDef};
+use crate::desired::{EndpointSpec, IpamPool, MountKind, NetworkDef, VolumeDef};
 use crate::labels;
-use crate::observed::{health_from_status, Health, ObservedContainer};
+use crate::observed::{
+    health_from_status, Health, ObservedContainer, ObservedNetwork, ObservedVolume,
+};
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
-    HostConfigLogConfig, Mount, MountTmpfsOptions, MountType, MountVolumeOptions,
-    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
+    HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Mount, MountTmpfsOptions, MountType,
+    MountVolumeOptions, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
@@ -329,6 +331,26 @@ impl Engine for DockerEngine {
         Ok(())
     }
 
+    async fn inspect_network(&self, name: &str) -> Result<Option<ObservedNetwork>> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(n) => Ok(Some(observed_network(n))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error("inspect network", name, e)),
+        }
+    }
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<ObservedVolume>> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(ObservedVolume {
+                driver: v.driver,
+                driver_opts: v.options.into_iter().collect(),
+                labels: v.labels.into_iter().collect(),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error("inspect volume", name, e)),
+        }
+    }
+
     async fn ensure_network(&self, project: &str, key: &str, def: &NetworkDef) -> Result<()> {
         match self.docker.inspect_network(&def.name, None).await {
             Ok(_) => return Ok(()),
@@ -343,17 +365,11 @@ impl Engine for DockerEngine {
                     .into(),
             });
         }
-        let mut labels: HashMap<String, String> = def.labels.clone().into_iter().collect();
-        labels.insert(labels::PROJECT.into(), project.into());
-        labels.insert(labels::NETWORK.into(), key.into());
-        let request = NetworkCreateRequest {
-            name: def.name.clone(),
-            driver: def.driver.clone().or(Some("bridge".into())),
-            internal: Some(def.internal),
-            labels: Some(labels),
-            ..Default::default()
-        };
-        match self.docker.create_network(request).await {
+        match self
+            .docker
+            .create_network(network_request(project, key, def))
+            .await
+        {
             Ok(_) => Ok(()),
             // Lost a race with another creator: the network is there, which is all we want.
             Err(BollardError::DockerResponseServerError {
@@ -376,17 +392,8 @@ impl Engine for DockerEngine {
                 message: "it does not exist; external volumes are created outside the stack".into(),
             });
         }
-        let mut labels: HashMap<String, String> = def.labels.clone().into_iter().collect();
-        labels.insert(labels::PROJECT.into(), project.into());
-        labels.insert(labels::VOLUME.into(), key.into());
-        let request = VolumeCreateRequest {
-            name: Some(def.name.clone()),
-            driver: def.driver.clone(),
-            labels: Some(labels),
-            ..Default::default()
-        };
         self.docker
-            .create_volume(request)
+            .create_volume(volume_request(project, key, def))
             .await
             .map(|_| ())
             .map_err(|e| self.error("create volume", &def.name, e))
@@ -403,10 +410,10 @@ impl Engine for DockerEngine {
             .create_container(Some(options), body)
             .await
             .map_err(|e| self.error("create container", &request.name, e))?;
-        // API 1.41 attaches one network at create; the others are connected before start.
-        let mut networks = request.spec.networks.iter();
-        networks.next();
-        for (key, aliases) in networks {
+        // API 1.41 attaches one network at create; the others are connected before start, in
+        // priority order.
+        let spec = &request.spec;
+        for key in spec.networks_by_priority().into_iter().skip(1) {
             let name = request
                 .networks
                 .get(key)
@@ -414,7 +421,11 @@ impl Engine for DockerEngine {
                 .unwrap_or_else(|| key.clone());
             let connect = NetworkConnectRequest {
                 container: created.id.clone(),
-                endpoint_config: Some(endpoint(&request.service, aliases)),
+                endpoint_config: Some(endpoint(
+                    &request.service,
+                    &spec.networks[key],
+                    spec.network_endpoints.get(key),
+                )),
             };
             self.docker
                 .connect_network(&name, connect)
@@ -505,11 +516,102 @@ impl Engine for DockerEngine {
     }
 }
 
-fn endpoint(service: &str, aliases: &[String]) -> EndpointSettings {
+/// The network as the file defines it, with Compose's labels so `docker compose` knows it.
+fn network_request(project: &str, key: &str, def: &NetworkDef) -> NetworkCreateRequest {
+    let mut labels: HashMap<String, String> = def.labels.clone().into_iter().collect();
+    labels.insert(labels::PROJECT.into(), project.into());
+    labels.insert(labels::NETWORK.into(), key.into());
+    let map =
+        |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone().into_iter().collect());
+    NetworkCreateRequest {
+        name: def.name.clone(),
+        driver: def.driver.clone().or(Some("bridge".into())),
+        internal: Some(def.internal),
+        attachable: Some(def.attachable),
+        enable_ipv6: Some(def.enable_ipv6),
+        options: map(&def.driver_opts),
+        ipam: def.ipam.as_ref().map(|ipam| Ipam {
+            driver: ipam.driver.clone(),
+            config: Some(
+                ipam.config
+                    .iter()
+                    .map(|pool| IpamConfig {
+                        subnet: pool.subnet.clone(),
+                        ip_range: pool.ip_range.clone(),
+                        gateway: pool.gateway.clone(),
+                        auxiliary_addresses: map(&pool.aux_addresses),
+                    })
+                    .collect(),
+            ),
+            options: map(&ipam.options),
+        }),
+        labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+fn volume_request(project: &str, key: &str, def: &VolumeDef) -> VolumeCreateRequest {
+    let mut labels: HashMap<String, String> = def.labels.clone().into_iter().collect();
+    labels.insert(labels::PROJECT.into(), project.into());
+    labels.insert(labels::VOLUME.into(), key.into());
+    VolumeCreateRequest {
+        name: Some(def.name.clone()),
+        driver: def.driver.clone(),
+        driver_opts: (!def.driver_opts.is_empty())
+            .then(|| def.driver_opts.clone().into_iter().collect()),
+        labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+fn observed_network(n: bollard::models::NetworkInspect) -> ObservedNetwork {
+    let ipam = n.ipam.unwrap_or_default();
+    let map = |m: Option<HashMap<String, String>>| m.unwrap_or_default().into_iter().collect();
+    ObservedNetwork {
+        driver: n.driver.unwrap_or_default(),
+        driver_opts: map(n.options),
+        attachable: n.attachable.unwrap_or(false),
+        enable_ipv6: n.enable_ipv6.unwrap_or(false),
+        internal: n.internal.unwrap_or(false),
+        ipam_driver: ipam.driver.unwrap_or_default(),
+        ipam_config: ipam
+            .config
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| IpamPool {
+                subnet: c.subnet.filter(|s| !s.is_empty()),
+                ip_range: c.ip_range.filter(|s| !s.is_empty()),
+                gateway: c.gateway.filter(|s| !s.is_empty()),
+                aux_addresses: map(c.auxiliary_addresses),
+            })
+            .collect(),
+        ipam_options: map(ipam.options),
+        labels: map(n.labels),
+    }
+}
+
+/// The service's endpoint on one network: its name and aliases, and what the file asks there.
+fn endpoint(
+    service: &str,
+    aliases: &[String],
+    settings: Option<&EndpointSpec>,
+) -> EndpointSettings {
     let mut all = vec![service.to_string()];
     all.extend(aliases.iter().cloned());
+    let settings = settings.cloned().unwrap_or_default();
+    let ipam_config = (settings.ipv4_address.is_some()
+        || settings.ipv6_address.is_some()
+        || !settings.link_local_ips.is_empty())
+    .then(|| EndpointIpamConfig {
+        ipv4_address: settings.ipv4_address,
+        ipv6_address: settings.ipv6_address,
+        link_local_ips: (!settings.link_local_ips.is_empty()).then_some(settings.link_local_ips),
+    });
     EndpointSettings {
         aliases: Some(all),
+        ipam_config,
+        driver_opts: (!settings.driver_opts.is_empty())
+            .then(|| settings.driver_opts.into_iter().collect()),
         ..Default::default()
     }
 }
@@ -594,7 +696,10 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
         }
     });
 
-    let first_network = spec.networks.iter().next();
+    let first_network = spec
+        .networks_by_priority()
+        .first()
+        .map(|key| (*key, &spec.networks[*key]));
     let network_mode = spec.network_mode.clone().or_else(|| {
         first_network.map(|(key, _)| {
             request
@@ -614,7 +719,7 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
             Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
                     name,
-                    endpoint(&request.service, aliases),
+                    endpoint(&request.service, aliases, spec.network_endpoints.get(key)),
                 )])),
             })
         }

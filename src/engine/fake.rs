@@ -7,7 +7,7 @@
 use super::{ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, PullProgress, Result};
 use crate::desired::{MountKind, NetworkDef, VolumeDef};
 use crate::labels;
-use crate::observed::{Health, ObservedContainer};
+use crate::observed::{Health, ObservedContainer, ObservedNetwork, ObservedVolume};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -119,8 +119,8 @@ struct World {
     logs: BTreeMap<String, Vec<String>>,
     local: BTreeMap<String, FakeImage>,
     containers: Vec<Container>,
-    networks: BTreeMap<String, BTreeMap<String, String>>,
-    volumes: BTreeMap<String, BTreeMap<String, String>>,
+    networks: BTreeMap<String, ObservedNetwork>,
+    volumes: BTreeMap<String, ObservedVolume>,
     free_disk: Option<u64>,
     failures: Vec<Injected>,
     calls: Vec<Call>,
@@ -258,7 +258,24 @@ impl FakeEngine {
 
     /// Volumes by engine name, with their labels.
     pub fn volumes(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        self.world().volumes.clone()
+        let w = self.world();
+        w.volumes
+            .iter()
+            .map(|(name, v)| (name.clone(), v.labels.clone()))
+            .collect()
+    }
+
+    /// A network as someone made it by hand (or an older revision of the stack did).
+    pub fn add_network(&self, name: &str, network: ObservedNetwork) {
+        self.world().networks.insert(name.to_string(), network);
+    }
+
+    pub fn add_volume(&self, name: &str, volume: ObservedVolume) {
+        self.world().volumes.insert(name.to_string(), volume);
+    }
+
+    pub fn network(&self, name: &str) -> Option<ObservedNetwork> {
+        self.world().networks.get(name).cloned()
     }
 
     pub fn local_images(&self) -> Vec<String> {
@@ -546,6 +563,16 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
+    async fn inspect_network(&self, name: &str) -> Result<Option<ObservedNetwork>> {
+        self.enter("inspect-network", name)?;
+        Ok(self.world().networks.get(name).cloned())
+    }
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<ObservedVolume>> {
+        self.enter("inspect-volume", name)?;
+        Ok(self.world().volumes.get(name).cloned())
+    }
+
     async fn ensure_network(&self, project: &str, key: &str, def: &NetworkDef) -> Result<()> {
         self.enter("ensure-network", &def.name)?;
         let mut w = self.world();
@@ -563,7 +590,20 @@ impl Engine for FakeEngine {
         let mut labels = def.labels.clone();
         labels.insert(labels::PROJECT.into(), project.into());
         labels.insert(labels::NETWORK.into(), key.into());
-        w.networks.insert(def.name.clone(), labels);
+        // As the engine reports what it made from the definition.
+        let ipam = def.ipam.clone().unwrap_or_default();
+        let network = ObservedNetwork {
+            driver: def.driver.clone().unwrap_or_else(|| "bridge".into()),
+            driver_opts: def.driver_opts.clone(),
+            attachable: def.attachable,
+            enable_ipv6: def.enable_ipv6,
+            internal: def.internal,
+            ipam_driver: ipam.driver.unwrap_or_else(|| "default".into()),
+            ipam_config: ipam.config,
+            ipam_options: ipam.options,
+            labels,
+        };
+        w.networks.insert(def.name.clone(), network);
         Ok(())
     }
 
@@ -583,7 +623,12 @@ impl Engine for FakeEngine {
         let mut labels = def.labels.clone();
         labels.insert(labels::PROJECT.into(), project.into());
         labels.insert(labels::VOLUME.into(), key.into());
-        w.volumes.insert(def.name.clone(), labels);
+        let volume = ObservedVolume {
+            driver: def.driver.clone().unwrap_or_else(|| "local".into()),
+            driver_opts: def.driver_opts.clone(),
+            labels,
+        };
+        w.volumes.insert(def.name.clone(), volume);
         Ok(())
     }
 
@@ -623,7 +668,12 @@ impl Engine for FakeEngine {
             .collect();
         for name in &volumes {
             // Docker makes a missing named volume on create, without Compose's labels.
-            w.volumes.entry(name.clone()).or_default();
+            w.volumes
+                .entry(name.clone())
+                .or_insert_with(|| ObservedVolume {
+                    driver: "local".into(),
+                    ..Default::default()
+                });
         }
         // As the adapter sends them: the spec's labels, then Compose's and ours over them.
         let mut labels = request.spec.labels.clone();

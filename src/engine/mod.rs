@@ -6,7 +6,7 @@ pub mod docker;
 pub mod fake;
 
 use crate::desired::{ContainerSpec, NetworkDef, VolumeDef};
-use crate::observed::{Health, ObservedContainer};
+use crate::observed::{Health, ObservedContainer, ObservedNetwork, ObservedVolume};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -116,6 +116,10 @@ pub trait Engine {
         reference: &str,
         progress: &mut (dyn FnMut(PullProgress) + Send),
     ) -> Result<()>;
+    /// How a network or volume is defined on the engine, or `None` when there is none of that
+    /// name.
+    async fn inspect_network(&self, name: &str) -> Result<Option<ObservedNetwork>>;
+    async fn inspect_volume(&self, name: &str) -> Result<Option<ObservedVolume>>;
     /// Create what is missing; an existing network or volume is left as it is.
     async fn ensure_network(&self, project: &str, key: &str, def: &NetworkDef) -> Result<()>;
     async fn ensure_volume(&self, project: &str, key: &str, def: &VolumeDef) -> Result<()>;

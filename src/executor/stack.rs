@@ -34,6 +34,13 @@ impl<E: Engine> Executor<'_, E> {
             .services
             .iter()
             .any(|s| s.action == Action::Failed);
+        // Checked before anything is pulled or touched; said on every pass until a person acts.
+        if let Some(drift) = stack_plan.blocked_by() {
+            return Err(ExecError::ResourceDiffers {
+                stack: stack.name.clone(),
+                drift: drift.to_string(),
+            });
+        }
         if work.is_empty() {
             return recorder.finish_stack(&stack.name, &stack.revision, !failed_before);
         }

@@ -771,6 +771,96 @@ async fn a_service_whose_dependency_failed_in_the_same_pass_is_skipped_and_repor
     assert_eq!(state.stacks["shop"].last_good, None);
 }
 
+// ---- networks and volumes that exist with another definition -----------------------------
+
+fn ours(key_label: &str, key: &str) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        (labels::PROJECT.to_string(), "shop".to_string()),
+        (key_label.to_string(), key.to_string()),
+    ])
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_network_made_with_another_subnet_stops_its_stack_before_anything_is_pulled() {
+    use crate::desired::IpamPool;
+    use crate::observed::ObservedNetwork;
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    let made_before = ObservedNetwork {
+        driver: "bridge".into(),
+        ipam_driver: "default".into(),
+        ipam_config: vec![IpamPool {
+            subnet: Some("172.31.7.0/24".into()),
+            ..Default::default()
+        }],
+        labels: ours(labels::NETWORK, "front"),
+        ..Default::default()
+    };
+    host.engine.add_network("shop_front", made_before.clone());
+    let compose = format!("services:\n  app:\n    image: {WEB_V1}\n    networks: [front]\nnetworks:\n  front:\n    ipam:\n      config:\n        - subnet: 172.31.8.0/24\n");
+
+    let error = host
+        .pass(&host.desired("shop", &compose))
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error, ExecError::ResourceDiffers { .. }),
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("ipam.config.subnet 172.31.7.0/24 -> 172.31.8.0/24")
+            && text.contains("docker network rm shop_front"),
+        "{text}"
+    );
+    assert!(host.names().is_empty());
+    assert!(!host.engine.calls().iter().any(|c| c.starts_with("pull")));
+    assert_eq!(host.engine.network("shop_front"), Some(made_before));
+}
+
+#[tokio::test(start_paused = true)]
+async fn networks_and_volumes_made_from_the_file_match_it_on_the_next_pass() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    let compose = format!("services:\n  app:\n    image: {WEB_V1}\n    networks: [front]\n    volumes: [\"data:/data\"]\nnetworks:\n  front:\n    driver_opts: {{com.docker.network.driver.mtu: 1400}}\n    ipam:\n      config:\n        - subnet: 172.31.9.0/24\n    labels: {{team: a}}\nvolumes:\n  data:\n    driver_opts: {{type: tmpfs, device: tmpfs, o: size=10m}}\n    labels: {{team: a}}\n");
+    let desired = host.desired("shop", &compose);
+    host.pass(&desired).await.unwrap();
+    let network = host.engine.network("shop_front").unwrap();
+    assert_eq!(network.driver_opts["com.docker.network.driver.mtu"], "1400");
+    assert_eq!(host.engine.volumes()["shop_data"]["team"], "a");
+
+    let observed = observe(&host.engine, &desired, &DetailsCache::default())
+        .await
+        .unwrap();
+    assert!(observed.resources.is_empty(), "{:?}", observed.resources);
+    host.pass(&desired).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn labels_that_differ_are_said_but_do_not_stop_the_stack() {
+    use crate::observed::ObservedVolume;
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    let mut found = ObservedVolume {
+        driver: "local".into(),
+        labels: ours(labels::VOLUME, "data"),
+        ..Default::default()
+    };
+    found.labels.insert("team".into(), "b".into());
+    host.engine.add_volume("shop_data", found);
+    let compose = format!("services:\n  app:\n    image: {WEB_V1}\n    volumes: [\"data:/data\"]\nvolumes:\n  data:\n    labels: {{team: a}}\n");
+    let desired = host.desired("shop", &compose);
+
+    let observed = observe(&host.engine, &desired, &DetailsCache::default())
+        .await
+        .unwrap();
+    let said = observed.resources["shop"][0].to_string();
+    assert!(said.contains("labels.team b -> a"), "{said}");
+    host.pass(&desired).await.unwrap();
+    assert_eq!(host.names(), ["shop-app-1"]);
+}
+
 // ---- volumes -------------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
@@ -808,11 +898,9 @@ async fn no_volume_is_ever_removed_and_every_new_container_mounts_the_same_one()
         Some("data"),
         "made by the executor as Compose would, not by Docker on create: {volumes:?}"
     );
-    assert!(!host
-        .engine
-        .calls()
-        .iter()
-        .any(|c| c.contains("volume") && !c.starts_with("ensure-volume")));
+    assert!(!host.engine.calls().iter().any(|c| c.contains("volume")
+        && !c.starts_with("ensure-volume")
+        && !c.starts_with("inspect-volume")));
 }
 
 // ---- concurrency ---------------------------------------------------------------------------

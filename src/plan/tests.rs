@@ -683,6 +683,7 @@ fn has_drift_is_false_only_for_in_sync_and_orphans() {
                     note: None,
                 })
                 .collect(),
+            resources: vec![],
         }],
     };
     assert!(!Plan::default().has_drift());

@@ -5,7 +5,7 @@
 
 use crate::desired::{Desired, PullPolicy};
 use crate::engine::{Engine, EngineError};
-use crate::observed::{Details, Observed, Role};
+use crate::observed::{network_drift, volume_drift, Details, Observed, ResourceDrift, Role};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -67,7 +67,40 @@ pub async fn observe<E: Engine>(
     Ok(Observed {
         containers,
         registry_digests,
+        resources: observe_resources(engine, desired).await?,
     })
+}
+
+/// Each stack's networks and volumes in use that exist with another definition than its file
+/// gives: one inspect each. A missing one is no drift: it is made when a service needs it.
+async fn observe_resources<E: Engine>(
+    engine: &E,
+    desired: &Desired,
+) -> Result<BTreeMap<String, Vec<ResourceDrift>>, EngineError> {
+    let mut out = BTreeMap::new();
+    for stack in &desired.stacks {
+        let mut drifts = Vec::new();
+        for key in stack.networks_in_use() {
+            let Some(def) = stack.networks.get(key).filter(|d| !d.external) else {
+                continue;
+            };
+            if let Some(found) = engine.inspect_network(&def.name).await? {
+                drifts.extend(network_drift(&stack.name, key, def, &found));
+            }
+        }
+        for key in stack.volumes_in_use() {
+            let Some(def) = stack.volumes.get(key).filter(|d| !d.external) else {
+                continue;
+            };
+            if let Some(found) = engine.inspect_volume(&def.name).await? {
+                drifts.extend(volume_drift(&stack.name, key, def, &found));
+            }
+        }
+        if !drifts.is_empty() {
+            out.insert(stack.name.clone(), drifts);
+        }
+    }
+    Ok(out)
 }
 
 async fn inspect<E: Engine>(

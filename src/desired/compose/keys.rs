@@ -105,7 +105,7 @@ impl Cx<'_> {
 
     /// As [`Self::check_keys`], where the `refused` keys are reported elsewhere: they are not
     /// unknown and may be suggested for a typo, but are never listed as allowed.
-    fn check_keys_refusing(
+    pub(super) fn check_keys_refusing(
         &mut self,
         entries: &[(Node, Node)],
         path: &str,

@@ -5,6 +5,7 @@
 
 mod context;
 mod depends_on;
+mod ip;
 mod keys;
 mod networks_volumes;
 mod parse;

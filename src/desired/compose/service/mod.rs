@@ -89,10 +89,14 @@ impl Cx<'_> {
             spec.ports = self.ports(n, &key("ports"));
         }
         let repo_binds = self.service_volumes(node, path, volumes, &mut spec);
-        spec.networks = match node.get("networks") {
-            Some(n) => self.service_networks(n, &key("networks"), networks),
-            None => BTreeMap::from([("default".to_string(), Vec::new())]),
-        };
+        match node.get("networks") {
+            Some(n) => {
+                let joined = self.service_networks(n, &key("networks"), networks);
+                spec.networks = joined.aliases;
+                spec.network_endpoints = joined.endpoints;
+            }
+            None => spec.networks = BTreeMap::from([("default".to_string(), Vec::new())]),
+        }
         if let Some(n) = node.get("healthcheck") {
             spec.healthcheck = self.healthcheck(n, &key("healthcheck"));
         }
@@ -346,6 +350,11 @@ impl Cx<'_> {
             // Two containers cannot hold one name; start-first would always fail at create.
             let n = node.get("container_name").unwrap_or(node);
             self.problem(n, &join(path, "container_name"), "a service with a fixed container_name cannot use deploy.update_config.order: start-first");
+        }
+        if service.spec.has_fixed_address() && service.order == Some(UpdateOrder::StartFirst) {
+            // Two containers cannot hold one address; start-first would always fail at create.
+            let n = node.get("networks").unwrap_or(node);
+            self.problem(n, &join(path, "networks"), "a service with a fixed ipv4_address or ipv6_address cannot use deploy.update_config.order: start-first");
         }
     }
 }

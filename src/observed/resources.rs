@@ -1,0 +1,449 @@
+//! Networks and volumes as the engine has them, and how they differ from what the file says.
+//!
+//! The engine cannot change a network or a volume in place. Compose refuses to use a network
+//! whose definition changed ("needs to be recreated") and never silently drops a volume's data;
+//! the reconciler recreates neither: it says what differs and leaves the choice to a person.
+
+use crate::desired::{IpamPool, NetworkDef, VolumeDef};
+use crate::labels;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObservedNetwork {
+    pub driver: String,
+    pub driver_opts: BTreeMap<String, String>,
+    pub attachable: bool,
+    pub enable_ipv6: bool,
+    pub internal: bool,
+    pub ipam_driver: String,
+    pub ipam_config: Vec<IpamPool>,
+    pub ipam_options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObservedVolume {
+    pub driver: String,
+    pub driver_opts: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    Network,
+    Volume,
+}
+
+/// A stack's network or volume that exists with another definition than the file's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResourceDrift {
+    pub kind: ResourceKind,
+    /// The key in the file (`front`), and the engine's name (`shop_front`).
+    pub key: String,
+    pub name: String,
+    /// What the engine would have to change, `field from -> to`: the stack is not applied
+    /// while any is left.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<String>,
+    /// Worth a word, not a stop: labels that differ, a resource made outside the stack.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl ResourceDrift {
+    pub fn blocks(&self) -> bool {
+        !self.differences.is_empty()
+    }
+
+    /// What a person can do about it, said once under the differences.
+    pub fn remedy(&self) -> String {
+        match self.kind {
+            ResourceKind::Network => format!("the reconciler does not recreate a network: revert the change, or remove the network by hand (stop its containers, `docker network rm {}`) and apply again", self.name),
+            ResourceKind::Volume => format!("the reconciler never deletes a volume: revert the change, give the volume a new `name:` (a new volume is made, the old one kept), or move the data out and remove it by hand (`docker volume rm {}`)", self.name),
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceDrift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            ResourceKind::Network => "network",
+            ResourceKind::Volume => "volume",
+        };
+        write!(f, "{kind} {} ({})", self.key, self.name)?;
+        if self.blocks() {
+            write!(
+                f,
+                " exists with another definition: {}; {}",
+                self.differences.join(", "),
+                self.remedy()
+            )?;
+        }
+        if !self.notes.is_empty() {
+            let sep = if self.blocks() { "; " } else { ": " };
+            write!(f, "{sep}{}", self.notes.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Driver options the engine sets itself on some networks (Compose skips the same ones).
+const ENGINE_NETWORK_OPTIONS: &[&str] = &[
+    "com.docker.network.driver.overlay.vxlanid_list",
+    "com.docker.network.windowsshim.hnsid",
+    "com.docker.network.windowsshim.networkname",
+];
+
+/// How `found` differs from `def` (never for an external network: it is not the stack's).
+pub fn network_drift(
+    project: &str,
+    key: &str,
+    def: &NetworkDef,
+    found: &ObservedNetwork,
+) -> Option<ResourceDrift> {
+    if def.external {
+        return None;
+    }
+    let mut differences = Vec::new();
+    if let Some(driver) = &def.driver {
+        if *driver != found.driver {
+            differences.push(change("driver", &found.driver, driver));
+        }
+    }
+    compare_maps(
+        "driver_opts",
+        &found.driver_opts,
+        &def.driver_opts,
+        |k| ENGINE_NETWORK_OPTIONS.contains(&k),
+        &mut differences,
+    );
+    for (field, was, wanted) in [
+        ("internal", found.internal, def.internal),
+        ("enable_ipv6", found.enable_ipv6, def.enable_ipv6),
+        ("attachable", found.attachable, def.attachable),
+    ] {
+        if was != wanted {
+            differences.push(change(field, &was.to_string(), &wanted.to_string()));
+        }
+    }
+    if let Some(ipam) = &def.ipam {
+        if let Some(driver) = &ipam.driver {
+            if *driver != found.ipam_driver {
+                differences.push(change("ipam.driver", &found.ipam_driver, driver));
+            }
+        }
+        compare_pools(&found.ipam_config, &ipam.config, &mut differences);
+        compare_maps(
+            "ipam.options",
+            &found.ipam_options,
+            &ipam.options,
+            |_| false,
+            &mut differences,
+        );
+    }
+    let notes = notes(project, labels::NETWORK, key, &def.labels, &found.labels);
+    drift(ResourceKind::Network, key, &def.name, differences, notes)
+}
+
+/// How `found` differs from `def` (never for an external volume).
+pub fn volume_drift(
+    project: &str,
+    key: &str,
+    def: &VolumeDef,
+    found: &ObservedVolume,
+) -> Option<ResourceDrift> {
+    if def.external {
+        return None;
+    }
+    let mut differences = Vec::new();
+    if let Some(driver) = &def.driver {
+        if *driver != found.driver {
+            differences.push(change("driver", &found.driver, driver));
+        }
+    }
+    // `com.docker.*` options are the engine's own (Compose skips them too).
+    compare_maps(
+        "driver_opts",
+        &found.driver_opts,
+        &def.driver_opts,
+        |k| k.starts_with("com.docker."),
+        &mut differences,
+    );
+    let notes = notes(project, labels::VOLUME, key, &def.labels, &found.labels);
+    drift(ResourceKind::Volume, key, &def.name, differences, notes)
+}
+
+fn drift(
+    kind: ResourceKind,
+    key: &str,
+    name: &str,
+    differences: Vec<String>,
+    notes: Vec<String>,
+) -> Option<ResourceDrift> {
+    (!differences.is_empty() || !notes.is_empty()).then(|| ResourceDrift {
+        kind,
+        key: key.to_string(),
+        name: name.to_string(),
+        differences,
+        notes,
+    })
+}
+
+fn change(field: &str, from: &str, to: &str) -> String {
+    let show = |v: &str| {
+        if v.is_empty() {
+            "(unset)".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    format!("{field} {} -> {}", show(from), show(to))
+}
+
+fn compare_maps(
+    field: &str,
+    found: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+    skip: impl Fn(&str) -> bool,
+    differences: &mut Vec<String>,
+) {
+    let keys: BTreeSet<&String> = found.keys().chain(wanted.keys()).collect();
+    for k in keys.into_iter().filter(|k| !skip(k)) {
+        let (was, now) = (found.get(k), wanted.get(k));
+        if was != now {
+            differences.push(change(
+                &format!("{field}.{k}"),
+                was.map_or("", String::as_str),
+                now.map_or("", String::as_str),
+            ));
+        }
+    }
+}
+
+/// Pools are matched by subnet. A pool the engine chose itself for a family the file gives no
+/// subnet of (an IPv6 pool from the daemon's defaults) is not a difference.
+fn compare_pools(found: &[IpamPool], wanted: &[IpamPool], differences: &mut Vec<String>) {
+    if wanted.is_empty() {
+        return;
+    }
+    let family = |p: &IpamPool| p.subnet.as_deref().map(|s| s.contains(':'));
+    let families: BTreeSet<Option<bool>> = wanted.iter().map(family).collect();
+    let in_families: Vec<IpamPool> = found
+        .iter()
+        .filter(|f| families.contains(&family(f)))
+        .cloned()
+        .collect();
+    let (was, now) = (subnets(&in_families), subnets(wanted));
+    if was != now {
+        differences.push(change("ipam.config.subnet", &was, &now));
+        return;
+    }
+    for w in wanted {
+        let Some(f) = found.iter().find(|f| f.subnet == w.subnet) else {
+            continue;
+        };
+        let subnet = w.subnet.as_deref().unwrap_or_default();
+        // The engine picks a gateway when the file gives none.
+        if w.gateway.is_some() && w.gateway != f.gateway {
+            differences.push(change(
+                &format!("ipam.config[{subnet}].gateway"),
+                f.gateway.as_deref().unwrap_or_default(),
+                w.gateway.as_deref().unwrap_or_default(),
+            ));
+        }
+        if w.ip_range != f.ip_range {
+            differences.push(change(
+                &format!("ipam.config[{subnet}].ip_range"),
+                f.ip_range.as_deref().unwrap_or_default(),
+                w.ip_range.as_deref().unwrap_or_default(),
+            ));
+        }
+        compare_maps(
+            &format!("ipam.config[{subnet}].aux_addresses"),
+            &f.aux_addresses,
+            &w.aux_addresses,
+            |_| false,
+            differences,
+        );
+    }
+}
+
+fn subnets(pools: &[IpamPool]) -> String {
+    let set: BTreeSet<&str> = pools.iter().filter_map(|p| p.subnet.as_deref()).collect();
+    set.into_iter().collect::<Vec<_>>().join(" ")
+}
+
+/// Labels the file gives that the resource lacks or holds otherwise (Compose only warns: they
+/// cannot be changed in place), and a resource another project or a person made.
+fn notes(
+    project: &str,
+    key_label: &str,
+    key: &str,
+    wanted: &BTreeMap<String, String>,
+    found: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let user = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter()
+            .filter(|(k, _)| !k.starts_with("com.docker.") && !k.starts_with(labels::PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let mut labels = Vec::new();
+    compare_maps(
+        "labels",
+        &user(found),
+        &user(wanted),
+        |_| false,
+        &mut labels,
+    );
+    if !labels.is_empty() {
+        notes.push(format!(
+            "{} (labels cannot be changed in place; not applied)",
+            labels.join(", ")
+        ));
+    }
+    match found.get(labels::PROJECT) {
+        Some(p) if p == project && found.get(key_label).is_some_and(|k| k == key) => {}
+        Some(p) if p != project => notes.push(format!("it was made for project '{p}': set `external: true` to use a network or volume made elsewhere")),
+        Some(_) => {}
+        None => notes.push("it was not made by the reconciler or Compose: set `external: true` to use a network or volume made elsewhere".into()),
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::IpamDef;
+
+    fn ours(key: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (labels::PROJECT.to_string(), "shop".to_string()),
+            (labels::NETWORK.to_string(), key.to_string()),
+        ])
+    }
+
+    fn pool(subnet: &str) -> IpamPool {
+        IpamPool {
+            subnet: Some(subnet.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_network_made_from_the_same_definition_does_not_differ() {
+        let def = NetworkDef {
+            name: "shop_front".into(),
+            driver_opts: BTreeMap::from([("com.docker.network.driver.mtu".into(), "1400".into())]),
+            ipam: Some(IpamDef {
+                config: vec![pool("172.31.7.0/24")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let found = ObservedNetwork {
+            driver: "bridge".into(),
+            driver_opts: def.driver_opts.clone(),
+            ipam_driver: "default".into(),
+            // The engine adds the gateway it chose, and an IPv6 pool from its defaults.
+            ipam_config: vec![
+                IpamPool {
+                    gateway: Some("172.31.7.1".into()),
+                    ..pool("172.31.7.0/24")
+                },
+                pool("fd00:1::/64"),
+            ],
+            labels: ours("front"),
+            ..Default::default()
+        };
+        assert_eq!(network_drift("shop", "front", &def, &found), None);
+    }
+
+    #[test]
+    fn a_changed_subnet_option_or_flag_blocks_and_is_named() {
+        let def = NetworkDef {
+            name: "shop_front".into(),
+            internal: true,
+            driver_opts: BTreeMap::from([("com.docker.network.driver.mtu".into(), "1400".into())]),
+            ipam: Some(IpamDef {
+                config: vec![pool("172.31.8.0/24")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let found = ObservedNetwork {
+            driver: "bridge".into(),
+            ipam_config: vec![pool("172.31.7.0/24")],
+            labels: ours("front"),
+            ..Default::default()
+        };
+        let drift = network_drift("shop", "front", &def, &found).unwrap();
+        assert!(drift.blocks());
+        assert_eq!(
+            drift.differences,
+            vec![
+                "driver_opts.com.docker.network.driver.mtu (unset) -> 1400",
+                "internal false -> true",
+                "ipam.config.subnet 172.31.7.0/24 -> 172.31.8.0/24",
+            ]
+        );
+        assert!(drift.to_string().contains("docker network rm shop_front"));
+    }
+
+    #[test]
+    fn labels_and_ownership_are_said_but_do_not_block() {
+        let def = NetworkDef {
+            name: "shared".into(),
+            labels: BTreeMap::from([("team".into(), "a".into())]),
+            ..Default::default()
+        };
+        let found = ObservedNetwork {
+            driver: "bridge".into(),
+            ..Default::default()
+        };
+        let drift = network_drift("shop", "shared", &def, &found).unwrap();
+        assert!(!drift.blocks());
+        let text = drift.to_string();
+        assert!(text.contains("labels.team (unset) -> a"), "{text}");
+        assert!(text.contains("external: true"), "{text}");
+    }
+
+    #[test]
+    fn a_volume_with_other_driver_options_blocks_and_is_never_to_be_deleted_by_us() {
+        let def = VolumeDef {
+            name: "shop_data".into(),
+            driver_opts: BTreeMap::from([("o".into(), "size=20m".into())]),
+            ..Default::default()
+        };
+        let found = ObservedVolume {
+            driver: "local".into(),
+            driver_opts: BTreeMap::from([("o".into(), "size=10m".into())]),
+            labels: BTreeMap::from([
+                (labels::PROJECT.to_string(), "shop".to_string()),
+                (labels::VOLUME.to_string(), "data".to_string()),
+            ]),
+        };
+        let drift = volume_drift("shop", "data", &def, &found).unwrap();
+        assert_eq!(
+            drift.differences,
+            vec!["driver_opts.o size=10m -> size=20m"]
+        );
+        assert!(drift.to_string().contains("never deletes a volume"));
+    }
+
+    #[test]
+    fn external_resources_are_not_compared() {
+        let def = NetworkDef {
+            name: "proxy".into(),
+            external: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            network_drift("shop", "proxy", &def, &ObservedNetwork::default()),
+            None
+        );
+    }
+}
