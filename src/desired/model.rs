@@ -190,6 +190,14 @@ pub struct ContainerSpec {
     pub ipc: Option<String>,
     pub mem_limit: Option<i64>,
     pub nano_cpus: Option<i64>,
+    /// The soft memory limit (`deploy.resources.reservations.memory`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_reservation: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    /// Devices the engine's device drivers give (GPUs), from `deploy.resources.reservations`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_requests: Vec<DeviceRequestSpec>,
     pub logging: Option<LoggingSpec>,
     /// Digest of the content of every repository file the service mounts, so editing a mounted
     /// config file in git recreates the service (Compose misses this).
@@ -259,6 +267,17 @@ pub struct DeviceSpec {
     pub permissions: String,
 }
 
+/// A reservation of devices by kind (`capabilities: [gpu]`), handed to a device driver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct DeviceRequestSpec {
+    pub capabilities: Vec<String>,
+    pub driver: Option<String>,
+    /// `-1`: every device of the kind.
+    pub count: Option<i64>,
+    pub device_ids: Vec<String>,
+    pub options: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthSpec {
     /// `["NONE"]` disables an image healthcheck.
@@ -322,6 +341,7 @@ pub fn compose_key(spec_field: &str) -> &str {
         "stop_grace_period_ms" => "stop_grace_period",
         "nano_cpus" => "cpus",
         "network_endpoints" => "networks",
+        "device_requests" => "deploy",
         other => other,
     }
 }

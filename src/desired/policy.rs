@@ -138,6 +138,15 @@ impl Policy {
                     refuse(&format!("devices:{}", device.host_path), message);
                 }
             }
+            if !spec.device_requests.is_empty() && !self.allow_all_devices {
+                let first = service
+                    .lines
+                    .keys()
+                    .find(|k| k.starts_with("deploy:device_requests"))
+                    .cloned()
+                    .unwrap_or_else(|| "deploy".into());
+                refuse(&first, "deploy.resources.reservations.devices is refused by host policy (it gives host devices, such as GPUs, to the container); the host can allow it with --allow devices".into());
+            }
             for mount in spec
                 .mounts
                 .iter()

@@ -9,10 +9,10 @@ use crate::observed::{
 };
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
-    HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Mount, MountTmpfsOptions, MountType,
-    MountVolumeOptions, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, DeviceMapping, DeviceRequest, EndpointIpamConfig, EndpointSettings,
+    HealthConfig, HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Mount, MountTmpfsOptions,
+    MountType, MountVolumeOptions, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
@@ -751,6 +751,21 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
         ipc_mode: spec.ipc.clone(),
         memory: spec.mem_limit,
         nano_cpus: spec.nano_cpus,
+        memory_reservation: spec.mem_reservation,
+        pids_limit: spec.pids_limit,
+        device_requests: (!spec.device_requests.is_empty()).then(|| {
+            spec.device_requests
+                .iter()
+                .map(|d| DeviceRequest {
+                    driver: d.driver.clone(),
+                    count: d.count,
+                    device_ids: (!d.device_ids.is_empty()).then(|| d.device_ids.clone()),
+                    capabilities: Some(vec![d.capabilities.clone()]),
+                    options: (!d.options.is_empty())
+                        .then(|| d.options.clone().into_iter().collect()),
+                })
+                .collect()
+        }),
         log_config: spec.logging.as_ref().map(|l| HostConfigLogConfig {
             typ: l.driver.clone(),
             config: Some(l.options.clone().into_iter().collect()),

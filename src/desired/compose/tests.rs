@@ -1028,18 +1028,25 @@ fn deploy_update_config_sets_order_and_monitor() {
 }
 
 #[test]
-fn unsupported_update_settings_are_errors() {
-    let problems = problems(&web("image: web:1\ndeploy:\n  update_config:\n    order: blue-green\n    failure_action: continue\n    parallelism: 2"));
+fn an_unknown_update_order_is_an_error_and_swarm_pacing_is_a_warning() {
+    let text = web("image: web:1\ndeploy:\n  update_config:\n    order: blue-green\n    failure_action: continue\n    parallelism: 2");
+    let problems = problems(&text);
     let got: Vec<(usize, &str)> = problems.iter().map(|p| (p.line, p.key.as_str())).collect();
+    assert_eq!(got, [(6, "services.web.deploy.update_config.order")]);
+    let text = web(
+        "image: web:1\ndeploy:\n  update_config:\n    failure_action: continue\n    parallelism: 2",
+    );
+    let mut warnings = parts(&text).warnings;
+    warnings.sort_by_key(|w| w.line);
+    let got: Vec<(usize, &str)> = warnings.iter().map(|p| (p.line, p.key.as_str())).collect();
     assert_eq!(
         got,
         [
-            (6, "services.web.deploy.update_config.order"),
-            (7, "services.web.deploy.update_config.failure_action"),
-            (8, "services.web.deploy.update_config.parallelism"),
+            (6, "services.web.deploy.update_config.failure_action"),
+            (7, "services.web.deploy.update_config.parallelism"),
         ]
     );
-    assert!(problems[1]
+    assert!(warnings[0]
         .message
         .contains("always restores the last good version"));
 }
@@ -1688,3 +1695,6 @@ fn a_label_whose_name_looks_secret_is_a_secret_field() {
         .to_string()
         .contains("literal-token-value-123"));
 }
+
+mod deploy;
+mod networks;
