@@ -232,6 +232,42 @@ pub struct MountSpec {
     pub repo_relative: Option<String>,
     pub tmpfs_size: Option<i64>,
     pub no_copy: bool,
+    /// The long form's finer settings; each left out of the hash when not given.
+    #[serde(flatten)]
+    pub options: MountOptions,
+}
+
+/// `bind:`, `volume:` and `tmpfs:` settings of a long-form mount beyond the common ones.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+pub struct MountOptions {
+    /// `rprivate`, `shared`, ... : how mounts below the bind propagate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<String>,
+    /// `Some(true)`: a missing host folder is created (through the engine's legacy bind form,
+    /// the only one that can under API 1.41).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_host_path: Option<bool>,
+    /// `z` (shared) or `Z` (private) SELinux relabelling of the bind source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<String>,
+    /// `bind.recursive: disabled`: mounts below the source are not bound along.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub non_recursive: bool,
+    /// Permission bits of a tmpfs mount's root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tmpfs_mode: Option<u32>,
+    /// Labels of the volume the mount creates (an anonymous one).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub volume_labels: BTreeMap<String, String>,
+}
+
+impl MountSpec {
+    /// Only the engine's legacy bind form (`src:dst:opts`) creates a missing host folder or
+    /// relabels for SELinux under API 1.41, as Compose uses it for these.
+    pub fn needs_legacy_bind(&self) -> bool {
+        self.kind == MountKind::Bind
+            && (self.options.create_host_path == Some(true) || self.options.selinux.is_some())
+    }
 }
 
 /// A service's settings on one network (`services.x.networks.y` long form).

@@ -2,12 +2,13 @@
 //! [`EngineError`]; every decision lives in the planner and executor.
 
 use super::{ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, PullProgress, Result};
-use crate::desired::{EndpointSpec, IpamPool, MountKind, NetworkDef, VolumeDef};
+use crate::desired::{EndpointSpec, IpamPool, MountKind, MountSpec, NetworkDef, VolumeDef};
 use crate::labels;
 use crate::observed::{
     health_from_status, Health, ObservedContainer, ObservedNetwork, ObservedVolume,
 };
 use bollard::errors::Error as BollardError;
+use bollard::models::MountBindOptions;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, DeviceRequest, EndpointIpamConfig, EndpointSettings,
     HealthConfig, HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Mount, MountTmpfsOptions,
@@ -616,6 +617,70 @@ fn endpoint(
     }
 }
 
+/// A repository bind's source is the revision's copy on the host; an absolute one is as written.
+fn bind_source(request: &CreateRequest, m: &MountSpec) -> Option<String> {
+    match (&m.repo_relative, &request.repo_root) {
+        (Some(rel), Some(root)) => Some(root.join(rel).display().to_string()),
+        _ => m.source.clone(),
+    }
+}
+
+/// `source:target:options` of the engine's legacy bind form.
+fn legacy_bind(m: &MountSpec, source: &str) -> String {
+    let mut options = vec![if m.read_only { "ro" } else { "rw" }];
+    options.extend(m.options.selinux.as_deref());
+    options.extend(m.options.propagation.as_deref());
+    format!("{source}:{}:{}", m.target, options.join(","))
+}
+
+fn mount(request: &CreateRequest, m: &MountSpec) -> Mount {
+    let (typ, source) = match m.kind {
+        MountKind::Volume => (
+            MountType::VOLUME,
+            m.source.as_ref().map(|key| {
+                request
+                    .volumes
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| key.clone())
+            }),
+        ),
+        MountKind::Bind => (MountType::BIND, bind_source(request, m)),
+        MountKind::Tmpfs => (MountType::TMPFS, None),
+    };
+    let o = &m.options;
+    let bind_options = (m.kind == MountKind::Bind && (o.propagation.is_some() || o.non_recursive))
+        .then(|| MountBindOptions {
+            propagation: o.propagation.as_deref().and_then(|p| p.parse().ok()),
+            non_recursive: o.non_recursive.then_some(true),
+            ..Default::default()
+        });
+    let volume_options = (m.kind == MountKind::Volume
+        && (m.no_copy || !o.volume_labels.is_empty()))
+    .then(|| MountVolumeOptions {
+        no_copy: m.no_copy.then_some(true),
+        labels: (!o.volume_labels.is_empty())
+            .then(|| o.volume_labels.clone().into_iter().collect()),
+        ..Default::default()
+    });
+    let tmpfs_options =
+        (m.tmpfs_size.is_some() || o.tmpfs_mode.is_some()).then(|| MountTmpfsOptions {
+            size_bytes: m.tmpfs_size,
+            mode: o.tmpfs_mode.map(i64::from),
+            ..Default::default()
+        });
+    Mount {
+        target: Some(m.target.clone()),
+        source,
+        typ: Some(typ),
+        read_only: Some(m.read_only),
+        bind_options,
+        volume_options,
+        tmpfs_options,
+        ..Default::default()
+    }
+}
+
 fn create_body(request: &CreateRequest) -> ContainerCreateBody {
     let spec = &request.spec;
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
@@ -636,49 +701,15 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
     }
     let exposed: Vec<String> = port_bindings.keys().cloned().collect();
 
-    let mounts: Vec<Mount> = spec
-        .mounts
+    // Binds that must create their host folder or be relabelled go the legacy way (as Compose
+    // sends them); the rest as mounts.
+    let (legacy, modern): (Vec<_>, Vec<_>) =
+        spec.mounts.iter().partition(|m| m.needs_legacy_bind());
+    let binds: Vec<String> = legacy
         .iter()
-        .map(|m| {
-            let (typ, source) = match m.kind {
-                MountKind::Volume => (
-                    MountType::VOLUME,
-                    m.source.as_ref().map(|key| {
-                        request
-                            .volumes
-                            .get(key)
-                            .cloned()
-                            .unwrap_or_else(|| key.clone())
-                    }),
-                ),
-                MountKind::Bind => {
-                    let source = match (&m.repo_relative, &request.repo_root) {
-                        (Some(rel), Some(root)) => Some(root.join(rel).display().to_string()),
-                        _ => m.source.clone(),
-                    };
-                    (MountType::BIND, source)
-                }
-                MountKind::Tmpfs => (MountType::TMPFS, None),
-            };
-            Mount {
-                target: Some(m.target.clone()),
-                source,
-                typ: Some(typ),
-                read_only: Some(m.read_only),
-                volume_options: (m.kind == MountKind::Volume && m.no_copy).then(|| {
-                    MountVolumeOptions {
-                        no_copy: Some(true),
-                        ..Default::default()
-                    }
-                }),
-                tmpfs_options: m.tmpfs_size.map(|size| MountTmpfsOptions {
-                    size_bytes: Some(size),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }
-        })
+        .map(|m| legacy_bind(m, &bind_source(request, m).unwrap_or_default()))
         .collect();
+    let mounts: Vec<Mount> = modern.iter().map(|m| mount(request, m)).collect();
 
     let restart_policy = spec.restart.as_deref().map(|r| {
         let (name, count) = match r.split_once(':') {
@@ -729,6 +760,7 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
     let host_config = HostConfig {
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         mounts: (!mounts.is_empty()).then_some(mounts),
+        binds: (!binds.is_empty()).then_some(binds),
         restart_policy,
         extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
         init: spec.init,
@@ -838,6 +870,7 @@ mod tests {
                     repo_relative: None,
                     tmpfs_size: None,
                     no_copy: false,
+                    options: Default::default(),
                 },
                 MountSpec {
                     target: "/etc/app.conf".into(),
@@ -847,6 +880,7 @@ mod tests {
                     repo_relative: Some("app.conf".into()),
                     tmpfs_size: None,
                     no_copy: false,
+                    options: Default::default(),
                 },
             ],
             networks: BTreeMap::from([("default".into(), vec![])]),
@@ -907,5 +941,172 @@ mod tests {
             endpoints["web_default"].aliases,
             Some(vec!["app".to_string(), "www".to_string()])
         );
+    }
+
+    #[test]
+    fn the_network_of_the_highest_priority_is_created_on_with_its_fixed_address_and_options() {
+        use crate::desired::EndpointSpec;
+        let spec = ContainerSpec {
+            image: "web:1".into(),
+            networks: BTreeMap::from([
+                ("back".into(), vec![]),
+                ("front".into(), vec!["www".into()]),
+            ]),
+            network_endpoints: BTreeMap::from([(
+                "front".into(),
+                EndpointSpec {
+                    ipv4_address: Some("172.31.7.10".into()),
+                    link_local_ips: vec!["169.254.8.8".into()],
+                    driver_opts: BTreeMap::from([("k".into(), "v".into())]),
+                    priority: Some(10),
+                    ..Default::default()
+                },
+            )]),
+            ..Default::default()
+        };
+        let mut req = request(spec);
+        req.networks = BTreeMap::from([
+            ("back".into(), "web_back".into()),
+            ("front".into(), "web_front".into()),
+        ]);
+        let body = create_body(&req);
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("web_front")
+        );
+        let endpoint = &body.networking_config.unwrap().endpoints_config.unwrap()["web_front"];
+        let ipam = endpoint.ipam_config.clone().unwrap();
+        assert_eq!(ipam.ipv4_address.as_deref(), Some("172.31.7.10"));
+        assert_eq!(ipam.link_local_ips, Some(vec!["169.254.8.8".to_string()]));
+        assert_eq!(endpoint.driver_opts.clone().unwrap()["k"], "v");
+        assert_eq!(
+            endpoint.aliases,
+            Some(vec!["app".to_string(), "www".to_string()])
+        );
+    }
+
+    #[test]
+    fn binds_that_create_their_folder_or_relabel_take_the_legacy_form_and_the_rest_mount() {
+        use crate::desired::MountOptions;
+        let bind = |target: &str, options: MountOptions| MountSpec {
+            target: target.into(),
+            kind: MountKind::Bind,
+            source: Some("/srv/app".into()),
+            read_only: true,
+            repo_relative: None,
+            tmpfs_size: None,
+            no_copy: false,
+            options,
+        };
+        let spec = ContainerSpec {
+            image: "web:1".into(),
+            mounts: vec![
+                bind(
+                    "/a",
+                    MountOptions {
+                        create_host_path: Some(true),
+                        selinux: Some("z".into()),
+                        propagation: Some("rshared".into()),
+                        ..Default::default()
+                    },
+                ),
+                bind(
+                    "/b",
+                    MountOptions {
+                        propagation: Some("rslave".into()),
+                        non_recursive: true,
+                        ..Default::default()
+                    },
+                ),
+                MountSpec {
+                    kind: MountKind::Tmpfs,
+                    source: None,
+                    tmpfs_size: Some(1024),
+                    options: MountOptions {
+                        tmpfs_mode: Some(0o1777),
+                        ..Default::default()
+                    },
+                    ..bind("/c", MountOptions::default())
+                },
+            ],
+            ..Default::default()
+        };
+        let host = create_body(&request(spec)).host_config.unwrap();
+        assert_eq!(
+            host.binds,
+            Some(vec!["/srv/app:/a:ro,z,rshared".to_string()])
+        );
+        let mounts = host.mounts.unwrap();
+        let b = mounts[0].bind_options.clone().unwrap();
+        assert_eq!(
+            b.propagation.map(|p| p.to_string()).as_deref(),
+            Some("rslave")
+        );
+        assert_eq!(b.non_recursive, Some(true));
+        let t = mounts[1].tmpfs_options.clone().unwrap();
+        assert_eq!((t.size_bytes, t.mode), (Some(1024), Some(0o1777)));
+    }
+
+    #[test]
+    fn reservations_pids_and_device_requests_reach_the_host_config() {
+        let spec = ContainerSpec {
+            image: "web:1".into(),
+            mem_reservation: Some(64 << 20),
+            pids_limit: Some(100),
+            device_requests: vec![crate::desired::DeviceRequestSpec {
+                capabilities: vec!["gpu".into()],
+                count: Some(-1),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let host = create_body(&request(spec)).host_config.unwrap();
+        assert_eq!(host.memory_reservation, Some(64 << 20));
+        assert_eq!(host.pids_limit, Some(100));
+        let d = &host.device_requests.unwrap()[0];
+        assert_eq!(d.capabilities, Some(vec![vec!["gpu".to_string()]]));
+        assert_eq!(d.count, Some(-1));
+    }
+
+    #[test]
+    fn networks_and_volumes_are_created_as_the_file_defines_them_with_composes_labels() {
+        use crate::desired::{IpamDef, IpamPool};
+        let def = NetworkDef {
+            name: "web_front".into(),
+            driver_opts: BTreeMap::from([("com.docker.network.driver.mtu".into(), "1400".into())]),
+            attachable: true,
+            enable_ipv6: true,
+            ipam: Some(IpamDef {
+                config: vec![IpamPool {
+                    subnet: Some("172.31.7.0/24".into()),
+                    gateway: Some("172.31.7.1".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            labels: BTreeMap::from([("team".into(), "a".into())]),
+            ..Default::default()
+        };
+        let n = network_request("web", "front", &def);
+        assert_eq!(n.driver.as_deref(), Some("bridge"));
+        assert_eq!((n.attachable, n.enable_ipv6), (Some(true), Some(true)));
+        assert_eq!(n.options.unwrap()["com.docker.network.driver.mtu"], "1400");
+        let pool = &n.ipam.unwrap().config.unwrap()[0];
+        assert_eq!(pool.subnet.as_deref(), Some("172.31.7.0/24"));
+        assert_eq!(pool.gateway.as_deref(), Some("172.31.7.1"));
+        let labels = n.labels.unwrap();
+        assert_eq!(labels["team"], "a");
+        assert_eq!(labels[labels::NETWORK], "front");
+        let v = volume_request(
+            "web",
+            "data",
+            &VolumeDef {
+                name: "web_data".into(),
+                driver_opts: BTreeMap::from([("type".into(), "tmpfs".into())]),
+                ..Default::default()
+            },
+        );
+        assert_eq!(v.driver_opts.unwrap()["type"], "tmpfs");
+        assert_eq!(v.labels.unwrap()[labels::VOLUME], "data");
     }
 }

@@ -714,6 +714,7 @@ fn mount(kind: MountKind, read_only: bool) -> MountSpec {
         repo_relative: None,
         tmpfs_size: None,
         no_copy: false,
+        options: Default::default(),
     }
 }
 

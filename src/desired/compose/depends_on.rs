@@ -28,6 +28,14 @@ impl Cx<'_> {
                     let mut condition = DependsCondition::ServiceStarted;
                     if let Some(fields) = v.as_map() {
                         self.check_keys(fields, &path, &["condition", "restart", "required"]);
+                        if let Some(r) = v.get("restart") {
+                            if self.bool(r, &join(&path, "restart")) == Some(true) {
+                                self.warn(r, &join(&path, "restart"), "'restart: true' is ignored: the reconciler replaces a service only when its own definition changes");
+                            }
+                        }
+                        if let Some(r) = v.get("required") {
+                            self.bool(r, &join(&path, "required"));
+                        }
                         if let Some(c) = v.get("condition") {
                             condition = match self.string(c, &join(&path, "condition")).as_deref() {
                                 Some("service_started") => DependsCondition::ServiceStarted,
@@ -59,26 +67,46 @@ impl Cx<'_> {
     }
 
     /// Every `depends_on` names a service of the stack, and there is no cycle.
-    pub(super) fn check_dependencies(&mut self, doc: &Node, services: &BTreeMap<String, Service>) {
+    pub(super) fn check_dependencies(
+        &mut self,
+        doc: &Node,
+        services: &mut BTreeMap<String, Service>,
+    ) {
         // A service left out for its own problems is still a service of the file: no second error.
         let in_file: Vec<&str> = doc
             .get("services")
             .and_then(Node::as_map)
             .map(|entries| entries.iter().map(|(k, _)| k.key_text()).collect())
             .unwrap_or_default();
-        for (name, service) in services {
-            for dep in service.depends_on.keys() {
-                if !in_file.contains(&dep.as_str()) {
-                    let at = doc
-                        .get("services")
-                        .and_then(|s| s.get(name))
-                        .and_then(|s| s.get("depends_on"))
-                        .unwrap_or(doc);
-                    self.problem(
-                        at,
-                        &format!("services.{name}.depends_on"),
-                        format!("'{dep}' is not a service of this stack"),
-                    );
+        for (name, service) in services.iter_mut() {
+            let at = doc
+                .get("services")
+                .and_then(|s| s.get(name))
+                .and_then(|s| s.get("depends_on"))
+                .unwrap_or(doc);
+            let missing: Vec<String> = service
+                .depends_on
+                .keys()
+                .filter(|dep| !in_file.contains(&dep.as_str()))
+                .cloned()
+                .collect();
+            for dep in missing {
+                let key = format!("services.{name}.depends_on");
+                // `required: false`: a dependency that is not there is skipped, as in Compose.
+                let optional = at
+                    .get(&dep)
+                    .and_then(|d| d.get("required"))
+                    .is_some_and(|r| {
+                        matches!(
+                            r.key_text().to_ascii_lowercase().as_str(),
+                            "false" | "no" | "off"
+                        )
+                    });
+                if optional {
+                    service.depends_on.remove(&dep);
+                    self.warn(at, &key, format!("'{dep}' is not a service of this stack; skipped, as it is not required"));
+                } else {
+                    self.problem(at, &key, format!("'{dep}' is not a service of this stack"));
                 }
             }
         }

@@ -110,7 +110,7 @@ impl Cx<'_> {
                 parts.services = self.services(services, &parts.volumes, &parts.networks);
             }
         }
-        self.check_dependencies(doc, &parts.services);
+        self.check_dependencies(doc, &mut parts.services);
         parts
     }
 

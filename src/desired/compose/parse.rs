@@ -1,7 +1,7 @@
 //! Small text parsers for Compose's short forms: durations, sizes, command strings, ports,
 //! mounts and devices. Pure functions over one string each.
 
-use crate::desired::model::{DeviceSpec, MountKind, MountSpec, PortSpec};
+use crate::desired::model::{DeviceSpec, MountKind, MountOptions, MountSpec, PortSpec};
 use std::time::Duration;
 
 /// Go-style durations as Compose writes them: `1m30s`, `500ms`, `2h`, `1.5s`.
@@ -201,14 +201,6 @@ pub fn parse_short_mount(text: &str) -> Result<MountSpec, String> {
         [s, t, m] => (Some(*s), *t, *m),
         _ => return Err("expected SOURCE:TARGET[:MODE]".into()),
     };
-    let mut read_only = false;
-    for flag in mode.split(',').filter(|f| !f.is_empty()) {
-        match flag {
-            "ro" => read_only = true,
-            "rw" | "z" | "Z" | "nocopy" | "cached" | "delegated" | "consistent" => {}
-            other => return Err(format!("unknown mount mode '{other}' (ro, rw)")),
-        }
-    }
     let kind = match source {
         None => MountKind::Volume,
         Some(s) if s.starts_with('/') || s.starts_with('.') || s.starts_with('~') => {
@@ -216,6 +208,28 @@ pub fn parse_short_mount(text: &str) -> Result<MountSpec, String> {
         }
         Some(_) => MountKind::Volume,
     };
+    let mut read_only = false;
+    let mut options = MountOptions::default();
+    for flag in mode.split(',').filter(|f| !f.is_empty()) {
+        match flag {
+            "ro" => read_only = true,
+            // `z`/`Z` were always accepted and not applied; applying them now would change the
+            // hash (and recreate) every service that has them. The long form's `selinux` applies.
+            "rw" | "z" | "Z" | "nocopy" | "cached" | "delegated" | "consistent" => {}
+            p if PROPAGATIONS.contains(&p) && kind == MountKind::Bind => {
+                options.propagation = Some(p.to_string())
+            }
+            p if PROPAGATIONS.contains(&p) => {
+                return Err(format!("'{p}' is a bind propagation; a volume has none"))
+            }
+            other => {
+                return Err(format!(
+                    "unknown mount mode '{other}' (ro, rw, nocopy, z, Z, or a propagation: {})",
+                    PROPAGATIONS.join(", ")
+                ))
+            }
+        }
+    }
     Ok(MountSpec {
         target: target.to_string(),
         kind,
@@ -224,8 +238,14 @@ pub fn parse_short_mount(text: &str) -> Result<MountSpec, String> {
         repo_relative: None,
         tmpfs_size: None,
         no_copy: mode.split(',').any(|f| f == "nocopy"),
+        options,
     })
 }
+
+/// How mounts below a bind propagate, as the engine names it.
+pub const PROPAGATIONS: &[&str] = &[
+    "rprivate", "private", "rshared", "shared", "rslave", "slave",
+];
 
 /// Short device syntax, read as the Docker CLI does: `HOST`, `HOST:CONTAINER`,
 /// `HOST:PERMISSIONS` or `HOST:CONTAINER:PERMISSIONS`.

@@ -500,6 +500,7 @@ fn mount(kind: MountKind, source: Option<&str>, target: &str, read_only: bool) -
         repo_relative: None,
         tmpfs_size: None,
         no_copy: false,
+        options: Default::default(),
     }
 }
 
@@ -1243,8 +1244,8 @@ fn a_list_where_a_mapping_is_expected_is_an_error() {
 
 #[test]
 fn a_mapping_where_a_value_is_expected_is_an_error() {
-    let p = problem(&web("image:\n  name: web\n  tag: 1"));
-    assert_eq!((p.line, p.key.as_str()), (4, "services.web.image"));
+    let p = problem(&web("image: web:1\nuser:\n  name: web\n  uid: 1"));
+    assert_eq!((p.line, p.key.as_str()), (5, "services.web.user"));
     assert_eq!(p.message, "expected a value, found a mapping");
 }
 
@@ -1697,4 +1698,6 @@ fn a_label_whose_name_looks_secret_is_a_secret_field() {
 }
 
 mod deploy;
+mod mounts;
 mod networks;
+mod wording;

@@ -4,9 +4,10 @@
 use crate::desired::compose::context::Text;
 use crate::desired::compose::{join, Cx};
 use crate::desired::dotenv;
+use crate::desired::interpolate::raw_key;
 use crate::desired::yaml::{Node, Value};
 use crate::mask::is_secret_key;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 impl Cx<'_> {
     /// Fills `env` and returns the keys whose values are secret.
@@ -21,6 +22,7 @@ impl Cx<'_> {
             self.env_files(n, &join(path, "env_file"), env);
         }
         if let Some(n) = node.get("environment") {
+            self.repeated_entries(n, &join(path, "environment"));
             self.environment_values(n, &join(path, "environment"), env, &mut secret_env);
         }
         secret_env.extend(env.keys().filter(|k| is_secret_key(k)).cloned());
@@ -51,6 +53,36 @@ impl Cx<'_> {
                     secret_env.insert(k.clone());
                 }
                 env.insert(k, t.value);
+            }
+        }
+    }
+
+    /// Compose refuses a list holding one entry twice (its schema wants unique items), in its
+    /// words; the same key with another value is allowed, the later one winning. Values are
+    /// never quoted: they may be secret.
+    fn repeated_entries(&mut self, node: &Node, key: &str) {
+        let Value::Seq(items) = &node.value else {
+            return;
+        };
+        let mut entries: HashMap<&str, usize> = HashMap::new();
+        let mut keys: HashMap<&str, usize> = HashMap::new();
+        for (j, item) in items.iter().enumerate() {
+            let Value::Scalar { text, .. } = &item.value else {
+                continue;
+            };
+            let name = raw_key(text);
+            if let Some(i) = entries.insert(text, j) {
+                self.problem(
+                    item,
+                    key,
+                    format!("array items[{i},{j}] must be unique: '{name}' is listed twice with the same value"),
+                );
+            } else if let Some(i) = keys.insert(name, j) {
+                self.warn(
+                    item,
+                    key,
+                    format!("'{name}' is set twice (items {i} and {j}); the later value wins, as in Compose"),
+                );
             }
         }
     }

@@ -20,6 +20,12 @@ impl Cx<'_> {
                 "disable",
             ],
         );
+        if let Some((k, _)) = entries
+            .iter()
+            .find(|(k, _)| k.key_text() == "start_interval")
+        {
+            self.warn(k, &join(key, "start_interval"), "'start_interval' is ignored: it needs Docker Engine API 1.44 (Engine 25), and the reconciler speaks API 1.41; the check runs at 'interval' from the start");
+        }
         if let Some(d) = node.get("disable") {
             if self.bool(d, &join(key, "disable")) == Some(true) {
                 return Some(HealthSpec {

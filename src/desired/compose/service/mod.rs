@@ -123,6 +123,16 @@ impl Cx<'_> {
         let key = join(path, "image");
         match node.get("image") {
             Some(n) => {
+                if let Some(what) = not_a_string(n) {
+                    // Compose's words; a plain `1.5` or `true` is a number or a boolean in YAML.
+                    let hint = if what.starts_with("a number") || what.starts_with("a boolean") {
+                        " (quote it if it is meant as an image name)"
+                    } else {
+                        ""
+                    };
+                    self.problem(n, &key, format!("must be a string, found {what}{hint}"));
+                    return None;
+                }
                 let image = self.string(n, &key)?;
                 if image.is_empty() || image.contains(char::is_whitespace) {
                     self.problem(n, &key, format!("'{image}' is not an image reference"));
@@ -357,4 +367,54 @@ impl Cx<'_> {
             self.problem(n, &join(path, "networks"), "a service with a fixed ipv4_address or ipv6_address cannot use deploy.update_config.order: start-first");
         }
     }
+}
+
+/// What a node is when YAML would not read it as a string: a number or boolean written plain
+/// (YAML 1.2 core schema, plus the underscores, hex, octal and binary Compose's parser takes),
+/// null, a list or a mapping.
+fn not_a_string(node: &Node) -> Option<&'static str> {
+    let text = match &node.value {
+        Value::Scalar { text, plain: true } => text.as_str(),
+        Value::Scalar { .. } => return None,
+        Value::Null => return Some("null"),
+        Value::Seq(_) => return Some("a list"),
+        Value::Map(_) => return Some("a mapping"),
+    };
+    if matches!(text, "true" | "True" | "TRUE" | "false" | "False" | "FALSE") {
+        return Some("a boolean");
+    }
+    let unsigned = text.trim_start_matches(['+', '-']).replace('_', "");
+    let radix = |prefix: &str, radix: u32| {
+        unsigned
+            .strip_prefix(prefix)
+            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_digit(radix)))
+    };
+    let special = matches!(
+        unsigned.as_str(),
+        ".inf" | ".Inf" | ".INF" | ".nan" | ".NaN" | ".NAN"
+    );
+    let number = !unsigned.is_empty()
+        && (radix("0x", 16)
+            || radix("0o", 8)
+            || radix("0b", 2)
+            || special
+            || is_decimal(&unsigned));
+    number.then_some("a number")
+}
+
+/// `1`, `1.5`, `.5`, `1.`, `1e3`, `1.5E-3`.
+fn is_decimal(text: &str) -> bool {
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    let mantissa_ok =
+        digits(whole) && digits(fraction) && !(whole.is_empty() && fraction.is_empty());
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.trim_start_matches(['+', '-']);
+        !e.is_empty() && digits(e)
+    });
+    mantissa_ok && exponent_ok
 }

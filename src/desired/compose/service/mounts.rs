@@ -2,9 +2,9 @@
 //! relative bind is resolved inside the repository and its content digested, so a change to a
 //! mounted file changes the service.
 
-use crate::desired::compose::parse::parse_short_mount;
+use crate::desired::compose::parse::{parse_short_mount, PROPAGATIONS};
 use crate::desired::compose::{join, Cx};
-use crate::desired::model::{hex, ContainerSpec, MountKind, MountSpec, VolumeDef};
+use crate::desired::model::{hex, ContainerSpec, MountKind, MountOptions, MountSpec, VolumeDef};
 use crate::desired::yaml::{Node, Value};
 use sha2::Digest as _;
 use std::collections::BTreeMap;
@@ -76,20 +76,7 @@ impl Cx<'_> {
     ) -> Option<MountSpec> {
         let mut mount = match &item.value {
             Value::Map(entries) => {
-                self.check_keys(
-                    entries,
-                    k,
-                    &[
-                        "type",
-                        "source",
-                        "target",
-                        "read_only",
-                        "bind",
-                        "volume",
-                        "tmpfs",
-                        "consistency",
-                    ],
-                );
+                self.check_keys(entries, k, LONG_KEYS);
                 self.long_mount(item, k)
             }
             _ => self
@@ -161,20 +148,23 @@ impl Cx<'_> {
     }
 
     fn long_mount(&mut self, node: &Node, key: &str) -> Option<MountSpec> {
+        let type_key = join(key, "type");
         let kind = match node
             .get("type")
-            .and_then(|t| self.string(t, &join(key, "type")))
+            .and_then(|t| self.string(t, &type_key))
             .as_deref()
         {
             Some("volume") => MountKind::Volume,
             Some("bind") => MountKind::Bind,
             Some("tmpfs") => MountKind::Tmpfs,
             Some(other) => {
-                self.problem(
-                    node,
-                    &join(key, "type"),
-                    format!("mount type '{other}' is not supported (volume, bind, tmpfs)"),
-                );
+                let message = match other {
+                    "image" => "'type: image' is a Compose mount the reconciler cannot apply: it needs Docker Engine API 1.47 (Engine 28), and the reconciler speaks API 1.41".to_string(),
+                    "npipe" => "'type: npipe' is a Compose mount the reconciler cannot apply: it is a Windows named pipe, and the reconciler runs Linux containers".to_string(),
+                    "cluster" => "'type: cluster' is a Compose mount the reconciler cannot apply: it is a Swarm cluster (CSI) volume, with no meaning on one host".to_string(),
+                    _ => format!("mount type '{other}' is not supported (volume, bind, tmpfs)"),
+                };
+                self.problem(node, &type_key, message);
                 return None;
             }
             None => {
@@ -204,23 +194,175 @@ impl Cx<'_> {
             .get("read_only")
             .and_then(|r| self.bool(r, &join(key, "read_only")))
             .unwrap_or(false);
-        let no_copy = node
-            .get("volume")
-            .and_then(|v| v.get("nocopy"))
-            .and_then(|n| self.bool(n, &join(key, "volume.nocopy")))
-            .unwrap_or(false);
-        let tmpfs_size = node
-            .get("tmpfs")
-            .and_then(|t| t.get("size"))
-            .and_then(|n| self.bytes(n, &join(key, "tmpfs.size")));
-        Some(MountSpec {
+        if let Some((k, _)) = node
+            .as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.key_text() == "consistency"))
+        {
+            self.warn(k, &join(key, "consistency"), "'consistency' is ignored: it tunes file sharing of Docker Desktop on macOS and has no effect on Linux (as with Compose)");
+        }
+        let mut mount = MountSpec {
             target,
             kind,
             source,
             read_only,
             repo_relative: None,
-            tmpfs_size,
-            no_copy,
-        })
+            tmpfs_size: None,
+            no_copy: false,
+            options: MountOptions::default(),
+        };
+        let before = self.problems_kept();
+        for (section, applies) in [
+            ("bind", kind == MountKind::Bind),
+            ("volume", kind == MountKind::Volume),
+            ("tmpfs", kind == MountKind::Tmpfs),
+            ("image", false),
+        ] {
+            let Some(n) = node.get(section) else {
+                continue;
+            };
+            let skey = join(key, section);
+            if !applies {
+                self.problem(
+                    n,
+                    &skey,
+                    format!(
+                        "'{section}' settings do not apply to a mount of type {}",
+                        type_name(kind)
+                    ),
+                );
+                continue;
+            }
+            let Some(fields) = self.map(n, &skey) else {
+                continue;
+            };
+            match kind {
+                MountKind::Bind => self.bind_options(n, fields, &skey, &mut mount),
+                MountKind::Volume => self.volume_options(n, fields, &skey, &mut mount),
+                MountKind::Tmpfs => self.tmpfs_options(n, fields, &skey, &mut mount),
+            }
+        }
+        (self.problems_kept() == before).then_some(mount)
+    }
+
+    /// `bind:` propagation, create_host_path, selinux and recursive.
+    fn bind_options(
+        &mut self,
+        node: &Node,
+        fields: &[(Node, Node)],
+        key: &str,
+        mount: &mut MountSpec,
+    ) {
+        self.check_keys(fields, key, BIND_KEYS);
+        let options = &mut mount.options;
+        if let Some(n) = node.get("propagation") {
+            let pkey = join(key, "propagation");
+            match self.string(n, &pkey) {
+                Some(p) if PROPAGATIONS.contains(&p.as_str()) => options.propagation = Some(p),
+                Some(p) => self.problem(
+                    n,
+                    &pkey,
+                    format!("'{p}' is not a propagation ({})", PROPAGATIONS.join(", ")),
+                ),
+                None => {}
+            }
+        }
+        if let Some(n) = node.get("create_host_path") {
+            options.create_host_path = self.bool(n, &join(key, "create_host_path"));
+        }
+        if let Some(n) = node.get("selinux") {
+            let skey = join(key, "selinux");
+            match self.string(n, &skey).as_deref() {
+                Some(z @ ("z" | "Z")) => options.selinux = Some(z.to_string()),
+                Some(other) => self.problem(
+                    n,
+                    &skey,
+                    format!("'{other}' is not an SELinux relabelling (z shared, Z private)"),
+                ),
+                None => {}
+            }
+        }
+        if let Some(n) = node.get("recursive") {
+            let rkey = join(key, "recursive");
+            match self.string(n, &rkey).as_deref() {
+                Some("enabled") | None => {}
+                Some("disabled") => options.non_recursive = true,
+                Some(r @ ("writable" | "readonly")) => self.problem(n, &rkey, format!("'recursive: {r}' is a Compose setting the reconciler cannot apply: it needs Docker Engine API 1.44 (Engine 25), and the reconciler speaks API 1.41")),
+                Some(other) => self.problem(n, &rkey, format!("'{other}' is not a recursive mode (enabled, disabled, writable, readonly)")),
+            }
+        }
+        if options.non_recursive && mount.needs_legacy_bind() {
+            self.problem(node, key, "'recursive: disabled' cannot be combined with create_host_path: true or selinux: under API 1.41 only the legacy bind form creates folders and relabels, and it always binds recursively");
+        }
+    }
+
+    /// `volume:` nocopy and labels; subpath needs a newer engine.
+    fn volume_options(
+        &mut self,
+        node: &Node,
+        fields: &[(Node, Node)],
+        key: &str,
+        mount: &mut MountSpec,
+    ) {
+        self.check_keys(fields, key, VOLUME_OPTION_KEYS);
+        if let Some(n) = node.get("nocopy") {
+            mount.no_copy = self.bool(n, &join(key, "nocopy")).unwrap_or(false);
+        }
+        if let Some(n) = node.get("labels") {
+            mount.options.volume_labels = self.string_map(n, &join(key, "labels"));
+        }
+        if let Some((k, _)) = fields.iter().find(|(k, _)| k.key_text() == "subpath") {
+            self.problem(k, &join(key, "subpath"), "'volume.subpath' is a Compose key the reconciler cannot apply: it needs Docker Engine API 1.45 (Engine 26), and the reconciler speaks API 1.41");
+        }
+    }
+
+    /// `tmpfs:` size and mode (octal, as the specification says).
+    fn tmpfs_options(
+        &mut self,
+        node: &Node,
+        fields: &[(Node, Node)],
+        key: &str,
+        mount: &mut MountSpec,
+    ) {
+        self.check_keys(fields, key, TMPFS_KEYS);
+        if let Some(n) = node.get("size") {
+            mount.tmpfs_size = self.bytes(n, &join(key, "size"));
+        }
+        if let Some(n) = node.get("mode") {
+            let mkey = join(key, "mode");
+            if let Some(text) = self.string(n, &mkey) {
+                let digits = text.strip_prefix("0o").unwrap_or(&text);
+                match u32::from_str_radix(digits, 8) {
+                    Ok(mode) if mode <= 0o7777 => mount.options.tmpfs_mode = Some(mode),
+                    _ => self.problem(
+                        n,
+                        &mkey,
+                        format!("'{text}' is not a file mode in octal (write e.g. 1777 or 0755)"),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+const LONG_KEYS: &[&str] = &[
+    "type",
+    "source",
+    "target",
+    "read_only",
+    "bind",
+    "volume",
+    "tmpfs",
+    "image",
+    "consistency",
+];
+const BIND_KEYS: &[&str] = &["propagation", "create_host_path", "selinux", "recursive"];
+const VOLUME_OPTION_KEYS: &[&str] = &["nocopy", "subpath", "labels"];
+const TMPFS_KEYS: &[&str] = &["size", "mode"];
+
+fn type_name(kind: MountKind) -> &'static str {
+    match kind {
+        MountKind::Volume => "volume",
+        MountKind::Bind => "bind",
+        MountKind::Tmpfs => "tmpfs",
     }
 }
