@@ -68,6 +68,10 @@ pub struct VolumeDef {
     /// Options for the volume driver (`type`, `device`, `o` for the local driver).
     pub driver_opts: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// Fields (`driver_opts`, `labels`) whose values took a secret-looking variable (a CIFS
+    /// password in `o:`): never shown.
+    #[serde(skip)]
+    pub secret_fields: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
@@ -82,6 +86,10 @@ pub struct NetworkDef {
     pub ipam: Option<IpamDef>,
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
+    /// Fields (`driver_opts`, `ipam.options`, `labels`, ...) whose values took a secret-looking
+    /// variable: never shown.
+    #[serde(skip)]
+    pub secret_fields: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]

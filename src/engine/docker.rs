@@ -571,7 +571,6 @@ fn observed_network(n: bollard::models::NetworkInspect) -> ObservedNetwork {
     ObservedNetwork {
         driver: n.driver.unwrap_or_default(),
         driver_opts: map(n.options),
-        attachable: n.attachable.unwrap_or(false),
         enable_ipv6: n.enable_ipv6.unwrap_or(false),
         internal: n.internal.unwrap_or(false),
         ipam_driver: ipam.driver.unwrap_or_default(),

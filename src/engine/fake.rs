@@ -595,7 +595,6 @@ impl Engine for FakeEngine {
         let network = ObservedNetwork {
             driver: def.driver.clone().unwrap_or_else(|| "bridge".into()),
             driver_opts: def.driver_opts.clone(),
-            attachable: def.attachable,
             enable_ipv6: def.enable_ipv6,
             internal: def.internal,
             ipam_driver: ipam.driver.unwrap_or_else(|| "default".into()),

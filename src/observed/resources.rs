@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct ObservedNetwork {
     pub driver: String,
     pub driver_opts: BTreeMap<String, String>,
-    pub attachable: bool,
     pub enable_ipv6: bool,
     pub internal: bool,
     pub ipam_driver: String,
@@ -106,45 +105,36 @@ pub fn network_drift(
     if def.external {
         return None;
     }
-    let mut differences = Vec::new();
+    let mut c = Comparison::new(&def.secret_fields);
     if let Some(driver) = &def.driver {
-        if *driver != found.driver {
-            differences.push(change("driver", &found.driver, driver));
-        }
+        c.value("driver", &found.driver, driver);
     }
-    compare_maps(
-        "driver_opts",
-        &found.driver_opts,
-        &def.driver_opts,
-        |k| ENGINE_NETWORK_OPTIONS.contains(&k),
-        &mut differences,
+    c.options("driver_opts", &found.driver_opts, &def.driver_opts, |k| {
+        ENGINE_NETWORK_OPTIONS.contains(&k)
+    });
+    // `attachable` is not compared, as Compose does not: it only lets Swarm services join, and
+    // Compose 1.x made every network attachable.
+    c.value(
+        "internal",
+        &found.internal.to_string(),
+        &def.internal.to_string(),
     );
-    for (field, was, wanted) in [
-        ("internal", found.internal, def.internal),
-        ("enable_ipv6", found.enable_ipv6, def.enable_ipv6),
-        ("attachable", found.attachable, def.attachable),
-    ] {
-        if was != wanted {
-            differences.push(change(field, &was.to_string(), &wanted.to_string()));
-        }
-    }
+    c.value(
+        "enable_ipv6",
+        &found.enable_ipv6.to_string(),
+        &def.enable_ipv6.to_string(),
+    );
     if let Some(ipam) = &def.ipam {
         if let Some(driver) = &ipam.driver {
-            if *driver != found.ipam_driver {
-                differences.push(change("ipam.driver", &found.ipam_driver, driver));
-            }
+            c.value("ipam.driver", &found.ipam_driver, driver);
         }
-        compare_pools(&found.ipam_config, &ipam.config, &mut differences);
-        compare_maps(
-            "ipam.options",
-            &found.ipam_options,
-            &ipam.options,
-            |_| false,
-            &mut differences,
-        );
+        c.pools(&found.ipam_config, &ipam.config);
+        c.options("ipam.options", &found.ipam_options, &ipam.options, |_| {
+            false
+        });
     }
-    let notes = notes(project, labels::NETWORK, key, &def.labels, &found.labels);
-    drift(ResourceKind::Network, key, &def.name, differences, notes)
+    c.labels_and_owner(project, (labels::NETWORK, key), &def.labels, &found.labels);
+    c.drift(ResourceKind::Network, key, &def.name)
 }
 
 /// How `found` differs from `def` (never for an external volume).
@@ -157,161 +147,192 @@ pub fn volume_drift(
     if def.external {
         return None;
     }
-    let mut differences = Vec::new();
+    let mut c = Comparison::new(&def.secret_fields);
     if let Some(driver) = &def.driver {
-        if *driver != found.driver {
-            differences.push(change("driver", &found.driver, driver));
-        }
+        c.value("driver", &found.driver, driver);
     }
     // `com.docker.*` options are the engine's own (Compose skips them too).
-    compare_maps(
-        "driver_opts",
-        &found.driver_opts,
-        &def.driver_opts,
-        |k| k.starts_with("com.docker."),
-        &mut differences,
-    );
-    let notes = notes(project, labels::VOLUME, key, &def.labels, &found.labels);
-    drift(ResourceKind::Volume, key, &def.name, differences, notes)
+    c.options("driver_opts", &found.driver_opts, &def.driver_opts, |k| {
+        k.starts_with("com.docker.")
+    });
+    c.labels_and_owner(project, (labels::VOLUME, key), &def.labels, &found.labels);
+    c.drift(ResourceKind::Volume, key, &def.name)
 }
 
-fn drift(
-    kind: ResourceKind,
-    key: &str,
-    name: &str,
+/// What differs, said field by field; the values of fields that took a secret are never shown.
+struct Comparison<'a> {
+    /// Fields (`driver_opts`, `labels`, ...) whose values took a secret-looking variable.
+    secret_fields: &'a BTreeSet<String>,
     differences: Vec<String>,
     notes: Vec<String>,
-) -> Option<ResourceDrift> {
-    (!differences.is_empty() || !notes.is_empty()).then(|| ResourceDrift {
-        kind,
-        key: key.to_string(),
-        name: name.to_string(),
-        differences,
-        notes,
-    })
 }
 
-fn change(field: &str, from: &str, to: &str) -> String {
-    let show = |v: &str| {
-        if v.is_empty() {
-            "(unset)".to_string()
-        } else {
-            v.to_string()
-        }
-    };
-    format!("{field} {} -> {}", show(from), show(to))
-}
-
-fn compare_maps(
-    field: &str,
-    found: &BTreeMap<String, String>,
-    wanted: &BTreeMap<String, String>,
-    skip: impl Fn(&str) -> bool,
-    differences: &mut Vec<String>,
-) {
-    let keys: BTreeSet<&String> = found.keys().chain(wanted.keys()).collect();
-    for k in keys.into_iter().filter(|k| !skip(k)) {
-        let (was, now) = (found.get(k), wanted.get(k));
-        if was != now {
-            differences.push(change(
-                &format!("{field}.{k}"),
-                was.map_or("", String::as_str),
-                now.map_or("", String::as_str),
-            ));
+impl<'a> Comparison<'a> {
+    fn new(secret_fields: &'a BTreeSet<String>) -> Self {
+        Self {
+            secret_fields,
+            differences: Vec::new(),
+            notes: Vec::new(),
         }
     }
-}
 
-/// Pools are matched by subnet. A pool the engine chose itself for a family the file gives no
-/// subnet of (an IPv6 pool from the daemon's defaults) is not a difference.
-fn compare_pools(found: &[IpamPool], wanted: &[IpamPool], differences: &mut Vec<String>) {
-    if wanted.is_empty() {
-        return;
+    fn drift(self, kind: ResourceKind, key: &str, name: &str) -> Option<ResourceDrift> {
+        (!self.differences.is_empty() || !self.notes.is_empty()).then(|| ResourceDrift {
+            kind,
+            key: key.to_string(),
+            name: name.to_string(),
+            differences: self.differences,
+            notes: self.notes,
+        })
     }
-    let family = |p: &IpamPool| p.subnet.as_deref().map(|s| s.contains(':'));
-    let families: BTreeSet<Option<bool>> = wanted.iter().map(family).collect();
-    let in_families: Vec<IpamPool> = found
-        .iter()
-        .filter(|f| families.contains(&family(f)))
-        .cloned()
-        .collect();
-    let (was, now) = (subnets(&in_families), subnets(wanted));
-    if was != now {
-        differences.push(change("ipam.config.subnet", &was, &now));
-        return;
+
+    fn hidden(&self, field: &str) -> bool {
+        let root = field.split(['.', '[']).next().unwrap_or(field);
+        self.secret_fields
+            .iter()
+            .any(|f| f == field || f == root || field.starts_with(&format!("{f}.")))
     }
-    for w in wanted {
-        let Some(f) = found.iter().find(|f| f.subnet == w.subnet) else {
-            continue;
+
+    fn change(&self, field: &str, from: &str, to: &str) -> String {
+        if self.hidden(field) {
+            return format!("{field} changed (value hidden)");
+        }
+        let show = |v: &str| {
+            if v.is_empty() {
+                "(unset)".to_string()
+            } else {
+                v.to_string()
+            }
         };
-        let subnet = w.subnet.as_deref().unwrap_or_default();
-        // The engine picks a gateway when the file gives none.
-        if w.gateway.is_some() && w.gateway != f.gateway {
-            differences.push(change(
-                &format!("ipam.config[{subnet}].gateway"),
-                f.gateway.as_deref().unwrap_or_default(),
-                w.gateway.as_deref().unwrap_or_default(),
+        format!("{field} {} -> {}", show(from), show(to))
+    }
+
+    fn value(&mut self, field: &str, found: &str, wanted: &str) {
+        if found != wanted {
+            let change = self.change(field, found, wanted);
+            self.differences.push(change);
+        }
+    }
+
+    /// Options the file gives must hold its values. One only the engine has (a daemon's
+    /// `default-network-opts`, or one since removed from the file) is said, not a stop: the
+    /// engine adds its own, and blocking every stack for them would help no one.
+    fn options(
+        &mut self,
+        field: &str,
+        found: &BTreeMap<String, String>,
+        wanted: &BTreeMap<String, String>,
+        skip: impl Fn(&str) -> bool,
+    ) {
+        for (k, now) in wanted {
+            let was = found.get(k).map_or("", String::as_str);
+            self.value(&format!("{field}.{k}"), was, now);
+        }
+        for (k, was) in found {
+            if !wanted.contains_key(k) && !skip(k) {
+                let shown = if self.hidden(field) {
+                    String::new()
+                } else {
+                    format!(" ({was})")
+                };
+                self.notes.push(format!("{field}.{k} is set{shown} but not in the file: the engine's default, or an option since removed; not changed"));
+            }
+        }
+    }
+
+    /// Pools are matched by subnet. A pool the engine chose itself for a family the file gives
+    /// no subnet of (an IPv6 pool from the daemon's defaults) is not a difference.
+    fn pools(&mut self, found: &[IpamPool], wanted: &[IpamPool]) {
+        if wanted.is_empty() {
+            return;
+        }
+        let family = |p: &IpamPool| p.subnet.as_deref().map(|s| s.contains(':'));
+        let families: BTreeSet<Option<bool>> = wanted.iter().map(family).collect();
+        let in_families: Vec<&IpamPool> = found
+            .iter()
+            .filter(|f| families.contains(&family(f)))
+            .collect();
+        let (was, now) = (subnets(in_families.into_iter()), subnets(wanted.iter()));
+        if was != now {
+            self.value("ipam.config.subnet", &was, &now);
+            return;
+        }
+        for w in wanted {
+            let Some(f) = found.iter().find(|f| f.subnet == w.subnet) else {
+                continue;
+            };
+            let at = format!("ipam.config[{}]", w.subnet.as_deref().unwrap_or_default());
+            let text = |v: &Option<String>| v.clone().unwrap_or_default();
+            // The engine picks a gateway when the file gives none.
+            if w.gateway.is_some() {
+                self.value(
+                    &format!("{at}.gateway"),
+                    &text(&f.gateway),
+                    &text(&w.gateway),
+                );
+            }
+            self.value(
+                &format!("{at}.ip_range"),
+                &text(&f.ip_range),
+                &text(&w.ip_range),
+            );
+            let aux = format!("{at}.aux_addresses");
+            for (k, now) in &w.aux_addresses {
+                let was = f.aux_addresses.get(k).map_or("", String::as_str);
+                self.value(&format!("{aux}.{k}"), was, now);
+            }
+            for (k, was) in &f.aux_addresses {
+                if !w.aux_addresses.contains_key(k) {
+                    self.value(&format!("{aux}.{k}"), was, "");
+                }
+            }
+        }
+    }
+
+    /// Labels the file gives that the resource lacks or holds otherwise (Compose only warns:
+    /// they cannot be changed in place), and a resource another project or a person made.
+    fn labels_and_owner(
+        &mut self,
+        project: &str,
+        (key_label, key): (&str, &str),
+        wanted: &BTreeMap<String, String>,
+        found: &BTreeMap<String, String>,
+    ) {
+        let user = |k: &String| !k.starts_with("com.docker.") && !k.starts_with(labels::PREFIX);
+        let keys: BTreeSet<&String> = found
+            .keys()
+            .chain(wanted.keys())
+            .filter(|k| user(k))
+            .collect();
+        let labels: Vec<String> = keys
+            .into_iter()
+            .filter(|k| found.get(*k) != wanted.get(*k))
+            .map(|k| {
+                self.change(
+                    &format!("labels.{k}"),
+                    found.get(k).map_or("", String::as_str),
+                    wanted.get(k).map_or("", String::as_str),
+                )
+            })
+            .collect();
+        if !labels.is_empty() {
+            self.notes.push(format!(
+                "{} (labels cannot be changed in place; not applied)",
+                labels.join(", ")
             ));
         }
-        if w.ip_range != f.ip_range {
-            differences.push(change(
-                &format!("ipam.config[{subnet}].ip_range"),
-                f.ip_range.as_deref().unwrap_or_default(),
-                w.ip_range.as_deref().unwrap_or_default(),
-            ));
+        match found.get(labels::PROJECT) {
+            Some(p) if p == project && found.get(key_label).is_some_and(|k| k == key) => {}
+            Some(p) if p != project => self.notes.push(format!("it was made for project '{p}': set `external: true` to use a network or volume made elsewhere")),
+            Some(_) => {}
+            None => self.notes.push("it was not made by the reconciler or Compose: set `external: true` to use a network or volume made elsewhere".into()),
         }
-        compare_maps(
-            &format!("ipam.config[{subnet}].aux_addresses"),
-            &f.aux_addresses,
-            &w.aux_addresses,
-            |_| false,
-            differences,
-        );
     }
 }
 
-fn subnets(pools: &[IpamPool]) -> String {
-    let set: BTreeSet<&str> = pools.iter().filter_map(|p| p.subnet.as_deref()).collect();
+fn subnets<'p>(pools: impl Iterator<Item = &'p IpamPool>) -> String {
+    let set: BTreeSet<&str> = pools.filter_map(|p| p.subnet.as_deref()).collect();
     set.into_iter().collect::<Vec<_>>().join(" ")
-}
-
-/// Labels the file gives that the resource lacks or holds otherwise (Compose only warns: they
-/// cannot be changed in place), and a resource another project or a person made.
-fn notes(
-    project: &str,
-    key_label: &str,
-    key: &str,
-    wanted: &BTreeMap<String, String>,
-    found: &BTreeMap<String, String>,
-) -> Vec<String> {
-    let mut notes = Vec::new();
-    let user = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-        m.iter()
-            .filter(|(k, _)| !k.starts_with("com.docker.") && !k.starts_with(labels::PREFIX))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
-    let mut labels = Vec::new();
-    compare_maps(
-        "labels",
-        &user(found),
-        &user(wanted),
-        |_| false,
-        &mut labels,
-    );
-    if !labels.is_empty() {
-        notes.push(format!(
-            "{} (labels cannot be changed in place; not applied)",
-            labels.join(", ")
-        ));
-    }
-    match found.get(labels::PROJECT) {
-        Some(p) if p == project && found.get(key_label).is_some_and(|k| k == key) => {}
-        Some(p) if p != project => notes.push(format!("it was made for project '{p}': set `external: true` to use a network or volume made elsewhere")),
-        Some(_) => {}
-        None => notes.push("it was not made by the reconciler or Compose: set `external: true` to use a network or volume made elsewhere".into()),
-    }
-    notes
 }
 
 #[cfg(test)]
@@ -394,6 +415,21 @@ mod tests {
     }
 
     #[test]
+    fn attachable_is_not_compared_as_compose_made_every_network_attachable() {
+        let def = NetworkDef {
+            name: "shop_default".into(),
+            attachable: true,
+            ..Default::default()
+        };
+        let found = ObservedNetwork {
+            driver: "bridge".into(),
+            labels: ours("default"),
+            ..Default::default()
+        };
+        assert_eq!(network_drift("shop", "default", &def, &found), None);
+    }
+
+    #[test]
     fn labels_and_ownership_are_said_but_do_not_block() {
         let def = NetworkDef {
             name: "shared".into(),
@@ -432,6 +468,53 @@ mod tests {
             vec!["driver_opts.o size=10m -> size=20m"]
         );
         assert!(drift.to_string().contains("never deletes a volume"));
+    }
+
+    #[test]
+    fn an_option_only_the_engine_has_is_said_but_does_not_block() {
+        let def = NetworkDef {
+            name: "shop_front".into(),
+            ..Default::default()
+        };
+        let found = ObservedNetwork {
+            driver: "bridge".into(),
+            driver_opts: BTreeMap::from([("com.docker.network.driver.mtu".into(), "1400".into())]),
+            labels: ours("front"),
+            ..Default::default()
+        };
+        let drift = network_drift("shop", "front", &def, &found).unwrap();
+        assert!(!drift.blocks());
+        assert!(drift.notes[0]
+            .contains("com.docker.network.driver.mtu is set (1400) but not in the file"));
+    }
+
+    #[test]
+    fn values_of_options_that_took_a_secret_are_never_shown() {
+        let def = VolumeDef {
+            name: "shop_share".into(),
+            driver_opts: BTreeMap::from([("o".into(), "password=new-secret".into())]),
+            secret_fields: BTreeSet::from(["driver_opts".to_string()]),
+            ..Default::default()
+        };
+        let found = ObservedVolume {
+            driver: "local".into(),
+            driver_opts: BTreeMap::from([
+                ("o".into(), "password=old-secret".into()),
+                ("extra".into(), "old-secret".into()),
+            ]),
+            labels: BTreeMap::from([
+                (labels::PROJECT.to_string(), "shop".to_string()),
+                (labels::VOLUME.to_string(), "share".to_string()),
+            ]),
+        };
+        let text = volume_drift("shop", "share", &def, &found)
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains("driver_opts.o changed (value hidden)"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
     }
 
     #[test]

@@ -5,7 +5,8 @@ use super::ip::{parse_address, parse_cidr};
 use super::{join, Cx};
 use crate::desired::model::{IpamDef, IpamPool, NetworkDef, VolumeDef};
 use crate::desired::yaml::{Node, Value};
-use std::collections::BTreeMap;
+use crate::mask::is_secret_key;
+use std::collections::{BTreeMap, BTreeSet};
 
 const VOLUME_KEYS: &[&str] = &["name", "external", "driver", "driver_opts", "labels"];
 const NETWORK_KEYS: &[&str] = &[
@@ -51,7 +52,9 @@ impl Cx<'_> {
                 if def.external {
                     self.ignored_for_external(fields, &path, "volume");
                 } else {
+                    let before = self.sensitive_keys.len();
                     self.volume_fields(v, &path, &mut def);
+                    def.secret_fields = self.secret_fields_since(before, &path, &def.labels);
                 }
             }
             out.insert(key, def);
@@ -110,7 +113,9 @@ impl Cx<'_> {
                 if def.external {
                     self.ignored_for_external(fields, &path, "network");
                 } else {
+                    let before = self.sensitive_keys.len();
                     self.network_fields(v, &path, &mut def);
+                    def.secret_fields = self.secret_fields_since(before, &path, &def.labels);
                 }
             }
             out.insert(key, def);
@@ -297,6 +302,30 @@ impl Cx<'_> {
                 );
             }
         }
+    }
+
+    /// The fields of a network or volume (`driver_opts`, `ipam`, `labels`) whose values took a
+    /// secret-looking variable since `before`, or labels named like a secret: their values are
+    /// never shown when the resource is compared with the engine's.
+    fn secret_fields_since(
+        &mut self,
+        before: usize,
+        path: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> BTreeSet<String> {
+        let prefix = format!("{path}.");
+        let mut fields: BTreeSet<String> = self
+            .sensitive_keys
+            .drain(before..)
+            .filter_map(|k| {
+                let field = k.strip_prefix(&prefix)?;
+                field.split(['.', '[']).next().map(str::to_string)
+            })
+            .collect();
+        if labels.keys().any(|k| is_secret_key(k)) {
+            fields.insert("labels".into());
+        }
+        fields
     }
 
     /// Labels of a network or volume: Compose's own are refused, as on services.

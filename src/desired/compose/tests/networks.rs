@@ -260,3 +260,17 @@ fn a_network_or_volume_that_is_not_a_mapping_is_an_error() {
     let p = problem("services:\n  web:\n    image: web:1\nvolumes:\n  data: local\n");
     assert_eq!(p.key, "volumes.data");
 }
+
+#[test]
+fn a_volume_option_that_took_a_secret_is_marked_so_no_comparison_shows_it() {
+    let text = "services:\n  web:\n    image: web:1\nvolumes:\n  share:\n    driver_opts:\n      type: cifs\n      o: username=app,password=${SMB_PASSWORD}\n    labels:\n      team: a\n";
+    let parts = Repo::new()
+        .convert_with(text, &vars(&[("SMB_PASSWORD", "hunter2")]))
+        .unwrap();
+    let share = &parts.volumes["share"];
+    assert_eq!(share.driver_opts["o"], "username=app,password=hunter2");
+    assert_eq!(
+        share.secret_fields,
+        BTreeSet::from(["driver_opts".to_string()])
+    );
+}
