@@ -119,11 +119,13 @@ pub fn network_drift(
         &found.internal.to_string(),
         &def.internal.to_string(),
     );
-    c.value(
-        "enable_ipv6",
-        &found.enable_ipv6.to_string(),
-        &def.enable_ipv6.to_string(),
-    );
+    // IPv6 the file asks for must be there; IPv6 the file does not mention may be a daemon's
+    // default (Engine 27+ can turn it on for every network), so it is said, not a stop.
+    if def.enable_ipv6 && !found.enable_ipv6 {
+        c.value("enable_ipv6", "false", "true");
+    } else if found.enable_ipv6 && !def.enable_ipv6 {
+        c.notes.push("enable_ipv6 is on but not in the file: the engine's default, or a setting since removed; not changed".into());
+    }
     if let Some(ipam) = &def.ipam {
         if let Some(driver) = &ipam.driver {
             c.value("ipam.driver", &found.ipam_driver, driver);
@@ -515,6 +517,25 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn ipv6_the_file_asks_for_must_be_there_and_ipv6_it_does_not_mention_is_only_said() {
+        let found = |enable_ipv6| ObservedNetwork {
+            driver: "bridge".into(),
+            enable_ipv6,
+            labels: ours("front"),
+            ..Default::default()
+        };
+        let def = |enable_ipv6| NetworkDef {
+            name: "shop_front".into(),
+            enable_ipv6,
+            ..Default::default()
+        };
+        let asked = network_drift("shop", "front", &def(true), &found(false)).unwrap();
+        assert_eq!(asked.differences, vec!["enable_ipv6 false -> true"]);
+        let unasked = network_drift("shop", "front", &def(false), &found(true)).unwrap();
+        assert!(!unasked.blocks());
     }
 
     #[test]
