@@ -316,7 +316,7 @@ impl Cx<'_> {
         let prefix = format!("{path}.");
         let mut fields: BTreeSet<String> = self
             .sensitive_keys
-            .drain(before..)
+            .drain(before.min(self.sensitive_keys.len())..)
             .filter_map(|k| {
                 let field = k.strip_prefix(&prefix)?;
                 field.split(['.', '[']).next().map(str::to_string)
