@@ -243,7 +243,7 @@ fn devices_are_a_supported_key_refused_unless_the_host_allows_them() {
 }
 
 #[test]
-fn a_named_volume_binding_etc_through_driver_opts_is_refused() {
+fn a_named_volume_binding_etc_through_driver_opts_is_judged_as_a_bind_of_etc() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("web")).unwrap();
     std::fs::write(
@@ -251,16 +251,38 @@ fn a_named_volume_binding_etc_through_driver_opts_is_refused() {
         "services:\n  web:\n    image: web:v1\n    volumes: [\"etc:/host-etc\"]\nvolumes:\n  etc:\n    driver_opts: {type: none, o: bind, device: /etc}\n",
     )
     .unwrap();
-    let (code, text) = validate(
-        dir.path(),
-        &dir.path().join("state"),
-        &["--allow", "system-binds"],
-    );
+    let state = dir.path().join("state");
+    let (code, text) = validate(dir.path(), &state, &[]);
     assert_eq!(code, 2, "{text}");
     assert!(
-        text.contains("web/compose.yaml:7: volumes.etc.driver_opts"),
+        text.contains("web/compose.yaml:7: volumes.etc.driver_opts: the volume binds a host path")
+            && text.contains("--allow system-binds"),
         "{text}"
     );
+    // Allowed exactly when the same bind written as a bind would be.
+    let (code, text) = validate(dir.path(), &state, &["--allow", "system-binds"]);
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn a_volume_the_host_mounts_from_a_server_or_a_device_needs_the_hosts_consent() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("web")).unwrap();
+    std::fs::write(
+        dir.path().join("web/compose.yaml"),
+        "services:\n  web:\n    image: web:v1\n    volumes: [\"share:/share\"]\nvolumes:\n  share:\n    driver_opts: {type: nfs, o: \"addr=10.0.0.1,rw\", device: \":/export\"}\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let (code, text) = validate(dir.path(), &state, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("web/compose.yaml:7: volumes.share.driver_opts: the volume makes the host mount a filesystem of type 'nfs'")
+            && text.contains("--allow volume-mounts"),
+        "{text}"
+    );
+    let (code, text) = validate(dir.path(), &state, &["--allow", "volume-mounts"]);
+    assert_eq!(code, 0, "{text}");
 }
 
 #[test]
@@ -278,6 +300,7 @@ fn an_unknown_allow_value_lists_every_known_one() {
         "cap:<NAME>",
         "devices",
         "device:<PATH>",
+        "volume-mounts",
     ] {
         assert!(text.contains(known), "{known} missing from:\n{text}");
     }

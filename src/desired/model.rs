@@ -72,6 +72,44 @@ pub struct VolumeDef {
     /// password in `o:`): never shown.
     #[serde(skip)]
     pub secret_fields: BTreeSet<String>,
+    /// Line of `driver_opts` in the file, for the host policy's message about it.
+    #[serde(skip)]
+    pub driver_opts_line: usize,
+}
+
+/// What a volume's driver options make the host do when the volume is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeMount<'a> {
+    /// No driver options, or a `tmpfs`: memory only.
+    Nothing,
+    /// `type: none, o: bind, device: /path`: a bind of a host path under another name.
+    Bind(&'a str),
+    /// Any other filesystem the host mounts (nfs, cifs, a block device), or options of a
+    /// driver plugin, which the reconciler cannot judge.
+    Filesystem(String),
+}
+
+impl VolumeDef {
+    /// How the host policy must judge this volume's driver options.
+    pub fn host_mount(&self) -> VolumeMount<'_> {
+        if self.external || self.driver_opts.is_empty() {
+            return VolumeMount::Nothing;
+        }
+        if let Some(driver) = self.driver.as_deref().filter(|d| *d != "local") {
+            return VolumeMount::Filesystem(format!("options of the volume driver '{driver}'"));
+        }
+        let opt = |k: &str| self.driver_opts.get(k).map(String::as_str).unwrap_or("");
+        let binds = opt("o")
+            .split(',')
+            .any(|flag| matches!(flag.trim(), "bind" | "rbind"));
+        match (opt("type"), opt("device")) {
+            _ if binds => VolumeMount::Bind(opt("device")),
+            ("tmpfs", _) | ("", "") => VolumeMount::Nothing,
+            // Without a bind flag, `device` is still what the host mounts.
+            ("" | "none", device) => VolumeMount::Bind(device),
+            (other, _) => VolumeMount::Filesystem(format!("a filesystem of type '{other}'")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]

@@ -6,7 +6,7 @@
 //! `/srv/x` into `/etc`.
 
 use super::error::Problem;
-use super::model::{MountKind, Stack};
+use super::model::{MountKind, Stack, VolumeMount};
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
@@ -29,6 +29,8 @@ pub struct Policy {
     pub allow_all_devices: bool,
     /// Host devices that may be given to a container.
     pub allowed_devices: Vec<PathBuf>,
+    /// Volumes whose driver options make the host mount a filesystem (nfs, cifs, a device).
+    pub allow_volume_mounts: bool,
     /// The reconciler's own state dir, absolute; never a bind source unless allowed.
     pub state_dir: Option<PathBuf>,
     /// The engine's socket when `--docker-host` names one elsewhere than the usual places.
@@ -40,7 +42,7 @@ pub struct Policy {
 }
 
 /// Every `--allow` value, as the unknown-value message lists them.
-pub const ALLOW_VALUES: &str = "privileged, host-namespaces, container-namespaces, docker-socket, system-binds, state-dir, capabilities, cap:<NAME> (e.g. cap:NET_ADMIN), devices, device:<PATH> (e.g. device:/dev/fuse)";
+pub const ALLOW_VALUES: &str = "privileged, host-namespaces, container-namespaces, docker-socket, system-binds, state-dir, capabilities, cap:<NAME> (e.g. cap:NET_ADMIN), devices, device:<PATH> (e.g. device:/dev/fuse), volume-mounts";
 
 impl Policy {
     /// Apply one `--allow` value; `Err` names the value and lists the known ones.
@@ -56,6 +58,7 @@ impl Policy {
             "state-dir" => self.allow_state_dir_binds = true,
             "capabilities" => self.allow_all_capabilities = true,
             "devices" => self.allow_all_devices = true,
+            "volume-mounts" => self.allow_volume_mounts = true,
             _ => {
                 if let Some(cap) = value.strip_prefix("cap:") {
                     let cap = normalize_capability(cap);
@@ -164,7 +167,35 @@ impl Policy {
                 }
             }
         }
+        problems.extend(self.volume_refusals(stack, &guarded));
         problems.sort_by_key(|p| p.line);
+        problems
+    }
+
+    /// A volume's driver options make the host mount something when the volume is created: a
+    /// host path (judged as a bind source of that path), or a filesystem (a remote server the
+    /// file names, a host block device), which the host must allow.
+    fn volume_refusals(&self, stack: &Stack, guarded: &[Guarded]) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for (key, volume) in &stack.volumes {
+            let message = match volume.host_mount() {
+                VolumeMount::Nothing => None,
+                VolumeMount::Bind(device) if device.starts_with('/') => self
+                    .bind_refusal(device, guarded)
+                    .map(|m| format!("the volume binds a host path: {m}")),
+                VolumeMount::Bind(device) => Some(format!("the volume binds '{device}', which is not an absolute host path")),
+                VolumeMount::Filesystem(what) if !self.allow_volume_mounts => Some(format!("the volume makes the host mount {what} (the host's kernel mounts it as root: a server the file names, or a host device) and is refused by host policy; the host can allow it with --allow volume-mounts")),
+                VolumeMount::Filesystem(_) => None,
+            };
+            if let Some(message) = message {
+                problems.push(Problem {
+                    file: stack.file.clone(),
+                    line: volume.driver_opts_line.max(1),
+                    key: format!("volumes.{key}.driver_opts"),
+                    message,
+                });
+            }
+        }
         problems
     }
 

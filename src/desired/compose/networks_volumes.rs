@@ -68,6 +68,10 @@ impl Cx<'_> {
         }
         if let Some(o) = v.get("driver_opts") {
             def.driver_opts = self.string_map(o, &join(path, "driver_opts"));
+            def.driver_opts_line = v
+                .as_map()
+                .and_then(|m| m.iter().find(|(k, _)| k.key_text() == "driver_opts"))
+                .map_or(o.line, |(k, _)| k.line);
         }
         if let Some(l) = v.get("labels") {
             def.labels = self.resource_labels(l, &join(path, "labels"));
