@@ -165,6 +165,13 @@ impl Cx<'_> {
                 let lookup = |name: &str| vars.values.get(name).cloned();
                 match interpolate_within(text, &lookup, &mut self.budget) {
                     Ok(out) => {
+                        for name in &out.unset {
+                            self.warn(
+                                node,
+                                key,
+                                format!("the variable '{name}' is not set: it is replaced by an empty string (set it in the stack's .env or the host's env file, or write ${{{name}:-default}})"),
+                            );
+                        }
                         let secret = out.used.iter().any(|v| self.vars.host_local.contains(v));
                         let sensitive = secret || out.used.iter().any(|v| is_secret_key(v));
                         Some(Text {

@@ -122,6 +122,13 @@ impl Cx<'_> {
                 let image = self.string(n, &key)?;
                 if image.is_empty() || image.contains(char::is_whitespace) {
                     self.problem(n, &key, format!("'{image}' is not an image reference"));
+                } else if image.ends_with(':') || image.contains(":@") {
+                    // Usually a variable that is not set: `web:${TAG}`.
+                    self.problem(
+                        n,
+                        &key,
+                        format!("'{image}' is not an image reference: the tag after ':' is empty"),
+                    );
                 }
                 Some(image)
             }
