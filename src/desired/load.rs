@@ -8,7 +8,7 @@ use super::dotenv;
 use super::error::{DesiredError, Problem};
 use super::model::{hex, Desired, Stack};
 use super::policy::Policy;
-use super::yaml;
+use super::yaml::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs;
@@ -150,19 +150,37 @@ fn discover(
             continue;
         };
         // The file is picked by its own entry (not followed): load_stack reads it confined.
-        if let Some(file) = COMPOSE_FILE_NAMES
+        let file = COMPOSE_FILE_NAMES
             .iter()
             .find(|f| fs::symlink_metadata(dir.join(f)).is_ok_and(|m| !m.is_dir()))
-        {
+            .map(|f| f.to_string())
+            .or_else(|| compose_file_from_dot_env(&dir));
+        if let Some(file) = file {
             out.push(FoundStack {
                 folder: name,
                 dir,
-                file: file.to_string(),
+                file,
             });
         }
     }
     out.sort_by(|a, b| a.folder.cmp(&b.folder));
     Ok((out, problems))
+}
+
+/// A folder with no Compose file of the usual names is a stack when its `.env` names its files
+/// in `COMPOSE_FILE`: the first of them. Read confined; anything unreadable is no stack.
+fn compose_file_from_dot_env(dir: &Path) -> Option<String> {
+    let text = DirFiles::new(dir)
+        .ok()?
+        .read_text(".env", MAX_DEFINITION_BYTES)
+        .ok()?;
+    let entries = dotenv::parse(&text).ok()?;
+    let list = entries
+        .into_iter()
+        .rev()
+        .find(|e| e.key == "COMPOSE_FILE")?;
+    let first = list.value.split(':').next()?.trim().to_string();
+    (!first.is_empty()).then_some(first)
 }
 
 fn load_stack(found: &FoundStack, options: &LoadOptions) -> Result<Stack, Vec<Problem>> {
@@ -181,14 +199,22 @@ fn load_stack(found: &FoundStack, options: &LoadOptions) -> Result<Stack, Vec<Pr
         }]
     };
     let files = DirFiles::new(dir).map_err(|e| whole_file(&file, 1, e))?;
-    let text = files
-        .read_text(file_name, MAX_DEFINITION_BYTES)
-        .map_err(|e| whole_file(&file, 1, e))?;
     let mut warnings = Vec::new();
     let vars = variables(&files, folder, options, &mut warnings)?;
-    let doc = yaml::parse(&text).map_err(|e| whole_file(&file, e.line, e.message))?;
-    let default_name = folder.to_ascii_lowercase();
-    let parts = compose::convert(&doc, &file, &default_name, &vars, &files)?;
+    let mut assembled = super::assemble::assemble(&files, folder, file_name, vars)?;
+    // As in Compose, COMPOSE_PROJECT_NAME (the host's env file or `.env`) wins over `name:`.
+    let default_name = match assembled.var_sets[0].values.get("COMPOSE_PROJECT_NAME") {
+        Some(name) if !name.is_empty() => {
+            if let Value::Map(entries) = &mut assembled.doc.value {
+                entries.retain(|(k, _)| k.key_text() != "name");
+            }
+            name.clone()
+        }
+        _ => folder.to_ascii_lowercase(),
+    };
+    let parts = compose::convert_assembled(&assembled, &default_name, &files)?;
+    let doc = &assembled.doc;
+    let file = assembled.sources[0].shown.clone();
     let name = parts.name.unwrap_or(default_name);
     if !valid_project_name(&name) {
         return Err(whole_file(
@@ -264,7 +290,7 @@ fn variables(
 
 /// Add one env file's entries to `vars`, expanded. The host-local file is read first and wins:
 /// a repository entry for a variable it sets is skipped.
-fn read_env_file(
+pub(super) fn read_env_file(
     text: &str,
     shown: &str,
     host_local: bool,

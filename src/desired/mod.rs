@@ -1,5 +1,6 @@
 //! Desired state: what the repository says should run, parsed, interpolated, validated and
 //! normalized. Pure apart from reading the stack folders (`load`).
+pub mod assemble;
 pub mod compose;
 pub mod dotenv;
 pub mod error;

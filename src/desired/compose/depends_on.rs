@@ -74,11 +74,14 @@ impl Cx<'_> {
                         .and_then(|s| s.get(name))
                         .and_then(|s| s.get("depends_on"))
                         .unwrap_or(doc);
-                    self.problem(
-                        at,
-                        &format!("services.{name}.depends_on"),
-                        format!("'{dep}' is not a service of this stack"),
-                    );
+                    let message = match self.inactive.get(dep) {
+                        Some(profiles) => format!(
+                            "'{dep}' is not deployed: its profiles ({}) are not active; list one in COMPOSE_PROFILES in the stack's .env",
+                            profiles.join(", ")
+                        ),
+                        None => format!("'{dep}' is not a service of this stack"),
+                    };
+                    self.problem(at, &format!("services.{name}.depends_on"), message);
                 }
             }
         }

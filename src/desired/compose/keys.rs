@@ -4,8 +4,10 @@
 use super::{join, Cx};
 use crate::desired::yaml::Node;
 
-const TOP_KEYS: &[&str] = &["name", "services", "volumes", "networks", "version"];
-const TOP_UNSUPPORTED: &[&str] = &["secrets", "configs", "include", "models"];
+const TOP_KEYS: &[&str] = &[
+    "name", "services", "volumes", "networks", "version", "include",
+];
+const TOP_UNSUPPORTED: &[&str] = &["secrets", "configs", "models"];
 const SERVICE_KEYS: &[&str] = &[
     "image",
     "pull_policy",
@@ -40,6 +42,9 @@ const SERVICE_KEYS: &[&str] = &[
     "network_mode",
     "pid",
     "ipc",
+    // Applied when the stack's files are assembled (`desired::assemble`).
+    "extends",
+    "profiles",
 ];
 /// Compose keys outside our subset: named as unsupported rather than as typos.
 const SERVICE_UNSUPPORTED: &[&str] = &[
@@ -65,7 +70,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "dns_search",
     "domainname",
     "expose",
-    "extends",
     "external_links",
     "group_add",
     "isolation",
@@ -80,7 +84,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "platform",
     "post_start",
     "pre_stop",
-    "profiles",
     "runtime",
     "scale",
     "secrets",

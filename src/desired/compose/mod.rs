@@ -44,6 +44,17 @@ pub trait StackFiles {
     fn exists(&self, rel: &str) -> bool;
 }
 
+/// One of the files a stack is made of, by [`Node::file`](crate::desired::yaml::Node::file).
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// As messages name it: `folder/compose.override.yaml`.
+    pub shown: String,
+    /// The folder its relative paths are resolved from, relative to the stack folder.
+    pub dir: String,
+    /// Which set of variables interpolates it.
+    pub vars: usize,
+}
+
 pub struct StackParts {
     pub name: Option<String>,
     /// What was accepted but deserves a word: ignored keys, unset variables.
@@ -61,7 +72,31 @@ pub fn convert(
     vars: &Variables,
     files: &dyn StackFiles,
 ) -> Result<StackParts, Vec<Problem>> {
-    let mut cx = Cx::new(file, vars, files);
+    finish(Cx::new(file, vars, files), doc, project, &BTreeMap::new())
+}
+
+/// Convert a stack assembled from several files ([`crate::desired::assemble`]).
+pub fn convert_assembled(
+    assembled: &crate::desired::assemble::Assembled,
+    project: &str,
+    files: &dyn StackFiles,
+) -> Result<StackParts, Vec<Problem>> {
+    let cx = Cx::with_sources(
+        &assembled.sources[0].shown,
+        &assembled.sources,
+        &assembled.var_sets,
+        files,
+    );
+    finish(cx, &assembled.doc, project, &assembled.inactive)
+}
+
+fn finish(
+    mut cx: Cx,
+    doc: &Node,
+    project: &str,
+    inactive: &BTreeMap<String, Vec<String>>,
+) -> Result<StackParts, Vec<Problem>> {
+    cx.inactive = inactive.clone();
     let parts = cx.stack(doc, project);
     let (mut parts, warnings) = cx.finish(parts)?;
     parts.warnings = warnings;

@@ -142,7 +142,7 @@ impl Cx<'_> {
         let source = mount.source.clone().unwrap_or_default();
         // Short form binds start with `.`; a long-form `source: conf/x` is relative too.
         if !source.starts_with('/') && !source.starts_with('~') {
-            match self.files.resolve(&source) {
+            match self.files.resolve(&self.path_from(item, &source)) {
                 Ok(rel) => {
                     repo_binds.push(rel.clone());
                     mount.source = Some(format!("./{rel}"));
