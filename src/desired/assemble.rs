@@ -484,8 +484,8 @@ impl Assembler<'_> {
         }
     }
 
-    /// An included project's variables: the host's, then its own env files (`.env` in its
-    /// project directory by default). With no env file of its own it sees the includer's.
+    /// An included project's variables: the includer's, overridden by its own env files (`.env`
+    /// in its project directory by default) except where the host's env file sets them.
     fn include_vars(
         &mut self,
         item: &Node,
@@ -505,14 +505,7 @@ impl Assembler<'_> {
                 vec![default]
             }
         };
-        let stack = &self.var_sets[0];
-        let mut vars = Variables::default();
-        for name in &stack.host_local {
-            if let Some(value) = stack.values.get(name) {
-                vars.values.insert(name.clone(), value.clone());
-                vars.host_local.insert(name.clone());
-            }
-        }
+        let mut vars = self.var_sets[parent].clone();
         let mut warnings = Vec::new();
         for rel in env_files {
             let text = self
