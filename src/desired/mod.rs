@@ -3,6 +3,7 @@
 pub mod compose;
 pub mod dotenv;
 pub mod error;
+pub mod file_mount;
 pub mod interpolate;
 pub mod load;
 pub mod model;
@@ -11,4 +12,5 @@ pub mod policy;
 pub mod yaml;
 
 pub use error::{DesiredError, Problem};
+pub use file_mount::*;
 pub use model::*;

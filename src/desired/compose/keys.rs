@@ -4,8 +4,10 @@
 use super::{join, Cx};
 use crate::desired::yaml::Node;
 
-const TOP_KEYS: &[&str] = &["name", "services", "volumes", "networks", "version"];
-const TOP_UNSUPPORTED: &[&str] = &["secrets", "configs", "include", "models"];
+const TOP_KEYS: &[&str] = &[
+    "name", "services", "volumes", "networks", "secrets", "configs", "version",
+];
+const TOP_UNSUPPORTED: &[&str] = &["include", "models"];
 const SERVICE_KEYS: &[&str] = &[
     "image",
     "pull_policy",
@@ -40,6 +42,8 @@ const SERVICE_KEYS: &[&str] = &[
     "network_mode",
     "pid",
     "ipc",
+    "secrets",
+    "configs",
 ];
 /// Compose keys outside our subset: named as unsupported rather than as typos.
 const SERVICE_UNSUPPORTED: &[&str] = &[
@@ -48,7 +52,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "blkio_config",
     "cgroup",
     "cgroup_parent",
-    "configs",
     "cpu_count",
     "cpu_percent",
     "cpu_period",
@@ -83,7 +86,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "profiles",
     "runtime",
     "scale",
-    "secrets",
     "security_opt",
     "shm_size",
     "stdin_open",
