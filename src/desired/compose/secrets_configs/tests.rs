@@ -477,3 +477,43 @@ fn services_without_secrets_or_configs_hash_as_before() {
     let none: BTreeSet<String> = BTreeSet::new();
     assert_eq!(web.secret_fields, none);
 }
+
+#[test]
+fn a_secret_file_linked_out_of_the_stack_folder_or_a_fifo_is_refused_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("web");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(tmp.path().join("host-only.txt"), "host-only-value").unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("host-only.txt"), dir.join("leak")).unwrap();
+    let fifo = std::ffi::CString::new(dir.join("pipe").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let text = "services:
+  web:
+    image: web:1
+    secrets: [leak, pipe]
+secrets:
+  leak:
+    file: ./leak
+  pipe:
+    file: ./pipe
+";
+    let doc = yaml::parse(text).unwrap();
+    let files = DirFiles::new(&dir).unwrap();
+    let problems = convert(
+        &doc,
+        "web/compose.yaml",
+        "web",
+        &Variables::default(),
+        &files,
+    )
+    .err()
+    .expect("refused");
+    let problems: Vec<String> = problems.iter().map(Problem::to_string).collect();
+    assert_eq!(
+        problems,
+        [
+            "web/compose.yaml:7: secrets.leak.file: './leak' is a symlink that leaves the stack folder",
+            "web/compose.yaml:9: secrets.pipe.file: './pipe' is a FIFO, not a regular file",
+        ]
+    );
+}
