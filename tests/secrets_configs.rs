@@ -175,3 +175,34 @@ fn a_changed_host_local_secret_recreates_the_service_and_the_old_file_goes_with_
         assert!(!journal.contains(value) && !state.contains(value));
     }
 }
+
+#[test]
+fn validate_reads_secrets_and_configs_without_docker_and_writes_nothing() {
+    let repo = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let stack = repo.path().join("web");
+    std::fs::create_dir_all(stack.join("secrets")).unwrap();
+    std::fs::write(
+        stack.join("compose.yaml"),
+        compose("registry.example/app:1"),
+    )
+    .unwrap();
+    std::fs::write(stack.join("secrets/api_key.txt"), FILE_SECRET).unwrap();
+    std::fs::write(stack.join("nginx.conf"), "server {}\n").unwrap();
+    std::fs::write(stack.join(".env"), "LEVEL=info\n").unwrap();
+    std::fs::create_dir_all(state.path().join("env")).unwrap();
+    std::fs::write(
+        state.path().join("env/web.env"),
+        format!("DB_PASSWORD={HOST_SECRET}\n"),
+    )
+    .unwrap();
+    let out = validate_offline(repo.path(), state.path(), &[]);
+    out.assert_code(0);
+    assert!(!out.combined().contains(HOST_SECRET), "{out}");
+    let left: Vec<String> = std::fs::read_dir(state.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(left, ["env"], "validate wrote into the state dir");
+}

@@ -517,3 +517,17 @@ secrets:
         ]
     );
 }
+
+#[test]
+fn editing_a_repository_secret_file_changes_the_hash_but_not_the_label_in_the_clear() {
+    let hash_with = |content: &str| {
+        let mut web = web_in(&[("secrets/db.txt", content)], FILE_SECRET, &[]);
+        web.label_key = LabelKey::from_bytes([5; 32]);
+        (web.spec_hash(), web.label_spec().to_string())
+    };
+    let (first, label) = hash_with("hunter22\n");
+    assert_ne!(first, hash_with("hunter23\n").0);
+    assert!(!label.contains("hunter22"), "{label}");
+    assert!(label.contains("\"path\":\"secrets/db.txt\""), "{label}");
+    assert!(label.contains("\"digest\":\"hidden:"), "{label}");
+}
