@@ -7,7 +7,8 @@ use crate::state::StateDir;
 /// Remove the checkouts, revision folders and content files nothing needs any more (see
 /// [`StateDir::prune`]). Kept: what any container of these stacks was created from or mounts
 /// (running or not: a stopped one still mounts its folder and its secret files), what state
-/// names (last applied, last good, running), the commit just read. When the engine cannot say which containers exist, nothing is pruned.
+/// names (last applied, last good, running), the commit just read. When the engine cannot say
+/// which containers exist, nothing is pruned.
 pub(super) async fn prune_state_dir<E: Engine>(
     engine: &E,
     state_dir: &StateDir,
