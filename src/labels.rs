@@ -20,6 +20,9 @@ pub const REVISION: &str = "reconciler.revision";
 pub const IMAGE_DIGEST: &str = "reconciler.image-digest";
 /// The normalized spec without env values (JSON), so `diff` can show old -> new per field.
 pub const SPEC: &str = "reconciler.spec";
+/// The files under `<state-dir>/files/<project>/` the container mounts (secrets and configs
+/// given by content), comma-separated: pruning keeps what any container names here.
+pub const FILES: &str = "reconciler.files";
 /// Marks a container as created by the reconciler (as opposed to adopted from Compose).
 pub const MANAGED: &str = "reconciler.managed";
 

@@ -95,6 +95,15 @@ impl ObservedContainer {
         self.labels.get(labels::REVISION).map(String::as_str)
     }
 
+    /// The content files (secrets, configs) it mounts, by name (see [`labels::FILES`]).
+    pub fn content_files(&self) -> impl Iterator<Item = &str> {
+        self.labels
+            .get(labels::FILES)
+            .into_iter()
+            .flat_map(|names| names.split(','))
+            .filter(|name| !name.is_empty())
+    }
+
     pub fn is_managed(&self) -> bool {
         self.labels.contains_key(labels::MANAGED)
     }

@@ -1,7 +1,9 @@
 //! The plan: a pure function of desired, observed and recorded state. `diff` prints it, `apply`
 //! carries it out. Nothing here touches the engine.
 
-use crate::desired::{DependsCondition, Desired, Service, Stack, UpdateOrder, HIDDEN_PREFIX};
+use crate::desired::{
+    DependsCondition, Desired, FileKind, Service, Stack, UpdateOrder, HIDDEN_PREFIX,
+};
 use crate::labels;
 use crate::mask::MASK;
 use crate::observed::{Observed, ObservedContainer, Role};
@@ -287,6 +289,8 @@ fn field_changes(service: &Service, old: &Json, container: &ObservedContainer) -
         let holds_secret = |v: &Json| v.as_str().is_some_and(|s| s.starts_with(HIDDEN_PREFIX));
         if key == "environment" {
             changes.extend(env_changes(service, a, b, container));
+        } else if let Some(kind) = file_kind(key).filter(|_| is_list(a) && is_list(b)) {
+            changes.extend(file_changes(kind, a, b));
         } else if holds_secret(a) || holds_secret(b) {
             // Took a secret-looking variable: say that it changed, never what it is.
             changes.push(Change {
@@ -305,6 +309,93 @@ fn field_changes(service: &Service, old: &Json, container: &ObservedContainer) -
         }
     }
     changes
+}
+
+fn file_kind(key: &str) -> Option<FileKind> {
+    [FileKind::Secret, FileKind::Config]
+        .into_iter()
+        .find(|k| k.key() == key)
+}
+
+/// A list, or nothing (a service without secrets has no such field).
+fn is_list(value: &Json) -> bool {
+    value.is_array() || value.is_null()
+}
+
+/// Secrets and configs one by one, by where the container sees them. A secret's content shows
+/// only as changed; a plain config's as its short digest.
+fn file_changes(kind: FileKind, old: &Json, new: &Json) -> Vec<Change> {
+    let by_target = |value: &Json| -> BTreeMap<String, Json> {
+        let items = value.as_array().map(Vec::as_slice).unwrap_or_default();
+        items
+            .iter()
+            .map(|item| (text(item, "target"), item.clone()))
+            .collect()
+    };
+    let (old, new) = (by_target(old), by_target(new));
+    let mut targets: Vec<&String> = old.keys().chain(new.keys()).collect();
+    targets.sort();
+    targets.dedup();
+    let mut changes = Vec::new();
+    for target in targets {
+        let field = format!("{} {target}", kind.noun());
+        let (a, b) = (old.get(target), new.get(target));
+        if a.map(describe_file) != b.map(describe_file) {
+            changes.push(Change {
+                field: field.clone(),
+                from: a.map(describe_file),
+                to: b.map(describe_file),
+                hidden: false,
+            });
+        }
+        let (Some(a), Some(b)) = (a, b) else { continue };
+        let (was, is) = (text(a, "digest"), text(b, "digest"));
+        if was == is {
+            continue;
+        }
+        let secret = |v: &Json| v.get("secret") == Some(&Json::Bool(true));
+        let hidden =
+            secret(a) || secret(b) || [&was, &is].iter().any(|d| d.starts_with(HIDDEN_PREFIX));
+        let short = |d: &str| d[..d.len().min(12)].to_string();
+        changes.push(Change {
+            field: format!("{field} content"),
+            from: Some(if hidden {
+                MASK.to_string()
+            } else {
+                short(&was)
+            }),
+            to: Some(if hidden { MASK.to_string() } else { short(&is) }),
+            hidden,
+        });
+    }
+    changes
+}
+
+fn text(item: &Json, key: &str) -> String {
+    item.get(key)
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Where a secret or config comes from and how it is mounted, never what it holds.
+fn describe_file(item: &Json) -> String {
+    let origin = match text(item, "kind").as_str() {
+        "repository" => format!("file ./{}", text(item, "path")),
+        "host" => format!("host file {}", text(item, "path")),
+        _ => "content".to_string(),
+    };
+    let mut out = format!("{} ({origin}", text(item, "source"));
+    if let Some(mode) = item.get("mode").and_then(Json::as_u64) {
+        out.push_str(&format!(", mode {mode:04o}"));
+    }
+    for id in ["uid", "gid"] {
+        if let Some(n) = item.get(id).and_then(Json::as_u64) {
+            out.push_str(&format!(", {id} {n}"));
+        }
+    }
+    out.push(')');
+    out
 }
 
 fn env_changes(
@@ -551,5 +642,7 @@ fn render_change(c: &Change) -> String {
     }
 }
 
+#[cfg(test)]
+mod file_tests;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod content_files;
 pub mod transition;
 
 #[derive(Debug, thiserror::Error)]
@@ -525,6 +526,8 @@ pub const KEEP_RECENT: usize = 3;
 pub struct Keep {
     pub revisions: BTreeMap<String, BTreeSet<String>>,
     pub commits: BTreeSet<String>,
+    /// Per stack, the content files (secrets, configs) some container mounts.
+    pub files: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// What [`StateDir::prune`] removed and what it kept although nothing refers to it.
@@ -532,6 +535,7 @@ pub struct Keep {
 pub struct Pruned {
     pub checkouts: Vec<PathBuf>,
     pub revisions: Vec<PathBuf>,
+    pub files: Vec<PathBuf>,
     /// Folders kept because their content is not what was written (a container may have
     /// written there), or because there is no record of what was written.
     pub kept_modified: Vec<(PathBuf, &'static str)>,
@@ -640,6 +644,7 @@ impl StateDir {
                 }
             }
         }
+        pruned.files = self.prune_content_files(&keep.files);
         pruned
     }
 

@@ -4,6 +4,7 @@ pub mod assemble;
 pub mod compose;
 pub mod dotenv;
 pub mod error;
+pub mod file_mount;
 pub mod interpolate;
 pub mod load;
 pub mod model;
@@ -12,4 +13,5 @@ pub mod policy;
 pub mod yaml;
 
 pub use error::{DesiredError, Problem};
+pub use file_mount::*;
 pub use model::*;

@@ -4,6 +4,7 @@
 //! durations are milliseconds. Two spellings of the same Compose file give equal values here, so
 //! the spec hash never changes for cosmetic edits.
 
+use super::file_mount::{FileKind, FileMount};
 pub use crate::label_key::LabelKey;
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -144,6 +145,12 @@ pub struct ContainerSpec {
     /// Digest of the content of every repository file the service mounts, so editing a mounted
     /// config file in git recreates the service (Compose misses this).
     pub mounted_content: Option<String>,
+    /// Compose `secrets:` and `configs:`, each a read-only file in the container; sorted by
+    /// target. Left out when empty, so services without them hash as before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileMount>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileMount>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -208,6 +215,17 @@ impl ContainerSpec {
         hex(&Sha256::digest(&json))
     }
 
+    /// Every secret and config file, with what it is.
+    pub fn file_mounts(&self) -> impl Iterator<Item = (FileKind, &FileMount)> {
+        let secrets = self.secrets.iter().map(|f| (FileKind::Secret, f));
+        secrets.chain(self.configs.iter().map(|f| (FileKind::Config, f)))
+    }
+
+    /// Whether a secret's (or a secret config's) content goes into this spec.
+    pub fn holds_secret_files(&self) -> bool {
+        self.file_mounts().any(|(_, f)| f.secret)
+    }
+
     /// A mount that writes to the host (volume or bind, not read-only): two copies of the service
     /// must never run at once on it.
     pub fn has_writable_storage(&self) -> bool {
@@ -258,13 +276,35 @@ impl Service {
                 *value = Json::String(format!("{HIDDEN_PREFIX}{digest}"));
             }
         }
+        for kind in [FileKind::Secret, FileKind::Config] {
+            let entries = fields.get_mut(kind.key()).and_then(Json::as_array_mut);
+            for entry in entries.into_iter().flatten() {
+                self.hide_file_digest(entry);
+            }
+        }
         json
+    }
+
+    /// A secret file's content digest, keyed: the plain sha256 of a short secret is an
+    /// offline-guessing oracle for anyone who can read labels.
+    fn hide_file_digest(&self, entry: &mut Json) {
+        if entry.get("secret") != Some(&Json::Bool(true)) {
+            return;
+        }
+        if let Some(digest) = entry.get_mut("digest") {
+            let text = digest.as_str().unwrap_or_default();
+            let keyed = self.label_key.digest(&[b"file content", text.as_bytes()]);
+            *digest = Json::String(format!("{HIDDEN_PREFIX}{keyed}"));
+        }
     }
 
     /// What decides a recreate. A spec holding no secret hashes as it always has; one holding a
     /// secret is hashed in its label form, so the hash is no offline oracle for the secret.
     pub fn spec_hash(&self) -> String {
-        if self.secret_env.is_empty() && self.secret_fields.is_empty() {
+        if self.secret_env.is_empty()
+            && self.secret_fields.is_empty()
+            && !self.spec.holds_secret_files()
+        {
             return self.spec.hash();
         }
         hex(&Sha256::digest(self.label_spec().to_string().as_bytes()))

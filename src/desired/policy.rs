@@ -6,6 +6,7 @@
 //! `/srv/x` into `/etc`.
 
 use super::error::Problem;
+use super::file_mount::FileSource;
 use super::model::{MountKind, Stack};
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -146,6 +147,14 @@ impl Policy {
                 let source = mount.source.as_deref().unwrap_or("/");
                 if let Some(message) = self.bind_refusal(source, &guarded) {
                     refuse(&format!("volumes:{}", mount.target), message);
+                }
+            }
+            // A secret or config from an absolute `file:` is a bind of a host path like any other.
+            for (kind, file) in spec.file_mounts() {
+                if let FileSource::Host { path } = &file.from {
+                    if let Some(message) = self.bind_refusal(path, &guarded) {
+                        refuse(&format!("{}:{}", kind.key(), file.target), message);
+                    }
                 }
             }
             if !self.registries.is_empty() {
@@ -444,6 +453,8 @@ fn normalize(path: &Path) -> PathBuf {
 struct Bind<'a> {
     stack: &'a Stack,
     service: &'a str,
+    /// The service key that mounts it: `volumes`, `secrets` or `configs`.
+    key: &'static str,
     target: &'a str,
     /// Repository binds: the path inside the stack folder (`data/evil`, `` for the folder).
     /// Host binds: the path as it resolves on the host.
@@ -478,10 +489,33 @@ pub fn nested_binds(stacks: &[Stack]) -> Vec<Problem> {
                 binds.push(Bind {
                     stack,
                     service: name,
+                    key: "volumes",
                     target: &mount.target,
                     path,
                     in_repo,
                     writable: !mount.read_only,
+                });
+            }
+            // Secrets and configs from files are read-only binds: never outer, but inner ones.
+            for (kind, file) in service.spec.file_mounts() {
+                let (path, in_repo) = match &file.from {
+                    FileSource::Repository { path, .. } => {
+                        (in_stack_folder(&stack.dir, path), true)
+                    }
+                    FileSource::Host { path } => match resolve_on_host(Path::new(path)) {
+                        Ok(path) => (path, false),
+                        Err(_) => continue, // refused by the policy check already
+                    },
+                    FileSource::Content { .. } => continue,
+                };
+                binds.push(Bind {
+                    stack,
+                    service: name,
+                    key: kind.key(),
+                    target: &file.target,
+                    path,
+                    in_repo,
+                    writable: false,
                 });
             }
         }
@@ -516,11 +550,11 @@ pub fn nested_binds(stacks: &[Stack]) -> Vec<Problem> {
             file: inner.stack.file.clone(),
             line: service
                 .lines
-                .get(&format!("volumes:{}", inner.target))
-                .or_else(|| service.lines.get("volumes"))
+                .get(&format!("{}:{}", inner.key, inner.target))
+                .or_else(|| service.lines.get(inner.key))
                 .copied()
                 .unwrap_or(1),
-            key: format!("services.{}.volumes", inner.service),
+            key: format!("services.{}.{}", inner.service, inner.key),
             message: format!(
                 "bind source '{}' lies inside '{}', which {whose} mounts writable: that container could replace it with a link the engine would follow on the host; mount '{}' read-only (:ro) or bind a folder outside it",
                 shown(inner),

@@ -2,7 +2,7 @@
 //! [`EngineError`]; every decision lives in the planner and executor.
 
 use super::{ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, PullProgress, Result};
-use crate::desired::{MountKind, NetworkDef, VolumeDef};
+use crate::desired::{FileMount, FileSource, MountKind, NetworkDef, VolumeDef};
 use crate::labels;
 use crate::observed::{health_from_status, Health, ObservedContainer};
 use bollard::errors::Error as BollardError;
@@ -514,6 +514,23 @@ fn endpoint(service: &str, aliases: &[String]) -> EndpointSettings {
     }
 }
 
+/// A secret or config: a read-only bind of the repository's copy, the host file, or the file
+/// the executor wrote. A source that is missing stays missing: the engine refuses the create.
+fn file_bind(request: &CreateRequest, file: &FileMount) -> Mount {
+    let source = match &file.from {
+        FileSource::Repository { path, .. } => request.repo_root.as_ref().map(|r| r.join(path)),
+        FileSource::Host { path } => Some(path.into()),
+        FileSource::Content { .. } => request.content_files.get(&file.target).cloned(),
+    };
+    Mount {
+        target: Some(file.target.clone()),
+        source: source.map(|s| s.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
 fn create_body(request: &CreateRequest) -> ContainerCreateBody {
     let spec = &request.spec;
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
@@ -534,7 +551,7 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
     }
     let exposed: Vec<String> = port_bindings.keys().cloned().collect();
 
-    let mounts: Vec<Mount> = spec
+    let mut mounts: Vec<Mount> = spec
         .mounts
         .iter()
         .map(|m| {
@@ -577,6 +594,7 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
             }
         })
         .collect();
+    mounts.extend(spec.file_mounts().map(|(_, file)| file_bind(request, file)));
 
     let restart_policy = spec.restart.as_deref().map(|r| {
         let (name, count) = match r.split_once(':') {
@@ -702,6 +720,7 @@ mod tests {
             networks: BTreeMap::from([("default".into(), "web_default".into())]),
             volumes: BTreeMap::from([("data".into(), "web_data".into())]),
             repo_root: Some(PathBuf::from("/state/stacks/web/abc")),
+            content_files: BTreeMap::new(),
         }
     }
 
@@ -740,6 +759,76 @@ mod tests {
             Some("/state/stacks/web/abc/app.conf")
         );
         assert_eq!(mounts[1].read_only, Some(true));
+    }
+
+    #[test]
+    fn secrets_and_configs_are_read_only_binds_of_the_repository_copy_the_host_file_or_the_written_file(
+    ) {
+        use crate::desired::{FileContent, FileMount, FileSource};
+        let file = |target: &str, from: FileSource| FileMount {
+            target: target.into(),
+            source: "x".into(),
+            from,
+            uid: None,
+            gid: None,
+            mode: None,
+            secret: true,
+        };
+        let spec = ContainerSpec {
+            image: "web:1".into(),
+            secrets: vec![
+                file(
+                    "/run/secrets/db",
+                    FileSource::Repository {
+                        path: "secrets/db.txt".into(),
+                        digest: "d".into(),
+                    },
+                ),
+                file(
+                    "/run/secrets/tls",
+                    FileSource::Host {
+                        path: "/srv/tls/key.pem".into(),
+                    },
+                ),
+            ],
+            configs: vec![file(
+                "/app.conf",
+                FileSource::Content {
+                    digest: "d".into(),
+                    content: FileContent::new(b"level=info"),
+                },
+            )],
+            ..Default::default()
+        };
+        let mut request = request(spec);
+        request.content_files = BTreeMap::from([(
+            "/app.conf".to_string(),
+            PathBuf::from("/state/files/web/0123abcd"),
+        )]);
+        let mounts = create_body(&request).host_config.unwrap().mounts.unwrap();
+        let binds: Vec<(&str, &str, bool)> = mounts
+            .iter()
+            .map(|m| {
+                assert_eq!(m.typ, Some(MountType::BIND));
+                (
+                    m.target.as_deref().unwrap(),
+                    m.source.as_deref().unwrap(),
+                    m.read_only.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            binds,
+            [
+                (
+                    "/run/secrets/db",
+                    "/state/stacks/web/abc/secrets/db.txt",
+                    true
+                ),
+                ("/run/secrets/tls", "/srv/tls/key.pem", true),
+                ("/app.conf", "/state/files/web/0123abcd", true),
+            ]
+        );
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub struct CreateRequest {
     pub volumes: BTreeMap<String, String>,
     /// Where relative (repository) bind sources are found on the host.
     pub repo_root: Option<PathBuf>,
+    /// Host files the executor wrote for secrets and configs given by content, by target.
+    pub content_files: BTreeMap<String, PathBuf>,
 }
 
 /// Pull progress, as the engine streams it.

@@ -113,6 +113,15 @@ impl<E: Engine> Executor<'_, E> {
         if let Some(d) = digest {
             extra.insert(labels::IMAGE_DIGEST.to_string(), d.to_string());
         }
+        let content_files = self.content_files(stack, service);
+        if !content_files.is_empty() {
+            let names: std::collections::BTreeSet<&str> = content_files
+                .values()
+                .filter_map(|path| path.file_name()?.to_str())
+                .collect();
+            let names: Vec<&str> = names.into_iter().collect();
+            extra.insert(labels::FILES.to_string(), names.join(","));
+        }
         CreateRequest {
             name,
             project: stack.name.clone(),
@@ -131,7 +140,26 @@ impl<E: Engine> Executor<'_, E> {
                 .collect(),
             repo_root: (!service.repo_binds.is_empty())
                 .then(|| self.state_dir.stack_files_dir(&stack.name, &stack.revision)),
+            content_files,
         }
+    }
+
+    /// Where the files of secrets and configs given by content are (written by
+    /// `prepare_stack`), by target.
+    fn content_files(
+        &self,
+        stack: &Stack,
+        service: &Service,
+    ) -> BTreeMap<String, std::path::PathBuf> {
+        let dir = self.state_dir.content_files_dir(&stack.name);
+        service
+            .spec
+            .file_mounts()
+            .filter_map(|(_, f)| {
+                let name = f.content_file_name(&service.label_key)?;
+                Some((f.target.clone(), dir.join(name)))
+            })
+            .collect()
     }
 
     fn target_name(stack: &Stack, service: &Service) -> String {

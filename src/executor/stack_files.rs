@@ -1,10 +1,12 @@
-//! What a stack needs before its services: networks, volumes, and the repository files that
-//! relative binds mount, written once per revision without following any link.
+//! What a stack needs before its services: networks, volumes, the repository files that
+//! relative binds mount (written once per revision without following any link), and the files
+//! of secrets and configs given by content.
 
 use super::{ExecError, Executor};
 use crate::desired::{Service, Stack};
 use crate::engine::Engine;
 use crate::plan::{Action, ServicePlan};
+use crate::state::content_files::FileAttributes;
 use std::collections::BTreeSet;
 
 impl<E: Engine> Executor<'_, E> {
@@ -57,6 +59,37 @@ impl<E: Engine> Executor<'_, E> {
                     message,
                 }
             })?;
+        }
+        for service in &services {
+            self.write_content_files(stack, service)?;
+        }
+        Ok(())
+    }
+
+    /// The secrets and configs given by content, as the files the service's container binds.
+    fn write_content_files(&self, stack: &Stack, service: &Service) -> Result<(), ExecError> {
+        for (kind, file) in service.spec.file_mounts() {
+            let (Some(name), Some(content)) =
+                (file.content_file_name(&service.label_key), file.content())
+            else {
+                continue;
+            };
+            let attributes = FileAttributes {
+                mode: file.file_mode(),
+                uid: file.uid,
+                gid: file.gid,
+            };
+            self.state_dir
+                .write_content_file(&stack.name, &name, content, attributes)
+                .map_err(|e| ExecError::StackFiles {
+                    stack: stack.name.clone(),
+                    message: format!(
+                        "{} '{}' of service {}: {e}",
+                        kind.noun(),
+                        file.source,
+                        service.name
+                    ),
+                })?;
         }
         Ok(())
     }

@@ -1127,3 +1127,59 @@ async fn a_pruned_service_is_removed_only_after_the_rest_of_its_stack_is_done() 
     );
     assert_eq!(host.names(), ["shop-www-1"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn secrets_given_by_content_are_written_per_content_and_named_in_a_label_never_by_value() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    let compose = format!(
+        "services:\n  web:\n    image: {WEB_V1}\n    secrets:\n      - source: db\n        mode: 0400\n    configs: [app]\nsecrets:\n  db:\n    environment: DB_PASSWORD\nconfigs:\n  app:\n    content: level=info\n"
+    );
+    let with_password = |password: &str| {
+        let dir = host.repo.path().join("shop");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env"), format!("DB_PASSWORD={password}\n")).unwrap();
+        host.desired("shop", &compose)
+    };
+    let files = host.state.path().join("files/shop");
+    let written = |labels: &std::collections::BTreeMap<String, String>| -> Vec<(String, u32)> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut found: Vec<(String, u32)> = labels[labels::FILES]
+            .split(',')
+            .map(|name| {
+                let path = files.join(name);
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                (std::fs::read_to_string(&path).unwrap(), mode)
+            })
+            .collect();
+        found.sort();
+        found
+    };
+
+    host.pass(&with_password("first-pw-1")).await.unwrap();
+    let first = host.engine.container("shop-web-1").unwrap();
+    assert_eq!(
+        written(&first.labels),
+        [
+            ("first-pw-1".to_string(), 0o400),
+            ("level=info".to_string(), 0o444)
+        ]
+    );
+    assert!(!format!("{:?}", first.labels).contains("first-pw-1"));
+
+    host.pass(&with_password("second-pw-2")).await.unwrap();
+    let second = host.engine.container("shop-web-1").unwrap();
+    assert_ne!(
+        second.id, first.id,
+        "a changed secret recreates the service"
+    );
+    assert_eq!(
+        written(&second.labels),
+        [
+            ("level=info".to_string(), 0o444),
+            ("second-pw-2".to_string(), 0o400)
+        ]
+    );
+    // The old file is left for pruning, which knows which containers still mount it.
+    assert_eq!(std::fs::read_dir(&files).unwrap().count(), 3);
+}

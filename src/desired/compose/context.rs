@@ -1,6 +1,7 @@
 //! The conversion context: the problems found so far (capped, secrets scrubbed) and the
 //! interpolation of scalars, which every reader of a value goes through.
 
+use super::secrets_configs::FileDefs;
 use super::{SourceFile, StackFiles, Variables};
 use crate::desired::error::Problem;
 use crate::desired::interpolate::{interpolate_within, Budget, InterpolateError};
@@ -35,6 +36,8 @@ pub(super) struct Cx<'a> {
     pub(super) inactive: BTreeMap<String, Vec<String>>,
     /// Interpolated bytes left for this file: aliases may repeat a `${BIG}` scalar many times.
     budget: Budget,
+    /// The top-level `secrets:` and `configs:`, which services refer to by name.
+    pub(super) file_defs: FileDefs,
 }
 
 /// An interpolated scalar and whether a host-local (secret) variable went into it.
@@ -81,6 +84,7 @@ impl<'a> Cx<'a> {
             warnings: Vec::new(),
             inactive: BTreeMap::new(),
             budget: Budget::per_file(),
+            file_defs: FileDefs::default(),
         }
     }
 
@@ -113,6 +117,14 @@ impl<'a> Cx<'a> {
     /// leaves it unchanged.
     pub(super) fn problems_kept(&self) -> usize {
         self.problems.len()
+    }
+
+    /// A value that became secret content (a secret from a repository variable): no message
+    /// may quote it from now on.
+    pub(super) fn hide(&mut self, value: &str) {
+        if !self.secret_values.iter().any(|v| v == value) {
+            self.secret_values.push(value.to_string());
+        }
     }
 
     pub(super) fn problem(&mut self, node: &Node, key: &str, message: impl Into<String>) {

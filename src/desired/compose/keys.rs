@@ -5,9 +5,9 @@ use super::{join, Cx};
 use crate::desired::yaml::Node;
 
 const TOP_KEYS: &[&str] = &[
-    "name", "services", "volumes", "networks", "version", "include",
+    "name", "services", "volumes", "networks", "secrets", "configs", "version", "include",
 ];
-const TOP_UNSUPPORTED: &[&str] = &["secrets", "configs", "models"];
+const TOP_UNSUPPORTED: &[&str] = &["models"];
 const SERVICE_KEYS: &[&str] = &[
     "image",
     "pull_policy",
@@ -45,6 +45,8 @@ const SERVICE_KEYS: &[&str] = &[
     // Applied when the stack's files are assembled (`desired::assemble`).
     "extends",
     "profiles",
+    "secrets",
+    "configs",
 ];
 /// Compose keys outside our subset: named as unsupported rather than as typos.
 const SERVICE_UNSUPPORTED: &[&str] = &[
@@ -53,7 +55,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "blkio_config",
     "cgroup",
     "cgroup_parent",
-    "configs",
     "cpu_count",
     "cpu_percent",
     "cpu_period",
@@ -86,7 +87,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "pre_stop",
     "runtime",
     "scale",
-    "secrets",
     "security_opt",
     "shm_size",
     "stdin_open",

@@ -8,14 +8,15 @@ mod depends_on;
 mod keys;
 mod networks_volumes;
 mod parse;
+mod secrets_configs;
 mod service;
 #[cfg(test)]
 mod tests;
 mod values;
 
 pub use parse::{
-    parse_bytes, parse_device, parse_duration, parse_port, parse_short_mount, shell_split,
-    MAX_DURATION,
+    parse_bytes, parse_device, parse_duration, parse_mode, parse_port, parse_short_mount,
+    shell_split, MAX_DURATION,
 };
 
 use super::error::Problem;
@@ -125,6 +126,8 @@ impl Cx<'_> {
             return parts;
         };
         self.check_top_keys(top);
+        // First: a secret's value is hidden from every message from here on.
+        self.file_defs(doc);
 
         if let Some(n) = doc.get("name") {
             parts.name = self.string(n, "name");

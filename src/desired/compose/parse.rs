@@ -62,6 +62,30 @@ pub fn parse_bytes(s: &str) -> Option<i64> {
     Some((value * factor) as i64)
 }
 
+/// A file mode as Compose reads one: a YAML number in any base Go's YAML reader takes (`0440`
+/// and `0o440` are octal, `288` decimal), or a quoted string, which is octal.
+pub fn parse_mode(text: &str, plain: bool) -> Option<u32> {
+    let text = text.trim();
+    let octal = |digits: &str| {
+        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| u32::from_str_radix(digits, 8).ok())
+            .flatten()
+    };
+    if let Some(digits) = text.strip_prefix("0o") {
+        return octal(digits);
+    }
+    if !plain {
+        return octal(text);
+    }
+    if let Some(digits) = text.strip_prefix("0x") {
+        return u32::from_str_radix(digits, 16).ok();
+    }
+    if text.len() > 1 && text.starts_with('0') {
+        return octal(text);
+    }
+    text.parse().ok()
+}
+
 /// Split a command string into words as a POSIX shell would (quotes and backslashes only).
 pub fn shell_split(s: &str) -> Option<Vec<String>> {
     let mut words = Vec::new();

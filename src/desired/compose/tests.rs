@@ -1216,11 +1216,11 @@ fn a_device_changes_the_hash_and_no_device_leaves_it_as_before() {
 
 #[test]
 fn an_unsupported_top_level_section_is_named() {
-    let p = problem("services:\n  web:\n    image: web:1\nsecrets:\n  db:\n    file: ./db.txt\n");
-    assert_eq!((p.line, p.key.as_str()), (4, "secrets"));
+    let p = problem("services:\n  web:\n    image: web:1\nmodels:\n  llm:\n    model: ai/x\n");
+    assert_eq!((p.line, p.key.as_str()), (4, "models"));
     assert_eq!(
         p.message,
-        "top-level 'secrets' is not supported by the reconciler"
+        "top-level 'models' is not supported by the reconciler"
     );
 }
 

@@ -4,6 +4,7 @@
 mod deploy;
 mod devices;
 mod environment;
+mod files;
 mod healthcheck;
 mod mounts;
 mod networks;
@@ -88,7 +89,8 @@ impl Cx<'_> {
         if let Some(n) = node.get("ports") {
             spec.ports = self.ports(n, &key("ports"));
         }
-        let repo_binds = self.service_volumes(node, path, volumes, &mut spec);
+        let mut repo_binds = self.service_volumes(node, path, volumes, &mut spec);
+        self.service_files(node, path, &mut spec, &mut repo_binds);
         spec.networks = match node.get("networks") {
             Some(n) => self.service_networks(n, &key("networks"), networks),
             None => BTreeMap::from([("default".to_string(), Vec::new())]),
