@@ -718,6 +718,7 @@ mod tests {
                     repo_relative: None,
                     tmpfs_size: None,
                     no_copy: false,
+                    shared_data: false,
                 },
                 MountSpec {
                     target: "/etc/app.conf".into(),
@@ -727,6 +728,7 @@ mod tests {
                     repo_relative: Some("app.conf".into()),
                     tmpfs_size: None,
                     no_copy: false,
+                    shared_data: false,
                 },
             ],
             networks: BTreeMap::from([("default".into(), vec![])]),

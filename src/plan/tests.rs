@@ -713,6 +713,7 @@ fn mount(kind: MountKind, read_only: bool) -> MountSpec {
         repo_relative: None,
         tmpfs_size: None,
         no_copy: false,
+        shared_data: false,
     }
 }
 
