@@ -550,7 +550,12 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
                     }),
                 ),
                 MountKind::Bind => {
-                    let source = match (&m.repo_relative, &request.repo_root) {
+                    let root = match m.in_data_folder() {
+                        true => &request.data_root,
+                        false => &request.repo_root,
+                    };
+                    let source = match (&m.repo_relative, root) {
+                        (Some(rel), Some(root)) if rel == "." => Some(root.display().to_string()),
                         (Some(rel), Some(root)) => Some(root.join(rel).display().to_string()),
                         _ => m.source.clone(),
                     };
@@ -702,6 +707,7 @@ mod tests {
             networks: BTreeMap::from([("default".into(), "web_default".into())]),
             volumes: BTreeMap::from([("data".into(), "web_data".into())]),
             repo_root: Some(PathBuf::from("/state/stacks/web/abc")),
+            data_root: Some(PathBuf::from("/state/data/web")),
         }
     }
 
@@ -742,6 +748,48 @@ mod tests {
             Some("/state/stacks/web/abc/app.conf")
         );
         assert_eq!(mounts[1].read_only, Some(true));
+    }
+
+    #[test]
+    fn writable_and_shared_repository_binds_point_to_the_stack_data_folder() {
+        let bind = |target: &str, rel: &str, read_only: bool, shared_data: bool| MountSpec {
+            target: target.into(),
+            kind: MountKind::Bind,
+            source: Some(format!("./{rel}")),
+            read_only,
+            repo_relative: Some(rel.into()),
+            tmpfs_size: None,
+            no_copy: false,
+            shared_data,
+        };
+        let spec = ContainerSpec {
+            image: "web:1".into(),
+            mounts: vec![
+                bind("/a", "data/db", false, false),
+                bind("/b", "uploads", true, true),
+                bind("/c", "conf", true, false),
+                bind("/d", ".", false, false),
+            ],
+            ..Default::default()
+        };
+        let body = create_body(&request(spec));
+        let sources: Vec<_> = body
+            .host_config
+            .unwrap()
+            .mounts
+            .unwrap()
+            .into_iter()
+            .map(|m| m.source.unwrap())
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                "/state/data/web/data/db",
+                "/state/data/web/uploads",
+                "/state/stacks/web/abc/conf",
+                "/state/data/web",
+            ]
+        );
     }
 
     #[test]

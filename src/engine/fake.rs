@@ -835,6 +835,7 @@ pub fn compose_request(project: &str, service: &str, name: &str, image: &str) ->
         networks: BTreeMap::new(),
         volumes: BTreeMap::new(),
         repo_root: None,
+        data_root: None,
     }
 }
 

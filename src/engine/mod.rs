@@ -89,6 +89,9 @@ pub struct CreateRequest {
     pub volumes: BTreeMap<String, String>,
     /// Where relative (repository) bind sources are found on the host.
     pub repo_root: Option<PathBuf>,
+    /// The stack's data folder, where the repository binds that are
+    /// [`in_data_folder`](crate::desired::MountSpec::in_data_folder) point.
+    pub data_root: Option<PathBuf>,
 }
 
 /// Pull progress, as the engine streams it.
