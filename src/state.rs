@@ -1001,6 +1001,38 @@ mod tests {
     }
 
     #[test]
+    fn pruning_never_touches_a_stack_data_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        let data = dir.data_dir("web");
+        fs::create_dir_all(data.join("data")).unwrap();
+        fs::write(data.join("data/table"), "rows").unwrap();
+        dir.save_applied("web", &BTreeMap::from([("data/a".into(), "x".into())]))
+            .unwrap();
+        for i in 0..7 {
+            write_revision(&dir, "web", &format!("r{i}"), i * 100);
+        }
+        let pruned = dir.prune(&Keep::default());
+        assert!(!pruned.revisions.is_empty());
+        assert_eq!(fs::read_to_string(data.join("data/table")).unwrap(), "rows");
+        assert_eq!(dir.load_applied("web").len(), 1);
+    }
+
+    #[test]
+    fn a_revision_folder_is_a_source_of_tracked_files_only_while_it_is_as_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        let folder = write_revision(&dir, "web", "r1", 0);
+        assert_eq!(
+            dir.stack_files_as_written("web", "r1"),
+            Some(folder.clone())
+        );
+        fs::write(folder.join("data/db"), "a container wrote this").unwrap();
+        assert_eq!(dir.stack_files_as_written("web", "r1"), None);
+        assert_eq!(dir.stack_files_as_written("web", "never-written"), None);
+    }
+
+    #[test]
     fn pruning_checkouts_keeps_the_named_and_the_recent() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = StateDir::new(tmp.path());
