@@ -71,7 +71,7 @@ impl<E: Engine> Executor<'_, E> {
             }
             Ok(()) => match (sp.action, current) {
                 (Action::Start, Some(current)) => {
-                    self.start_existing(&who, service, current).await?
+                    self.start_existing(&who, stack, service, current).await?
                 }
                 (Action::Update, Some(current)) => {
                     self.update(stack, service, sp, current, digest).await?
@@ -150,6 +150,18 @@ impl<E: Engine> Executor<'_, E> {
         Ok(())
     }
 
+    /// This revision's tracked files into the service's folders in the data folder, right
+    /// before its container is created (the old one already stopped, stop-first): a service
+    /// skipped or left for later keeps the files its container was made with.
+    fn write_data_binds(&self, stack: &Stack, service: &Service) -> Result<(), ExecError> {
+        let rels: BTreeSet<&str> = data_binds(service).collect();
+        self.write_data_folder(&stack.name, &stack.dir, &rels)
+            .map_err(|message| ExecError::StackFiles {
+                stack: stack.name.clone(),
+                message,
+            })
+    }
+
     /// A failed release leaves the old container on its own revision's tracked files in the
     /// data folder, taken from that revision's folder while it is still as written. Files only
     /// the failed revision had stay (nothing is deleted).
@@ -200,6 +212,7 @@ impl<E: Engine> Executor<'_, E> {
         let who = Who::of(stack, &service.name);
         let name = name.unwrap_or_else(|| Self::target_name(stack, service));
         crate::progress!(who, "creating {name} from {}", service.spec.image);
+        self.write_data_binds(stack, service)?;
         if let Err(reason) = self.check_data_binds(stack, service) {
             return Ok(Err(Rejected::new(reason, vec![])));
         }
@@ -268,6 +281,7 @@ impl<E: Engine> Executor<'_, E> {
     async fn start_existing(
         &self,
         who: &Who,
+        stack: &Stack,
         service: &Service,
         container: &ObservedContainer,
     ) -> Result<Changed, ExecError> {
@@ -277,6 +291,10 @@ impl<E: Engine> Executor<'_, E> {
             container.name,
             container.state
         );
+        // The engine resolves bind sources again at each start.
+        if let Err(reason) = self.check_data_binds(stack, service) {
+            return Ok(Err(Rejected::new(reason, vec![])));
+        }
         if let Err(e) = self.engine.start_container(&container.id).await {
             // Removed by hand meanwhile: the next pass creates it anew, soon.
             if e.is_transient() {

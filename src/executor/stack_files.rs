@@ -1,6 +1,6 @@
 //! What a stack needs before its services: networks, volumes, the repository files that
-//! relative binds mount, written once per revision without following any link, and the files
-//! git tracks in the stack's data folder, where writable relative binds point.
+//! relative binds mount, written once per revision without following any link; and the writer
+//! of the files git tracks in the stack's data folder, where writable relative binds point.
 
 use super::data_folder;
 use super::{ExecError, Executor};
@@ -61,12 +61,7 @@ impl<E: Engine> Executor<'_, E> {
                 }
             })?;
         }
-        let in_data_folder: BTreeSet<&str> = services.iter().flat_map(|s| data_binds(s)).collect();
-        self.write_data_folder(&stack.name, &stack.dir, &in_data_folder)
-            .map_err(|message| ExecError::StackFiles {
-                stack: stack.name.clone(),
-                message,
-            })
+        Ok(())
     }
 
     /// Write what the stack folder `source` (of any revision) has at `rels` into the stack's

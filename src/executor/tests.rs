@@ -1189,3 +1189,40 @@ async fn a_link_planted_on_the_way_to_a_bound_folder_fails_the_release_before_an
     assert!(!host.engine.calls().iter().any(|c| c.starts_with("create")));
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_service_skipped_for_its_failed_dependency_keeps_the_tracked_files_it_runs_with() {
+    let host = Host::new();
+    let conf = host.repo.path().join("shop/data/db.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(&conf, "v1\n").unwrap();
+    let stack = |migrate: &str| {
+        format!(
+            "services:\n  migrate:\n    image: {migrate}\n    x-reconciler: {{health_timeout: 20s}}\n  db:\n    image: {DB_V1}\n    depends_on: [migrate]\n    volumes: [\"./data:/var/lib/db\"]\n"
+        )
+    };
+    host.engine.publish(WORKER_V1, healthy_after(1));
+    host.engine.publish(DB_V1, healthy_after(1));
+    host.pass(&host.desired("shop", &stack(WORKER_V1)))
+        .await
+        .unwrap();
+    let db = host.id("shop-db-1");
+
+    host.engine.publish(WORKER_V2, STARTING_FOR_AN_HOUR);
+    std::fs::write(&conf, "v2\n").unwrap();
+    let outcome = host
+        .pass(&host.desired("shop", &stack(WORKER_V2)))
+        .await
+        .unwrap();
+
+    assert!(
+        outcome.failed().iter().any(|f| f.who() == "shop/db"),
+        "{outcome:?}"
+    );
+    assert_eq!(host.id("shop-db-1"), db);
+    let data = host.state_dir().data_dir("shop").join("data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("db.conf")).unwrap(),
+        "v1\n"
+    );
+}
