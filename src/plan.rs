@@ -561,10 +561,13 @@ fn render_target(item: &Json) -> String {
         };
         return format!("{host}{target}/{}", s("protocol").unwrap_or_default());
     }
-    let ro = if item.get("read_only") == Some(&Json::Bool(true)) {
-        ":ro"
-    } else {
-        ""
+    let ro = match (
+        item.get("read_only") == Some(&Json::Bool(true)),
+        item.get("shared_data") == Some(&Json::Bool(true)),
+    ) {
+        (true, true) => ":ro (the stack's data folder)",
+        (true, false) => ":ro",
+        _ => "",
     };
     match s("source") {
         Some(src) => format!("{src}:{}{ro}", s("target").unwrap_or_default()),

@@ -3,7 +3,7 @@
 //! must resolve inside the stack folder, name a regular file (never a device, FIFO or socket), and
 //! be no larger than a named limit; it is opened without following a link and without blocking.
 
-use super::compose::{self, StackFiles, Variables};
+use super::compose::{self, BindSource, StackFiles, Variables};
 use super::dotenv;
 use super::error::{DesiredError, Problem};
 use super::model::{hex, Desired, Stack};
@@ -648,6 +648,58 @@ impl StackFiles for DirFiles {
             Ok(normalized) => fs::symlink_metadata(self.root.join(normalized)).is_ok(),
             Err(_) => true,
         }
+    }
+
+    fn bind_source(&self, rel: &str) -> Result<BindSource, String> {
+        let normalized = normalize(rel)?;
+        let inside = |real: &Path| {
+            let rel = real.strip_prefix(&self.root).unwrap_or(real);
+            match rel.to_string_lossy() {
+                shown if shown.is_empty() => ".".to_string(),
+                shown => shown.into_owned(),
+            }
+        };
+        if fs::symlink_metadata(self.root.join(&normalized)).is_ok() {
+            let checked = self.resolve(rel)?;
+            let (_, real) = self.locate(rel)?;
+            return Ok(BindSource {
+                rel: checked,
+                real: inside(&real),
+                exists: true,
+            });
+        }
+        // Missing: what exists of its path must be folders inside the stack folder (links that
+        // stay inside followed); the rest is created, empty, in the stack's data folder.
+        let parts: Vec<&str> = normalized.split('/').collect();
+        let mut real = self.root.clone();
+        for (i, part) in parts.iter().enumerate() {
+            let next = real.join(part);
+            let walked = parts[..=i].join("/");
+            match fs::symlink_metadata(&next) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(BindSource {
+                        rel: normalized.clone(),
+                        real: inside(&real.join(parts[i..].join("/"))),
+                        exists: false,
+                    });
+                }
+                Err(e) => return Err(format!("cannot read '{walked}': {e}")),
+                Ok(_) => {}
+            }
+            let resolved = next
+                .canonicalize()
+                .map_err(|_| format!("'{walked}' is {DANGLING}"))?;
+            if !resolved.starts_with(&self.root) {
+                return Err(format!("'{walked}' is {LEAVES}"));
+            }
+            if !resolved.is_dir() {
+                return Err(format!(
+                    "'{rel}' does not exist and cannot be created: '{walked}' is not a folder"
+                ));
+            }
+            real = resolved;
+        }
+        Err(format!("'{rel}' cannot be read"))
     }
 }
 

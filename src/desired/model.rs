@@ -177,10 +177,33 @@ pub struct MountSpec {
     /// Volume key (named volume) or absolute host path (bind); `None` for tmpfs/anonymous.
     pub source: Option<String>,
     pub read_only: bool,
-    /// Bind source relative to the stack folder, when it points into the repository.
+    /// Bind source relative to the stack folder, when it points into the repository. For a
+    /// bind in the data folder ([`in_data_folder`](Self::in_data_folder)), links inside the
+    /// folder are followed (`alias/db` with `alias -> data` is `data/db`): the data folder keeps
+    /// no link on a bind's way.
     pub repo_relative: Option<String>,
     pub tmpfs_size: Option<i64>,
     pub no_copy: bool,
+    /// A read-only repository bind that sees the stack's data folder rather than the revision's
+    /// files: its source is missing from git, or a service of the stack writes there. Left out
+    /// of the hash when false, so read-only binds of plain repository files keep their hash.
+    #[serde(skip_serializing_if = "is_false")]
+    pub shared_data: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl MountSpec {
+    /// A repository bind that points to the stack's data folder (`<state-dir>/data/<stack>`),
+    /// kept across revisions, rather than to the revision's copy of the repository: every
+    /// writable one (what a container writes there is data), and read-only ones that share it.
+    pub fn in_data_folder(&self) -> bool {
+        self.kind == MountKind::Bind
+            && self.repo_relative.is_some()
+            && (!self.read_only || self.shared_data)
+    }
 }
 
 /// One `devices:` entry: a host device node made available inside the container.

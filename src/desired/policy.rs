@@ -725,7 +725,13 @@ mod tests {
             state_dir: Some(state.clone()),
             ..Policy::default()
         };
-        for refused in [state.clone(), state.join("env"), dir.path().to_path_buf()] {
+        // A stack's data folder too: by an absolute path another stack could read its data.
+        for refused in [
+            state.clone(),
+            state.join("env"),
+            state.join("data/web/data"),
+            dir.path().to_path_buf(),
+        ] {
             let message = refusal(&policy, refused.to_str().unwrap()).unwrap();
             assert!(message.contains("--allow state-dir"), "{message}");
         }

@@ -567,7 +567,12 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
                     }),
                 ),
                 MountKind::Bind => {
-                    let source = match (&m.repo_relative, &request.repo_root) {
+                    let root = match m.in_data_folder() {
+                        true => &request.data_root,
+                        false => &request.repo_root,
+                    };
+                    let source = match (&m.repo_relative, root) {
+                        (Some(rel), Some(root)) if rel == "." => Some(root.display().to_string()),
                         (Some(rel), Some(root)) => Some(root.join(rel).display().to_string()),
                         _ => m.source.clone(),
                     };
@@ -721,6 +726,7 @@ mod tests {
             volumes: BTreeMap::from([("data".into(), "web_data".into())]),
             repo_root: Some(PathBuf::from("/state/stacks/web/abc")),
             content_files: BTreeMap::new(),
+            data_root: Some(PathBuf::from("/state/data/web")),
         }
     }
 
@@ -737,6 +743,7 @@ mod tests {
                     repo_relative: None,
                     tmpfs_size: None,
                     no_copy: false,
+                    shared_data: false,
                 },
                 MountSpec {
                     target: "/etc/app.conf".into(),
@@ -746,6 +753,7 @@ mod tests {
                     repo_relative: Some("app.conf".into()),
                     tmpfs_size: None,
                     no_copy: false,
+                    shared_data: false,
                 },
             ],
             networks: BTreeMap::from([("default".into(), vec![])]),
@@ -827,6 +835,48 @@ mod tests {
                 ),
                 ("/run/secrets/tls", "/srv/tls/key.pem", true),
                 ("/app.conf", "/state/files/web/0123abcd", true),
+            ]
+        );
+    }
+
+    #[test]
+    fn writable_and_shared_repository_binds_point_to_the_stack_data_folder() {
+        let bind = |target: &str, rel: &str, read_only: bool, shared_data: bool| MountSpec {
+            target: target.into(),
+            kind: MountKind::Bind,
+            source: Some(format!("./{rel}")),
+            read_only,
+            repo_relative: Some(rel.into()),
+            tmpfs_size: None,
+            no_copy: false,
+            shared_data,
+        };
+        let spec = ContainerSpec {
+            image: "web:1".into(),
+            mounts: vec![
+                bind("/a", "data/db", false, false),
+                bind("/b", "uploads", true, true),
+                bind("/c", "conf", true, false),
+                bind("/d", ".", false, false),
+            ],
+            ..Default::default()
+        };
+        let body = create_body(&request(spec));
+        let sources: Vec<_> = body
+            .host_config
+            .unwrap()
+            .mounts
+            .unwrap()
+            .into_iter()
+            .map(|m| m.source.unwrap())
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                "/state/data/web/data/db",
+                "/state/data/web/uploads",
+                "/state/stacks/web/abc/conf",
+                "/state/data/web",
             ]
         );
     }

@@ -836,6 +836,7 @@ pub fn compose_request(project: &str, service: &str, name: &str, image: &str) ->
         volumes: BTreeMap::new(),
         repo_root: None,
         content_files: BTreeMap::new(),
+        data_root: None,
     }
 }
 

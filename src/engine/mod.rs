@@ -91,6 +91,9 @@ pub struct CreateRequest {
     pub repo_root: Option<PathBuf>,
     /// Host files the executor wrote for secrets and configs given by content, by target.
     pub content_files: BTreeMap<String, PathBuf>,
+    /// The stack's data folder, where the repository binds that are
+    /// [`in_data_folder`](crate::desired::MountSpec::in_data_folder) point.
+    pub data_root: Option<PathBuf>,
 }
 
 /// Pull progress, as the engine streams it.

@@ -2,6 +2,8 @@
 //! created, started and proven; stop-first keeps the old one (renamed) until then, start-first
 //! never stops it before; on failure the old one is back under its name.
 
+use super::data_folder::{self, Expect};
+use super::stack_files::data_binds;
 use super::{failpoint, ExecError, Executor, LOG_TAIL_LINES};
 use crate::desired::{Service, Stack, UpdateOrder};
 use crate::engine::{CreateRequest, Engine};
@@ -11,7 +13,7 @@ use crate::observed::{Observed, ObservedContainer};
 use crate::outcome::{ServiceOutcome, ServiceResult, Step};
 use crate::plan::{spec_label, Action, ServicePlan};
 use crate::state::JournalResult;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -69,7 +71,7 @@ impl<E: Engine> Executor<'_, E> {
             }
             Ok(()) => match (sp.action, current) {
                 (Action::Start, Some(current)) => {
-                    self.start_existing(&who, service, current).await?
+                    self.start_existing(&who, stack, service, current).await?
                 }
                 (Action::Update, Some(current)) => {
                     self.update(stack, service, sp, current, digest).await?
@@ -141,6 +143,62 @@ impl<E: Engine> Executor<'_, E> {
             repo_root: (!service.repo_binds.is_empty())
                 .then(|| self.state_dir.stack_files_dir(&stack.name, &stack.revision)),
             content_files,
+            data_root: data_binds(service)
+                .next()
+                .map(|_| self.state_dir.data_dir(&stack.name)),
+        }
+    }
+
+    /// Every bind source in the data folder is what git has (a missing one a folder, created
+    /// empty) with no link on its way: the engine follows links in bind sources on the host,
+    /// and containers write in that folder. Checked right before the engine gets the paths.
+    fn check_data_binds(&self, stack: &Stack, service: &Service) -> Result<(), String> {
+        let root = self.state_dir.data_dir(&stack.name);
+        for rel in data_binds(service) {
+            data_folder::check_bind_source(&root, rel, Expect::of(&stack.dir, rel))?;
+        }
+        Ok(())
+    }
+
+    /// This revision's tracked files into the service's folders in the data folder, right
+    /// before its container is created (the old one already stopped, stop-first): a service
+    /// skipped or left for later keeps the files its container was made with.
+    fn write_data_binds(&self, stack: &Stack, service: &Service) -> Result<(), ExecError> {
+        let rels: BTreeSet<&str> = data_binds(service).collect();
+        self.write_data_folder(&stack.name, &stack.dir, &rels)
+            .map_err(|message| ExecError::StackFiles {
+                stack: stack.name.clone(),
+                message,
+            })
+    }
+
+    /// A failed release leaves the old container on its own revision's tracked files in the
+    /// data folder, taken from that revision's folder while it is still as written. Files only
+    /// the failed revision had stay (nothing is deleted).
+    fn put_back_tracked_files(
+        &self,
+        who: &Who,
+        stack: &Stack,
+        service: &Service,
+        old: &ObservedContainer,
+    ) {
+        let rels: BTreeSet<&str> = data_binds(service).collect();
+        let Some(revision) = old.revision().filter(|r| *r != stack.revision) else {
+            return;
+        };
+        if rels.is_empty() {
+            return;
+        }
+        let Some(folder) = self.state_dir.stack_files_as_written(&stack.name, revision) else {
+            // Created before it had binds in the data folder: the old container does not use it.
+            tracing::debug!(stack = %who.stack, service = %who.service, "no files of revision {revision} to put back in the data folder");
+            return;
+        };
+        if let Err(e) = self.write_data_folder(&stack.name, &folder, &rels) {
+            tracing::warn!(
+                stack = %who.stack, service = %who.service,
+                "the data folder keeps the failed release's tracked files: {e}"
+            );
         }
     }
 
@@ -182,6 +240,10 @@ impl<E: Engine> Executor<'_, E> {
         let who = Who::of(stack, &service.name);
         let name = name.unwrap_or_else(|| Self::target_name(stack, service));
         crate::progress!(who, "creating {name} from {}", service.spec.image);
+        self.write_data_binds(stack, service)?;
+        if let Err(reason) = self.check_data_binds(stack, service) {
+            return Ok(Err(Rejected::new(reason, vec![])));
+        }
         let request = self.request(stack, service, name.clone(), digest);
         let id = match self.create_when_name_is_free(&request).await {
             Ok(id) => id,
@@ -247,6 +309,7 @@ impl<E: Engine> Executor<'_, E> {
     async fn start_existing(
         &self,
         who: &Who,
+        stack: &Stack,
         service: &Service,
         container: &ObservedContainer,
     ) -> Result<Changed, ExecError> {
@@ -256,6 +319,10 @@ impl<E: Engine> Executor<'_, E> {
             container.name,
             container.state
         );
+        // The engine resolves bind sources again at each start.
+        if let Err(reason) = self.check_data_binds(stack, service) {
+            return Ok(Err(Rejected::new(reason, vec![])));
+        }
         if let Err(e) = self.engine.start_container(&container.id).await {
             // Removed by hand meanwhile: the next pass creates it anew, soon.
             if e.is_transient() {
@@ -296,6 +363,7 @@ impl<E: Engine> Executor<'_, E> {
                         scrubbed(service, &f.reason),
                         old.name
                     );
+                    self.put_back_tracked_files(&who, stack, service, old);
                     return Ok(Err(f));
                 }
                 crate::progress!(who, "new container is healthy; stopping {}", old.name);
@@ -328,6 +396,7 @@ impl<E: Engine> Executor<'_, E> {
                         {
                             let _ = self.engine.remove_container(&new).await;
                         }
+                        self.put_back_tracked_files(&who, stack, service, old);
                         let _ = self.restore(&who, service, old).await;
                         return Err(e);
                     }
@@ -335,6 +404,7 @@ impl<E: Engine> Executor<'_, E> {
                 if let Err(f) = result {
                     let reason = scrubbed(service, &f.reason);
                     crate::progress!(who, "FAILED: {reason}; restoring {}", old.name);
+                    self.put_back_tracked_files(&who, stack, service, old);
                     self.restore(&who, service, old).await?;
                     return Ok(Err(f));
                 }

@@ -1183,3 +1183,102 @@ async fn secrets_given_by_content_are_written_per_content_and_named_in_a_label_n
     // The old file is left for pruning, which knows which containers still mount it.
     assert_eq!(std::fs::read_dir(&files).unwrap().count(), 3);
 }
+
+// ---- the data folder ------------------------------------------------------------------------
+
+/// A database-like service writing `./data`, with a tracked config in it.
+fn db(image: &str) -> String {
+    format!(
+        "services:\n  db:\n    image: {image}\n    volumes: [\"./data:/var/lib/db\"]\n    x-reconciler: {{health_timeout: 20s}}\n"
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_release_puts_the_old_revisions_tracked_files_back_and_keeps_the_data() {
+    let host = Host::new();
+    let conf = host.repo.path().join("shop/data/db.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(&conf, "v1\n").unwrap();
+    host.engine.publish(DB_V1, healthy_after(1));
+    host.pass(&host.desired("shop", &db(DB_V1))).await.unwrap();
+    let data = host.state_dir().data_dir("shop").join("data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("db.conf")).unwrap(),
+        "v1\n"
+    );
+    std::fs::write(data.join("table"), "rows\n").unwrap();
+
+    host.engine.publish(DB_V2, STARTING_FOR_AN_HOUR);
+    std::fs::write(&conf, "v2\n").unwrap();
+    let outcome = host.pass(&host.desired("shop", &db(DB_V2))).await.unwrap();
+
+    assert_eq!(outcome.failed().len(), 1, "{outcome:?}");
+    assert_eq!(host.engine.container("shop-db-1").unwrap().image, DB_V1);
+    assert_eq!(
+        std::fs::read_to_string(data.join("db.conf")).unwrap(),
+        "v1\n",
+        "the old container runs on its own revision's config"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("table")).unwrap(),
+        "rows\n"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_link_planted_on_the_way_to_a_bound_folder_fails_the_release_before_any_create() {
+    let host = Host::new();
+    let outside = tempfile::tempdir().unwrap();
+    let root = host.state_dir().data_dir("shop");
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("data")).unwrap();
+    host.engine.publish(DB_V1, healthy_after(1));
+
+    let outcome = host.pass(&host.desired("shop", &db(DB_V1))).await.unwrap();
+
+    assert_eq!(outcome.failed().len(), 1, "{outcome:?}");
+    let failure = host.state().failure("shop", "db").cloned().unwrap();
+    assert!(
+        failure.reason.contains("'data' is a symlink"),
+        "{failure:?}"
+    );
+    assert!(!host.engine.calls().iter().any(|c| c.starts_with("create")));
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_skipped_for_its_failed_dependency_keeps_the_tracked_files_it_runs_with() {
+    let host = Host::new();
+    let conf = host.repo.path().join("shop/data/db.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(&conf, "v1\n").unwrap();
+    let stack = |migrate: &str| {
+        format!(
+            "services:\n  migrate:\n    image: {migrate}\n    x-reconciler: {{health_timeout: 20s}}\n  db:\n    image: {DB_V1}\n    depends_on: [migrate]\n    volumes: [\"./data:/var/lib/db\"]\n"
+        )
+    };
+    host.engine.publish(WORKER_V1, healthy_after(1));
+    host.engine.publish(DB_V1, healthy_after(1));
+    host.pass(&host.desired("shop", &stack(WORKER_V1)))
+        .await
+        .unwrap();
+    let db = host.id("shop-db-1");
+
+    host.engine.publish(WORKER_V2, STARTING_FOR_AN_HOUR);
+    std::fs::write(&conf, "v2\n").unwrap();
+    let outcome = host
+        .pass(&host.desired("shop", &stack(WORKER_V2)))
+        .await
+        .unwrap();
+
+    assert!(
+        outcome.failed().iter().any(|f| f.who() == "shop/db"),
+        "{outcome:?}"
+    );
+    assert_eq!(host.id("shop-db-1"), db);
+    let data = host.state_dir().data_dir("shop").join("data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("db.conf")).unwrap(),
+        "v1\n"
+    );
+}

@@ -228,6 +228,28 @@ fn a_changed_env_value_is_an_update_that_shows_old_and_new() {
 }
 
 #[test]
+fn a_read_only_bind_that_comes_to_share_the_data_folder_says_so() {
+    let bind = |shared_data: bool| MountSpec {
+        source: Some("./uploads".into()),
+        repo_relative: Some("uploads".into()),
+        shared_data,
+        ..mount(MountKind::Bind, true)
+    };
+    let mut old = service("web", "web:v1");
+    old.spec.mounts.push(bind(false));
+    let mut new = service("web", "web:v1");
+    new.spec.mounts.push(bind(true));
+    let plan = plan_of(&desired(vec![new]), &observed(vec![managed(&old)]));
+    let text = plan.to_string();
+    assert!(
+        text.contains(
+            "      volumes ./uploads:/data:ro -> ./uploads:/data:ro (the stack's data folder)\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn an_added_key_shows_its_value_and_a_removed_key_never_shows_its_old_value() {
     let old = with_env(service("web", "web:v1"), &[("OLD", "1")]);
     let new = with_env(service("web", "web:v1"), &[("NEW", "2")]);
@@ -713,6 +735,7 @@ fn mount(kind: MountKind, read_only: bool) -> MountSpec {
         repo_relative: None,
         tmpfs_size: None,
         no_copy: false,
+        shared_data: false,
     }
 }
 

@@ -43,6 +43,29 @@ pub trait StackFiles {
     fn digest(&self, rel: &str) -> Result<String, String>;
     /// Whether a path the file names exists at all (an optional `env_file` may be absent).
     fn exists(&self, rel: &str) -> bool;
+    /// A relative bind source: checked as [`resolve`](Self::resolve) does when it exists; when
+    /// it does not, accepted (Compose creates it, empty) if what exists of its path is folders
+    /// inside the stack folder. By default, only what [`resolve`](Self::resolve) accepts.
+    fn bind_source(&self, rel: &str) -> Result<BindSource, String> {
+        let rel = self.resolve(rel)?;
+        Ok(BindSource {
+            real: rel.clone(),
+            rel,
+            exists: true,
+        })
+    }
+}
+
+/// Where a relative bind source is in the stack folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindSource {
+    /// Normalized as written (`data/db`); `.` for the stack folder itself.
+    pub rel: String,
+    /// The same path with the links inside the stack folder followed (`alias/db` with
+    /// `alias -> data` is `data/db`): where the stack's data folder keeps it.
+    pub real: String,
+    /// Whether the repository has it.
+    pub exists: bool,
 }
 
 /// One of the files a stack is made of, by [`Node::file`](crate::desired::yaml::Node::file).
@@ -145,6 +168,7 @@ impl Cx<'_> {
             ),
             Some(services) => {
                 parts.services = self.services(services, &parts.volumes, &parts.networks);
+                self.share_written_folders(&mut parts.services);
             }
         }
         self.check_dependencies(doc, &parts.services);

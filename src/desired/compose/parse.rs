@@ -248,6 +248,7 @@ pub fn parse_short_mount(text: &str) -> Result<MountSpec, String> {
         repo_relative: None,
         tmpfs_size: None,
         no_copy: mode.split(',').any(|f| f == "nocopy"),
+        shared_data: false,
     })
 }
 

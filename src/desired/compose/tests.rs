@@ -500,6 +500,7 @@ fn mount(kind: MountKind, source: Option<&str>, target: &str, read_only: bool) -
         repo_relative: None,
         tmpfs_size: None,
         no_copy: false,
+        shared_data: false,
     }
 }
 
@@ -607,13 +608,15 @@ fn a_bind_from_the_home_folder_is_refused() {
 }
 
 #[test]
-fn a_relative_bind_that_leaves_the_stack_folder_or_does_not_exist_is_refused() {
+fn a_relative_bind_that_leaves_the_stack_folder_is_refused() {
     let repo = Repo::new();
     repo.write("other/secret", "x");
+    std::os::unix::fs::symlink("../other", repo.stack_dir().join("out")).unwrap();
+    repo.write("web/app.conf", "x");
     let problems = repo.problems(&web(
-        "image: web:1\nvolumes:\n  - ../other/secret:/secret\n  - ./absent:/absent",
+        "image: web:1\nvolumes:\n  - ../other/secret:/secret\n  - ./out/new:/new\n  - ./app.conf/new:/x",
     ));
-    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert_eq!(problems.len(), 3, "{problems:#?}");
     assert_eq!(
         (problems[0].line, problems[0].key.as_str()),
         (5, "services.web.volumes[0]")
@@ -623,12 +626,85 @@ fn a_relative_bind_that_leaves_the_stack_folder_or_does_not_exist_is_refused() {
         "{}",
         problems[0]
     );
+    // A missing source is created in the data folder: not through a link out, nor under a file.
     assert_eq!(problems[1].key, "services.web.volumes[1]");
     assert!(
-        problems[1].message.contains("does not exist"),
+        problems[1]
+            .message
+            .contains("'out' is a symlink that leaves"),
         "{}",
         problems[1]
     );
+    assert!(
+        problems[2]
+            .message
+            .contains("cannot be created: 'app.conf' is not a folder"),
+        "{}",
+        problems[2]
+    );
+}
+
+#[test]
+fn a_relative_bind_source_git_does_not_have_is_accepted_and_points_to_the_data_folder() {
+    let repo = Repo::new();
+    let text = web("image: web:1\nvolumes:\n  - ./data/db:/var/lib/db\n  - ./absent:/seen:ro");
+    let s = repo.service(&text);
+    let (seen, db) = (&s.spec.mounts[0], &s.spec.mounts[1]);
+    assert_eq!(db.repo_relative.as_deref(), Some("data/db"));
+    assert!(db.in_data_folder() && !db.read_only);
+    // Read-only, a missing source is an empty folder too, in the data folder (as Compose does).
+    assert_eq!(seen.repo_relative.as_deref(), Some("absent"));
+    assert!(seen.shared_data && seen.in_data_folder());
+    assert_eq!(s.repo_binds, ["data/db", "absent"]);
+    // The day git has it, the service changes: its tracked files are written there.
+    repo.write("web/data/db/seed.sql", "create table t;\n");
+    let tracked = repo.service(&text);
+    assert_ne!(tracked.spec.mounted_content, s.spec.mounted_content);
+}
+
+#[test]
+fn a_writable_bind_points_to_the_data_folder_by_its_real_path() {
+    let repo = Repo::new();
+    repo.write("web/data/pg/.keep", "");
+    std::os::unix::fs::symlink("data", repo.stack_dir().join("alias")).unwrap();
+    let s = repo.service(&web(
+        "image: web:1\nvolumes:\n  - ./alias/pg:/var/lib/pg\n  - ./alias/new:/new",
+    ));
+    let (new, pg) = (&s.spec.mounts[0], &s.spec.mounts[1]);
+    assert_eq!(pg.source.as_deref(), Some("./alias/pg"));
+    assert_eq!(pg.repo_relative.as_deref(), Some("data/pg"));
+    assert_eq!(new.repo_relative.as_deref(), Some("data/new"));
+    assert!(pg.in_data_folder() && new.in_data_folder());
+}
+
+#[test]
+fn a_read_only_bind_of_a_folder_a_service_writes_shares_the_data_folder() {
+    let repo = Repo::new();
+    repo.write("web/uploads/.keep", "");
+    repo.write("web/conf/site.conf", "x");
+    let parts = repo.parts(
+        "services:\n  app:\n    image: app:1\n    volumes: [\"./uploads:/srv/uploads\"]\n  web:\n    image: web:1\n    volumes: [\"./uploads:/usr/share/uploads:ro\", \"./conf:/etc/web:ro\", \".:/all:ro\"]\n",
+    );
+    let web = &parts.services["web"].spec.mounts;
+    let by_target = |t: &str| web.iter().find(|m| m.target == t).unwrap();
+    assert!(by_target("/usr/share/uploads").in_data_folder());
+    assert!(by_target("/all").in_data_folder(), "it holds ./uploads");
+    let conf = by_target("/etc/web");
+    assert!(
+        !conf.in_data_folder(),
+        "a plain repository folder is the revision's copy"
+    );
+    assert!(!conf.shared_data);
+    assert!(parts.services["app"].spec.mounts[0].in_data_folder());
+}
+
+#[test]
+fn a_read_only_bind_of_repository_files_keeps_its_spec_hash() {
+    let repo = Repo::new();
+    repo.write("web/conf/site.conf", "x");
+    let s = repo.service(&web("image: web:1\nvolumes:\n  - ./conf:/etc/web:ro"));
+    let json = serde_json::to_string(&s.spec).unwrap();
+    assert!(!json.contains("shared_data"), "{json}");
 }
 
 #[test]
