@@ -1,6 +1,8 @@
 //! One service of the stack: its keys are read in a fixed order (problems keep that order within
 //! a line), each group by its own file; the keys that take a few lines each are read here.
 
+mod addressing;
+mod confinement;
 mod deploy;
 mod devices;
 mod environment;
@@ -8,6 +10,9 @@ mod healthcheck;
 mod mounts;
 mod networks;
 mod ports;
+mod resources;
+mod runtime_keys;
+mod storage;
 mod x_reconciler;
 
 use super::{join, ms, Cx};
@@ -106,6 +111,7 @@ impl Cx<'_> {
         }
         self.process_options(node, path, &mut spec);
         self.host_access(node, path, &mut spec);
+        self.runtime_keys(node, path, &mut spec);
         Container {
             spec,
             pull_policy,
