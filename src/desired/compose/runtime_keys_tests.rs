@@ -619,3 +619,34 @@ fn refused_compose_keys_say_why_and_are_never_unknown() {
         assert!(!p.contains("unknown key"), "{p}");
     }
 }
+
+#[test]
+fn limits_the_engine_would_refuse_together_are_refused_at_validate() {
+    for (body, needle) in [
+        ("memswap_limit: 1g", "memswap_limit needs mem_limit"),
+        (
+            "mem_limit: 1g\nmemswap_limit: 512m",
+            "cannot be below mem_limit",
+        ),
+        (
+            "mem_limit: 64m\nmem_reservation: 128m",
+            "cannot be above mem_limit",
+        ),
+        (
+            "cpus: 0.5\ncpu_quota: 50000",
+            "cannot be set together with cpus",
+        ),
+        ("cpu_period: 500", "out of range for cpu_period"),
+        ("cpu_quota: 10us", "out of range for cpu_quota"),
+    ] {
+        let p = problem(body);
+        assert!(p.contains(needle), "{body}: {p}");
+    }
+    let deploy = "memswap_limit: 2g\ndeploy:\n  resources:\n    limits:\n      memory: 1g";
+    assert_eq!(
+        spec(deploy).resources.memswap_limit,
+        Some(2 << 30),
+        "deploy's memory counts"
+    );
+    assert_eq!(spec("cpu_quota: -1").resources.cpu_quota, Some(-1));
+}

@@ -66,6 +66,7 @@ impl Cx<'_> {
         };
         self.ordering_and_rollout(node, &path, &mut service);
         self.finish_service(node, &path, &mut service);
+        self.check_resource_conflicts(node, &path, &service.spec);
         (self.problems_kept() == before).then_some(service)
     }
 

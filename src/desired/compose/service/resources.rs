@@ -3,7 +3,7 @@
 
 use crate::desired::compose::parse::parse_duration;
 use crate::desired::compose::{join, Cx};
-use crate::desired::model::{BlkioSpec, DeviceRate, ResourceSpec, UlimitSpec};
+use crate::desired::model::{BlkioSpec, ContainerSpec, DeviceRate, ResourceSpec, UlimitSpec};
 use crate::desired::yaml::{Node, Value};
 use std::collections::BTreeMap;
 
@@ -36,14 +36,26 @@ impl Cx<'_> {
         if let Some(n) = node.get("cpuset") {
             r.cpuset = self.cpuset(n, &key("cpuset"));
         }
-        for (field, slot) in [
-            ("cpu_period", &mut r.cpu_period),
-            ("cpu_quota", &mut r.cpu_quota),
-            ("cpu_rt_period", &mut r.cpu_rt_period),
-            ("cpu_rt_runtime", &mut r.cpu_rt_runtime),
+        // The kernel's CFS bounds: a period of 1ms to 1s, a quota of at least 1ms (-1: none).
+        for (field, slot, min, max) in [
+            ("cpu_period", &mut r.cpu_period, 1000, 1_000_000),
+            ("cpu_quota", &mut r.cpu_quota, 1000, i64::MAX),
+            ("cpu_rt_period", &mut r.cpu_rt_period, 1, i64::MAX),
+            ("cpu_rt_runtime", &mut r.cpu_rt_runtime, -1, i64::MAX),
         ] {
             if let Some(n) = node.get(field) {
-                *slot = self.microseconds(n, &key(field));
+                let k = key(field);
+                *slot = self.microseconds(n, &k).filter(|v| {
+                    let ok = (min..=max).contains(v) || (field == "cpu_quota" && *v == -1);
+                    if !ok {
+                        self.problem(
+                            n,
+                            &k,
+                            format!("{v} microseconds is out of range for {field}"),
+                        );
+                    }
+                    ok
+                });
             }
         }
         if let Some(n) = node.get("mem_reservation") {
@@ -76,6 +88,41 @@ impl Cx<'_> {
             r.blkio_config = self.blkio(n, &key("blkio_config"));
         }
         r
+    }
+
+    /// What the engine would refuse at create, once `deploy` has had its say on the limits:
+    /// found now, it is a file to fix rather than a failed release.
+    pub(super) fn check_resource_conflicts(
+        &mut self,
+        node: &Node,
+        path: &str,
+        spec: &ContainerSpec,
+    ) {
+        let r = &spec.resources;
+        let at = |field: &str| node.get(field).unwrap_or(node);
+        if let Some(swap) = r.memswap_limit.filter(|s| *s > 0) {
+            match spec.mem_limit {
+                None => self.problem(at("memswap_limit"), &join(path, "memswap_limit"), "memswap_limit needs mem_limit (or deploy.resources.limits.memory): it is the limit of memory and swap together"),
+                Some(memory) if swap < memory => self.problem(at("memswap_limit"), &join(path, "memswap_limit"), "memswap_limit is memory and swap together: it cannot be below mem_limit"),
+                _ => {}
+            }
+        }
+        if let (Some(reservation), Some(memory)) = (r.mem_reservation, spec.mem_limit) {
+            if reservation > memory {
+                self.problem(
+                    at("mem_reservation"),
+                    &join(path, "mem_reservation"),
+                    "mem_reservation cannot be above mem_limit",
+                );
+            }
+        }
+        if spec.nano_cpus.is_some() {
+            for field in ["cpu_period", "cpu_quota"] {
+                if node.get(field).is_some() {
+                    self.problem(at(field), &join(path, field), format!("{field} cannot be set together with cpus (or deploy.resources.limits.cpus): the engine takes one or the other"));
+                }
+            }
+        }
     }
 
     /// A whole number within `min..=max`.
