@@ -518,6 +518,8 @@ fn namespace_modes_take_only_the_values_docker_knows() {
     assert!(p.contains("'private' is not a uts mode (use host)"), "{p}");
     let p = problem("cgroup: shared");
     assert!(p.contains("use host or private"), "{p}");
+    let p = problem("hostname: web\nuts: host");
+    assert!(p.contains("cannot be set together with hostname"), "{p}");
 }
 
 #[test]

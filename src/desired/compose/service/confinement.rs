@@ -58,6 +58,10 @@ impl Cx<'_> {
                 *slot = self.one_of(n, &key(field), allowed);
             }
         }
+        if c.uts.is_some() && (spec.hostname.is_some() || node.get("domainname").is_some()) {
+            let n = node.get("uts").unwrap_or(node);
+            self.problem(n, &key("uts"), "uts: host shares the host's name: it cannot be set together with hostname or domainname");
+        }
         if let Some(n) = node.get("cgroup_parent") {
             c.cgroup_parent = self.name_like(n, &key("cgroup_parent"), "a cgroup path", |c| {
                 c.is_ascii_alphanumeric() || "/_.:-@".contains(c)
