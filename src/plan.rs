@@ -524,6 +524,7 @@ fn field_name(key: &str) -> &str {
         "mounted_content" => "mounted files",
         "stop_grace_period_ms" => "stop_grace_period",
         "nano_cpus" => "cpus",
+        "seccomp_profile" => "seccomp profile",
         other => other,
     }
 }

@@ -5,7 +5,10 @@
 //! the spec hash never changes for cosmetic edits.
 
 use super::file_mount::{FileKind, FileMount};
+mod container_options;
+
 pub use crate::label_key::LabelKey;
+pub use container_options::*;
 use serde::Serialize;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -135,6 +138,21 @@ pub struct ContainerSpec {
     /// field did not change the hash (and recreate) every existing service.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceSpec>,
+    /// Compose's runtime keys, grouped; each field is left out of the hash when empty.
+    #[serde(flatten)]
+    pub resources: ResourceSpec,
+    #[serde(flatten)]
+    pub confinement: ConfinementSpec,
+    #[serde(flatten)]
+    pub networking: NetworkingSpec,
+    #[serde(flatten)]
+    pub storage: StorageSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stdin_open: bool,
     pub privileged: bool,
     pub network_mode: Option<String>,
     pub pid: Option<String>,
@@ -255,6 +273,7 @@ impl ContainerSpec {
         self.mounts
             .iter()
             .any(|m| m.kind != MountKind::Tmpfs && !m.read_only)
+            || self.storage.shares_writable_volumes()
     }
 }
 
@@ -267,6 +286,7 @@ pub fn compose_key(spec_field: &str) -> &str {
         "mounts" | "mounted_content" => "volumes",
         "stop_grace_period_ms" => "stop_grace_period",
         "nano_cpus" => "cpus",
+        "seccomp_profile" => "security_opt",
         other => other,
     }
 }

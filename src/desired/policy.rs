@@ -5,6 +5,8 @@
 //! symlink followed, also in parent components), so a link planted by anyone cannot turn
 //! `/srv/x` into `/etc`.
 
+mod runtime_keys;
+
 use super::error::Problem;
 use super::file_mount::FileSource;
 use super::model::{MountKind, Stack};
@@ -30,6 +32,14 @@ pub struct Policy {
     pub allow_all_devices: bool,
     /// Host devices that may be given to a container.
     pub allowed_devices: Vec<PathBuf>,
+    /// `security_opt` entries that loosen confinement (seccomp, AppArmor, SELinux, system paths).
+    pub allow_security_opt: bool,
+    /// Runtimes other than runc that a service may choose.
+    pub allowed_runtimes: BTreeSet<String>,
+    pub allow_cgroup_parent: bool,
+    pub allow_gpus: bool,
+    /// A negative `oom_score_adj`, or `oom_kill_disable` without a memory limit.
+    pub allow_oom_protection: bool,
     /// The reconciler's own state dir, absolute; never a bind source unless allowed.
     pub state_dir: Option<PathBuf>,
     /// The engine's socket when `--docker-host` names one elsewhere than the usual places.
@@ -41,7 +51,7 @@ pub struct Policy {
 }
 
 /// Every `--allow` value, as the unknown-value message lists them.
-pub const ALLOW_VALUES: &str = "privileged, host-namespaces, container-namespaces, docker-socket, system-binds, state-dir, capabilities, cap:<NAME> (e.g. cap:NET_ADMIN), devices, device:<PATH> (e.g. device:/dev/fuse)";
+pub const ALLOW_VALUES: &str = "privileged, host-namespaces, container-namespaces, docker-socket, system-binds, state-dir, capabilities, cap:<NAME> (e.g. cap:NET_ADMIN), devices, device:<PATH> (e.g. device:/dev/fuse), gpus, security-opt, runtime:<NAME> (e.g. runtime:nvidia), cgroup-parent, oom-protection";
 
 impl Policy {
     /// Apply one `--allow` value; `Err` names the value and lists the known ones.
@@ -57,6 +67,10 @@ impl Policy {
             "state-dir" => self.allow_state_dir_binds = true,
             "capabilities" => self.allow_all_capabilities = true,
             "devices" => self.allow_all_devices = true,
+            "gpus" => self.allow_gpus = true,
+            "security-opt" => self.allow_security_opt = true,
+            "cgroup-parent" => self.allow_cgroup_parent = true,
+            "oom-protection" => self.allow_oom_protection = true,
             _ => {
                 if let Some(cap) = value.strip_prefix("cap:") {
                     let cap = normalize_capability(cap);
@@ -70,6 +84,15 @@ impl Policy {
                         return Err(format!("--allow {value}: a device is an absolute host path (write e.g. device:/dev/fuse)"));
                     }
                     self.allowed_devices.push(PathBuf::from(device));
+                } else if let Some(runtime) = value.strip_prefix("runtime:") {
+                    if runtime.is_empty()
+                        || !runtime
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                    {
+                        return Err(format!("--allow {value}: '{runtime}' is not a runtime name (write e.g. runtime:nvidia)"));
+                    }
+                    self.allowed_runtimes.insert(runtime.to_string());
                 } else {
                     return Err(format!(
                         "--allow {value}: unknown value; expected {ALLOW_VALUES}"
@@ -138,6 +161,9 @@ impl Policy {
                 if let Some(message) = self.device_refusal(&device.host_path) {
                     refuse(&format!("devices:{}", device.host_path), message);
                 }
+            }
+            for (key, message) in self.runtime_key_refusals(spec) {
+                refuse(&key, message);
             }
             for mount in spec
                 .mounts

@@ -1,8 +1,10 @@
 //! The Docker Engine through bollard. Thin: translate our types to API calls and API errors to
 //! [`EngineError`]; every decision lives in the planner and executor.
 
+mod runtime_options;
+
 use super::{ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, PullProgress, Result};
-use crate::desired::{FileMount, FileSource, MountKind, NetworkDef, VolumeDef};
+use crate::desired::{ContainerSpec, FileMount, FileSource, MountKind, NetworkDef, VolumeDef};
 use crate::labels;
 use crate::observed::{health_from_status, Health, ObservedContainer};
 use bollard::errors::Error as BollardError;
@@ -309,10 +311,12 @@ impl Engine for DockerEngine {
     async fn pull(
         &self,
         reference: &str,
+        platform: Option<&str>,
         progress: &mut (dyn FnMut(PullProgress) + Send),
     ) -> Result<()> {
         let options = CreateImageOptions {
             from_image: Some(reference.to_string()),
+            platform: platform.unwrap_or_default().to_string(),
             ..Default::default()
         };
         let mut stream = self.docker.create_image(Some(options), None, None);
@@ -396,7 +400,7 @@ impl Engine for DockerEngine {
         let body = create_body(request);
         let options = CreateContainerOptions {
             name: Some(request.name.clone()),
-            ..Default::default()
+            platform: request.spec.platform.clone().unwrap_or_default(),
         };
         let created = self
             .docker
@@ -414,7 +418,7 @@ impl Engine for DockerEngine {
                 .unwrap_or_else(|| key.clone());
             let connect = NetworkConnectRequest {
                 container: created.id.clone(),
-                endpoint_config: Some(endpoint(&request.service, aliases)),
+                endpoint_config: Some(endpoint(&request.service, aliases, &request.spec)),
             };
             self.docker
                 .connect_network(&name, connect)
@@ -505,11 +509,14 @@ impl Engine for DockerEngine {
     }
 }
 
-fn endpoint(service: &str, aliases: &[String]) -> EndpointSettings {
+/// The service's name and aliases on one network, and its links there: on a user network a
+/// link is an alias of the linked container that resolves from this container only.
+fn endpoint(service: &str, aliases: &[String], spec: &ContainerSpec) -> EndpointSettings {
     let mut all = vec![service.to_string()];
     all.extend(aliases.iter().cloned());
     EndpointSettings {
         aliases: Some(all),
+        links: runtime_options::links(spec),
         ..Default::default()
     }
 }
@@ -549,7 +556,10 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
             .get_or_insert_with(Vec::new)
             .push(binding);
     }
-    let exposed: Vec<String> = port_bindings.keys().cloned().collect();
+    let mut exposed: Vec<String> = port_bindings.keys().cloned().collect();
+    exposed.extend(runtime_options::exposed_ports(spec));
+    exposed.sort();
+    exposed.dedup();
 
     let mut mounts: Vec<Mount> = spec
         .mounts
@@ -637,7 +647,7 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
             Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
                     name,
-                    endpoint(&request.service, aliases),
+                    endpoint(&request.service, aliases, spec),
                 )])),
             })
         }
@@ -673,7 +683,7 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
             typ: l.driver.clone(),
             config: Some(l.options.clone().into_iter().collect()),
         }),
-        ..Default::default()
+        ..runtime_options::runtime_host_config(spec)
     };
 
     ContainerCreateBody {
@@ -690,6 +700,9 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
         user: spec.user.clone(),
         working_dir: spec.working_dir.clone(),
         hostname: spec.hostname.clone(),
+        domainname: spec.networking.domainname.clone(),
+        tty: spec.tty.then_some(true),
+        open_stdin: spec.stdin_open.then_some(true),
         stop_signal: spec.stop_signal.clone(),
         stop_timeout: spec
             .stop_grace_period_ms

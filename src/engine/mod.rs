@@ -116,9 +116,11 @@ pub trait Engine {
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>>;
     /// The digest the registry now gives for a reference (`pull_policy: always`).
     async fn registry_digest(&self, reference: &str) -> Result<String>;
+    /// `platform` (`linux/arm64`) picks one image of a multi-platform reference.
     async fn pull(
         &self,
         reference: &str,
+        platform: Option<&str>,
         progress: &mut (dyn FnMut(PullProgress) + Send),
     ) -> Result<()>;
     /// Create what is missing; an existing network or volume is left as it is.

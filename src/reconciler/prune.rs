@@ -107,7 +107,7 @@ mod tests {
                 after: std::time::Duration::ZERO,
             },
         );
-        engine.pull("web:v1", &mut |_| {}).await.unwrap();
+        engine.pull("web:v1", None, &mut |_| {}).await.unwrap();
         for (name, files) in [
             ("shop-web-1", "aa11"),
             ("shop-web-1-reconciler-old", "bb22"),

@@ -8,6 +8,9 @@ mod depends_on;
 mod keys;
 mod networks_volumes;
 mod parse;
+mod references;
+#[cfg(test)]
+mod runtime_keys_tests;
 mod secrets_configs;
 mod service;
 #[cfg(test)]
@@ -169,6 +172,7 @@ impl Cx<'_> {
             Some(services) => {
                 parts.services = self.services(services, &parts.volumes, &parts.networks);
                 self.share_written_folders(&mut parts.services);
+                self.resolve_service_references(doc, &project, &mut parts.services);
             }
         }
         self.check_dependencies(doc, &parts.services);

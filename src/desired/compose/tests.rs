@@ -1219,7 +1219,7 @@ fn an_unknown_key_without_a_close_match_lists_only_the_supported_keys() {
         "{p}"
     );
     // Keys that are refused must not be offered as allowed.
-    for refused in ["build", "device_cgroup_rules", "sysctls"] {
+    for refused in ["build", "annotations", "mac_address"] {
         assert!(!p.message.contains(refused), "{refused} offered in: {p}");
     }
 }
@@ -1235,11 +1235,11 @@ fn build_is_refused_with_a_hint_to_use_a_registry() {
 
 #[test]
 fn a_compose_key_outside_the_subset_is_named_as_unsupported() {
-    let p = problem(&web("image: web:1\nsysctls:\n  - net.core.somaxconn=1024"));
-    assert_eq!((p.line, p.key.as_str()), (4, "services.web.sysctls"));
-    assert_eq!(
-        p.message,
-        "'sysctls' is a Compose key the reconciler does not support"
+    let p = problem(&web("image: web:1\nannotations:\n  com.example.foo: bar"));
+    assert_eq!((p.line, p.key.as_str()), (4, "services.web.annotations"));
+    assert!(
+        p.message.starts_with("'annotations' is not supported: "),
+        "{p}"
     );
 }
 

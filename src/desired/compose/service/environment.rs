@@ -56,7 +56,7 @@ impl Cx<'_> {
         }
     }
 
-    fn env_files(&mut self, node: &Node, key: &str, env: &mut BTreeMap<String, String>) {
+    pub(super) fn env_files(&mut self, node: &Node, key: &str, env: &mut BTreeMap<String, String>) {
         let items: Vec<(String, bool, &Node)> = match &node.value {
             Value::Seq(items) => items
                 .iter()

@@ -1,6 +1,8 @@
 //! One service of the stack: its keys are read in a fixed order (problems keep that order within
 //! a line), each group by its own file; the keys that take a few lines each are read here.
 
+mod addressing;
+mod confinement;
 mod deploy;
 mod devices;
 mod environment;
@@ -9,6 +11,9 @@ mod healthcheck;
 mod mounts;
 mod networks;
 mod ports;
+mod resources;
+mod runtime_keys;
+mod storage;
 mod x_reconciler;
 
 use super::{join, ms, Cx};
@@ -62,6 +67,7 @@ impl Cx<'_> {
         };
         self.ordering_and_rollout(node, &path, &mut service);
         self.finish_service(node, &path, &mut service);
+        self.check_resource_conflicts(node, &path, &service.spec);
         (self.problems_kept() == before).then_some(service)
     }
 
@@ -108,6 +114,7 @@ impl Cx<'_> {
         }
         self.process_options(node, path, &mut spec);
         self.host_access(node, path, &mut spec);
+        self.runtime_keys(node, path, &mut spec);
         Container {
             spec,
             pull_policy,
