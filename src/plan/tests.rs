@@ -29,6 +29,7 @@ fn service(name: &str, image: &str) -> Service {
         health_timeout: Duration::from_secs(60),
         min_ready: Duration::from_secs(5),
         http_probe: None,
+        replicas: 1,
         secret_env: BTreeSet::new(),
         secret_fields: BTreeSet::new(),
         label_key: Default::default(),

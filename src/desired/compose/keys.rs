@@ -40,6 +40,7 @@ const SERVICE_KEYS: &[&str] = &[
     "network_mode",
     "pid",
     "ipc",
+    "scale",
 ];
 /// Compose keys outside our subset: named as unsupported rather than as typos.
 const SERVICE_UNSUPPORTED: &[&str] = &[
@@ -82,7 +83,6 @@ const SERVICE_UNSUPPORTED: &[&str] = &[
     "pre_stop",
     "profiles",
     "runtime",
-    "scale",
     "secrets",
     "security_opt",
     "shm_size",
