@@ -102,13 +102,97 @@ impl ObservedContainer {
     pub fn is_running(&self) -> bool {
         self.state == "running"
     }
+
+    /// Which replica of its service it is: Compose's `container-number` label; a container
+    /// without one (made by hand) counts as the first.
+    pub fn number(&self) -> u32 {
+        self.labels
+            .get(labels::NUMBER)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(1)
+    }
 }
 
 impl Observed {
+    /// The service's first replica (the lowest number), the one a single-container service has.
     pub fn primary(&self, project: &str, service: &str) -> Option<&ObservedContainer> {
+        self.replicas(project, service).into_iter().next()
+    }
+
+    /// The container of a project with this name.
+    pub fn named(&self, project: &str, name: &str) -> Option<&ObservedContainer> {
         self.containers
             .iter()
-            .find(|c| c.project == project && c.service == service && c.role() == Role::Primary)
+            .find(|c| c.project == project && c.name == name)
+    }
+
+    /// Every container of the service under its own name (no backup or candidate), by
+    /// replica number, then name.
+    pub fn replicas(&self, project: &str, service: &str) -> Vec<&ObservedContainer> {
+        let mut found: Vec<&ObservedContainer> = self
+            .containers
+            .iter()
+            .filter(|c| c.project == project && c.service == service && c.role() == Role::Primary)
+            .collect();
+        found.sort_by(|a, b| (a.number(), &a.name).cmp(&(b.number(), &b.name)));
+        found
+    }
+}
+
+/// A service's containers seen as one, for `status`, `/status` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaSummary {
+    pub count: usize,
+    pub running: usize,
+    /// The state of the first container that is not running, else `running`; `None` when
+    /// there is no container.
+    pub state: Option<String>,
+    /// The least healthy of the running containers.
+    pub health: Health,
+    /// The images the containers run, without repeats, in replica order.
+    pub images: Vec<String>,
+}
+
+impl ReplicaSummary {
+    pub fn of(containers: &[&ObservedContainer]) -> Self {
+        let rank = |h: Health| match h {
+            Health::Healthy => 0,
+            Health::None => 1,
+            Health::Starting => 2,
+            Health::Unhealthy => 3,
+        };
+        let mut images: Vec<String> = Vec::new();
+        for c in containers {
+            if !images.contains(&c.image) {
+                images.push(c.image.clone());
+            }
+        }
+        Self {
+            count: containers.len(),
+            running: containers.iter().filter(|c| c.is_running()).count(),
+            state: containers
+                .iter()
+                .find(|c| !c.is_running())
+                .or(containers.first())
+                .map(|c| c.state.clone()),
+            health: containers
+                .iter()
+                .filter(|c| c.is_running())
+                .map(|c| c.health)
+                .max_by_key(|h| rank(*h))
+                .unwrap_or_default(),
+            images,
+        }
+    }
+
+    /// The image to judge sync by: the one every container runs when `wanted` of them run, all
+    /// on one image; `desired` itself when none is wanted and none runs.
+    pub fn sync_image<'a>(&'a self, wanted: u32, desired: Option<&'a str>) -> Option<&'a str> {
+        match self.images.as_slice() {
+            [] if wanted == 0 => desired,
+            [image] if self.running == self.count && self.count == wanted as usize => Some(image),
+            _ => None,
+        }
     }
 }
 

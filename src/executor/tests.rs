@@ -1127,3 +1127,5 @@ async fn a_pruned_service_is_removed_only_after_the_rest_of_its_stack_is_done() 
     );
     assert_eq!(host.names(), ["shop-www-1"]);
 }
+
+mod replicas;

@@ -682,6 +682,7 @@ fn has_drift_is_false_only_for_in_sync_and_orphans() {
                     image: None,
                     changes: vec![],
                     note: None,
+                    replicas: vec![],
                 })
                 .collect(),
         }],
@@ -692,6 +693,7 @@ fn has_drift_is_false_only_for_in_sync_and_orphans() {
         Action::Create,
         Action::Update,
         Action::Start,
+        Action::Scale,
         Action::Remove,
         Action::Failed,
     ] {
@@ -856,3 +858,5 @@ fn a_field_that_took_a_secret_is_shown_as_changed_and_never_by_value() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!spec_label(&old).contains("hunter2"));
 }
+
+mod replicas;
