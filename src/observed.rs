@@ -267,6 +267,72 @@ mod tests {
         );
     }
 
+    fn replica(number: u32, image: &str, state: &str, health: Health) -> ObservedContainer {
+        ObservedContainer {
+            id: format!("id{number}"),
+            name: format!("shop-web-{number}"),
+            project: "shop".into(),
+            service: "web".into(),
+            image: image.into(),
+            labels: BTreeMap::from([(labels::NUMBER.to_string(), number.to_string())]),
+            state: state.into(),
+            health,
+            details: None,
+        }
+    }
+
+    #[test]
+    fn a_service_is_in_sync_only_when_every_wanted_replica_runs_the_one_image() {
+        let all = [
+            replica(1, "web:2", "running", Health::Healthy),
+            replica(2, "web:2", "running", Health::Starting),
+        ];
+        let summary = ReplicaSummary::of(&all.iter().collect::<Vec<_>>());
+        assert_eq!(summary.health, Health::Starting, "the least healthy");
+        assert_eq!(summary.state.as_deref(), Some("running"));
+        assert_eq!(summary.sync_image(2, Some("web:2")), Some("web:2"));
+        assert_eq!(summary.sync_image(3, Some("web:2")), None, "one is missing");
+
+        let mixed = [
+            replica(1, "web:2", "running", Health::Healthy),
+            replica(2, "web:1", "exited", Health::None),
+        ];
+        let summary = ReplicaSummary::of(&mixed.iter().collect::<Vec<_>>());
+        assert_eq!(summary.images, ["web:2", "web:1"]);
+        assert_eq!(summary.state.as_deref(), Some("exited"));
+        assert_eq!(summary.sync_image(2, Some("web:2")), None);
+
+        let none = ReplicaSummary::of(&[]);
+        assert_eq!(
+            none.sync_image(0, Some("web:2")),
+            Some("web:2"),
+            "none wanted, none runs"
+        );
+        assert_eq!(none.sync_image(1, Some("web:2")), None);
+    }
+
+    #[test]
+    fn replicas_are_in_number_order_and_a_container_without_a_number_is_the_first() {
+        let mut unnumbered = replica(1, "web:1", "running", Health::None);
+        unnumbered.labels.clear();
+        unnumbered.name = "web".into();
+        let observed = Observed {
+            containers: vec![
+                replica(10, "web:1", "running", Health::None),
+                replica(2, "web:1", "running", Health::None),
+                unnumbered,
+            ],
+            ..Default::default()
+        };
+        let names: Vec<&str> = observed
+            .replicas("shop", "web")
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["web", "shop-web-2", "shop-web-10"]);
+        assert_eq!(observed.primary("shop", "web").unwrap().name, "web");
+    }
+
     #[test]
     fn health_is_read_from_the_list_status() {
         assert_eq!(
