@@ -676,6 +676,10 @@ impl fmt::Display for Plan {
                 let (sign, what) = match s.action {
                     Action::InSync => ("=", String::new()),
                     Action::Create => ("+", "create".to_string()),
+                    Action::Update if s.replicas.len() > 1 => (
+                        "~",
+                        format!("update ({}, one replica at a time)", order_name(s.order)),
+                    ),
                     Action::Update => ("~", format!("update ({})", order_name(s.order))),
                     Action::Start => ("~", "start".to_string()),
                     Action::Scale => ("~", "scale".to_string()),

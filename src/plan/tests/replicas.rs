@@ -132,6 +132,12 @@ fn a_changed_spec_updates_every_replica_in_number_order_with_the_effective_order
             change("scale", Some("3"), Some("2")),
         ]
     );
+    assert!(
+        plan.to_string().contains(
+            "  ~ web: update (start-first, one replica at a time)\n      image web:v1 -> web:v2\n      scale 3 -> 2\n      shop-web-1: update\n      shop-web-2: update\n      shop-web-3: remove (volumes are kept)\n"
+        ),
+        "{plan}"
+    );
 }
 
 #[test]
