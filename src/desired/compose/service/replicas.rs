@@ -3,7 +3,7 @@
 //! `container_name`) and one of ours: a fixed host port that every replica would bind.
 
 use crate::desired::compose::{join, Cx};
-use crate::desired::model::Service;
+use crate::desired::model::{Service, UpdateOrder};
 use crate::desired::yaml::Node;
 
 /// A hostile or mistyped file must not start thousands of containers on the host.
@@ -114,6 +114,13 @@ impl Cx<'_> {
                     ports_node,
                     &ports_key,
                     format!("host port range {published} has {ports_in_range} ports for {count} replicas: each replica binds one"),
+                );
+            } else if ports_in_range == count && service.order == Some(UpdateOrder::StartFirst) {
+                // The new container of a replica starts while the old one still holds its port.
+                self.problem(
+                    ports_node,
+                    &ports_key,
+                    format!("host port range {published} has no spare port for start-first: each new replica starts beside the old one, so {count} replicas need {} ports", count + 1),
                 );
             }
         }
