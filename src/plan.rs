@@ -331,7 +331,7 @@ fn plan_replicas(
 
 /// Compose's name for replica `number`.
 pub fn replica_name(stack: &Stack, service: &Service, number: u32) -> String {
-    labels::container_name(
+    labels::replica_name(
         &stack.name,
         &service.name,
         service.spec.container_name.as_deref(),
