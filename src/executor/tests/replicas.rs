@@ -391,3 +391,70 @@ async fn a_pruned_service_of_three_replicas_loses_all_three_highest_first() {
     );
     assert_eq!(host.names(), ["shop-other-1"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn extras_go_only_once_the_kept_replica_is_replaced_and_proven() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    host.pass(&host.desired("shop", &farm(WEB_V1, 3, "start-first")))
+        .await
+        .unwrap();
+    let old = replica_ids(&host, 3);
+    host.engine.publish(WEB_V2, healthy_after(4));
+    host.engine.clear_calls();
+
+    host.pass(&host.desired("shop", &farm(WEB_V2, 1, "start-first")))
+        .await
+        .unwrap();
+
+    let calls = host.engine.timed_calls();
+    let new = started_after_create(&calls, "shop-web-1-reconciler-new");
+    assert_eq!(
+        touches(&calls),
+        [
+            "create shop-web-1-reconciler-new".to_string(),
+            format!("start {new}"),
+            format!("stop {}", old[0]),
+            format!("remove {}", old[0]),
+            format!("rename {new} shop-web-1"),
+            format!("stop {}", old[2]),
+            format!("remove {}", old[2]),
+            format!("stop {}", old[1]),
+            format!("remove {}", old[1]),
+        ]
+    );
+    let first_extra_stopped = call(&calls, &format!("stop {}", old[2])).started;
+    assert!(
+        first_extra_stopped - call(&calls, &format!("start {new}")).started
+            >= Duration::from_secs(4)
+    );
+    assert_eq!(host.names(), ["shop-web-1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_replica_keeps_the_extras_of_a_scale_down_running() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    host.pass(&host.desired("shop", &farm(WEB_V1, 3, "start-first")))
+        .await
+        .unwrap();
+    let old = replica_ids(&host, 3);
+    host.engine.publish(WEB_V2, STARTING_FOR_AN_HOUR);
+
+    let outcome = host
+        .pass(&host.desired("shop", &farm(WEB_V2, 1, "start-first")))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome.failed().len(), 1, "{outcome:?}");
+    assert_eq!(
+        replica_ids(&host, 3),
+        old,
+        "nothing was removed while 1 is not proven"
+    );
+    assert!(host
+        .engine
+        .containers()
+        .iter()
+        .all(|c| c.image == WEB_V1 && c.state == "running"));
+}
