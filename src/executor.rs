@@ -14,6 +14,7 @@ mod http_probe;
 mod pull;
 mod readiness;
 mod recover;
+mod replicas;
 mod service;
 mod stack;
 mod stack_files;

@@ -98,6 +98,9 @@ pub struct ServiceState {
     /// The image the desired state names, as of the last pass (for `status` without --repo).
     #[serde(default)]
     pub desired_image: Option<String>,
+    /// How many containers the desired state wants, when not one (for `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<u32>,
     /// RFC 3339 time the running container was proven.
     pub since: Option<String>,
 }

@@ -94,6 +94,10 @@ pub struct Service {
     pub health_timeout: Duration,
     pub min_ready: Duration,
     pub http_probe: Option<String>,
+    /// `deploy.replicas` or `scale`: containers `<project>-<service>-1` .. `-N` (0: none). Not
+    /// part of the spec, so scaling never recreates a replica.
+    #[serde(skip_serializing_if = "is_one")]
+    pub replicas: u32,
     /// Env keys whose values must never be shown (secret-looking or from the host-local env file).
     pub secret_env: BTreeSet<String>,
     /// Service keys (`command`, `healthcheck`, ...) whose values took a secret-looking or
@@ -369,6 +373,10 @@ impl Service {
     }
 }
 
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::new(), |mut s, b| {
@@ -409,6 +417,7 @@ mod tests {
             health_timeout: Duration::from_secs(60),
             min_ready: Duration::from_secs(5),
             http_probe: None,
+            replicas: 1,
             secret_env: BTreeSet::new(),
             secret_fields: BTreeSet::new(),
             label_key: LabelKey::default(),

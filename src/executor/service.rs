@@ -11,7 +11,7 @@ use crate::labels;
 use crate::logging::Who;
 use crate::observed::{Observed, ObservedContainer};
 use crate::outcome::{ServiceOutcome, ServiceResult, Step};
-use crate::plan::{spec_label, Action, ServicePlan};
+use crate::plan::{replica_name, spec_label, Action, ServicePlan};
 use crate::state::JournalResult;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -53,7 +53,7 @@ impl<E: Engine> Executor<'_, E> {
         let started = Instant::now();
         let current = observed.primary(&stack.name, &sp.service);
         if sp.action == Action::Remove {
-            return self.remove(stack, sp, current).await;
+            return self.remove(stack, sp, observed).await;
         }
         let service = &stack.services[&sp.service];
         let mut step = super::stack::step_of(sp.action);
@@ -69,14 +69,20 @@ impl<E: Engine> Executor<'_, E> {
                     started,
                 ));
             }
+            Ok(()) if !sp.replicas.is_empty() => {
+                self.roll_replicas(stack, service, sp, observed, digest)
+                    .await?
+            }
             Ok(()) => match (sp.action, current) {
                 (Action::Start, Some(current)) => {
                     self.start_existing(&who, stack, service, current).await?
                 }
                 (Action::Update, Some(current)) => {
-                    self.update(stack, service, sp, current, digest).await?
+                    let order = sp.order.unwrap_or(UpdateOrder::StopFirst);
+                    self.update(stack, service, order, current, 1, digest)
+                        .await?
                 }
-                _ => self.create_new(stack, service, None, digest).await?,
+                _ => self.create_new(stack, service, 1, None, digest).await?,
             },
         };
         if step == Step::Update
@@ -97,13 +103,14 @@ impl<E: Engine> Executor<'_, E> {
         stack: &Stack,
         service: &Service,
         name: String,
+        number: u32,
         digest: Option<&str>,
     ) -> CreateRequest {
         let hash = service.spec_hash();
         let mut extra = BTreeMap::from([
             (labels::PROJECT.to_string(), stack.name.clone()),
             (labels::SERVICE.to_string(), service.name.clone()),
-            (labels::NUMBER.to_string(), "1".to_string()),
+            (labels::NUMBER.to_string(), number.to_string()),
             (labels::ONEOFF.to_string(), "False".to_string()),
             (labels::CONFIG_HASH.to_string(), hash.clone()),
             (labels::COMPOSE_VERSION.to_string(), "1.29.2".to_string()),
@@ -220,31 +227,25 @@ impl<E: Engine> Executor<'_, E> {
             .collect()
     }
 
-    fn target_name(stack: &Stack, service: &Service) -> String {
-        labels::container_name(
-            &stack.name,
-            &service.name,
-            service.spec.container_name.as_deref(),
-        )
-    }
-
-    /// Create and start a container, then wait for it to prove itself. On failure it is removed
-    /// (its last log lines kept), so a broken release never lingers.
-    async fn create_new(
+    /// Create and start replica `number`'s container (under `name`, or its own name), then wait
+    /// for it to prove itself. On failure it is removed (its last log lines kept), so a broken
+    /// release never lingers.
+    pub(super) async fn create_new(
         &self,
         stack: &Stack,
         service: &Service,
+        number: u32,
         name: Option<String>,
         digest: Option<&str>,
     ) -> Result<Changed, ExecError> {
         let who = Who::of(stack, &service.name);
-        let name = name.unwrap_or_else(|| Self::target_name(stack, service));
+        let name = name.unwrap_or_else(|| replica_name(stack, service, number));
         crate::progress!(who, "creating {name} from {}", service.spec.image);
         self.write_data_binds(stack, service)?;
         if let Err(reason) = self.check_data_binds(stack, service) {
             return Ok(Err(Rejected::new(reason, vec![])));
         }
-        let request = self.request(stack, service, name.clone(), digest);
+        let request = self.request(stack, service, name.clone(), number, digest);
         let id = match self.create_when_name_is_free(&request).await {
             Ok(id) => id,
             Err(e) if !e.is_transient() => {
@@ -306,7 +307,7 @@ impl<E: Engine> Executor<'_, E> {
             .unwrap_or_default()
     }
 
-    async fn start_existing(
+    pub(super) async fn start_existing(
         &self,
         who: &Who,
         stack: &Stack,
@@ -339,22 +340,24 @@ impl<E: Engine> Executor<'_, E> {
         }
     }
 
-    async fn update(
+    /// Replace replica `number`'s container `old` with a new one, proven before `old` goes.
+    pub(super) async fn update(
         &self,
         stack: &Stack,
         service: &Service,
-        sp: &ServicePlan,
+        order: UpdateOrder,
         old: &ObservedContainer,
+        number: u32,
         digest: Option<&str>,
     ) -> Result<Changed, ExecError> {
         let who = Who::of(stack, &service.name);
-        let target = Self::target_name(stack, service);
+        let target = replica_name(stack, service, number);
         let grace = service.spec.stop_grace_period_ms.map(Duration::from_millis);
-        match sp.order.unwrap_or(UpdateOrder::StopFirst) {
+        match order {
             UpdateOrder::StartFirst => {
                 let candidate = format!("{target}{}", labels::CANDIDATE_SUFFIX);
                 let result = self
-                    .create_new(stack, service, Some(candidate.clone()), digest)
+                    .create_new(stack, service, number, Some(candidate.clone()), digest)
                     .await?;
                 if let Err(f) = result {
                     crate::progress!(
@@ -382,7 +385,7 @@ impl<E: Engine> Executor<'_, E> {
                 failpoint("after-stop-old");
                 self.engine.rename_container(&old.id, &backup).await?;
                 failpoint("after-rename-old");
-                let result = match self.create_new(stack, service, None, digest).await {
+                let result = match self.create_new(stack, service, number, None, digest).await {
                     Ok(result) => result,
                     // The engine failed us mid-way (or the new container was removed by hand):
                     // the old one comes back now, not at the next pass's recovery.
@@ -436,7 +439,7 @@ impl<E: Engine> Executor<'_, E> {
 
     /// The old container after its replacement is proven; already gone (removed by hand) is
     /// just as good.
-    async fn remove_old(&self, id: &str) -> Result<(), ExecError> {
+    pub(super) async fn remove_old(&self, id: &str) -> Result<(), ExecError> {
         match self.engine.remove_container(id).await {
             Err(e) if !e.is_gone() => Err(e.into()),
             _ => Ok(()),
@@ -448,15 +451,30 @@ impl<E: Engine> Executor<'_, E> {
         Ok(now.into_iter().find(|c| c.name == name).map(|c| c.id))
     }
 
+    /// A service that left the desired state (pruning is on): every container of it, the
+    /// highest number first.
     async fn remove(
         &self,
         stack: &Stack,
         sp: &ServicePlan,
-        container: Option<&ObservedContainer>,
+        observed: &Observed,
     ) -> Result<ServiceOutcome, ExecError> {
         let who = Who::of(stack, &sp.service);
         let started = Instant::now();
-        if let Some(container) = container {
+        let mut names: Vec<(u32, &str)> = sp
+            .replicas
+            .iter()
+            .map(|r| (r.number, r.container.as_str()))
+            .collect();
+        if names.is_empty() {
+            names.extend(sp.container.as_deref().map(|name| (1, name)));
+        }
+        names.sort_by_key(|(number, _)| std::cmp::Reverse(*number));
+        let containers: Vec<&ObservedContainer> = names
+            .iter()
+            .filter_map(|(_, name)| observed.named(&stack.name, name))
+            .collect();
+        for container in &containers {
             crate::progress!(
                 who,
                 "removing {} (pruning is on; volumes are kept)",
@@ -465,6 +483,7 @@ impl<E: Engine> Executor<'_, E> {
             self.engine.stop_container(&container.id, None).await?;
             self.engine.remove_container(&container.id).await?;
         }
+        let container = containers.last();
         Ok(ServiceOutcome {
             stack: stack.name.clone(),
             service: sp.service.clone(),

@@ -1282,3 +1282,5 @@ async fn a_service_skipped_for_its_failed_dependency_keeps_the_tracked_files_it_
         "v1\n"
     );
 }
+
+mod replicas;

@@ -46,6 +46,7 @@ fn web(secrets: Vec<FileMount>, configs: Vec<FileMount>) -> Service {
         label_key: LabelKey::from_bytes([3; 32]),
         repo_binds: vec![],
         lines: BTreeMap::new(),
+        replicas: 1,
     }
 }
 

@@ -29,6 +29,7 @@ fn service(name: &str, image: &str) -> Service {
         health_timeout: Duration::from_secs(60),
         min_ready: Duration::from_secs(5),
         http_probe: None,
+        replicas: 1,
         secret_env: BTreeSet::new(),
         secret_fields: BTreeSet::new(),
         label_key: Default::default(),
@@ -703,6 +704,7 @@ fn has_drift_is_false_only_for_in_sync_and_orphans() {
                     image: None,
                     changes: vec![],
                     note: None,
+                    replicas: vec![],
                 })
                 .collect(),
         }],
@@ -713,6 +715,7 @@ fn has_drift_is_false_only_for_in_sync_and_orphans() {
         Action::Create,
         Action::Update,
         Action::Start,
+        Action::Scale,
         Action::Remove,
         Action::Failed,
     ] {
@@ -878,3 +881,5 @@ fn a_field_that_took_a_secret_is_shown_as_changed_and_never_by_value() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!spec_label(&old).contains("hunter2"));
 }
+
+mod replicas;

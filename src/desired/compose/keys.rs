@@ -93,6 +93,8 @@ const SERVICE_KEYS: &[&str] = &[
     "profiles",
     "secrets",
     "configs",
+    // Read with `deploy.replicas` (service/replicas.rs).
+    "scale",
 ];
 /// Compose keys the reconciler refuses, each with the reason a user needs to act on.
 const SERVICE_REFUSED: &[(&str, &str)] = &[
@@ -105,7 +107,7 @@ const SERVICE_REFUSED: &[(&str, &str)] = &[
     ("models", "AI models are served by Docker Model Runner through Compose, which the reconciler does not drive"),
 ];
 /// Compose keys outside our subset: named as unsupported rather than as typos.
-const SERVICE_UNSUPPORTED: &[&str] = &["scale"];
+const SERVICE_UNSUPPORTED: &[&str] = &[];
 
 impl Cx<'_> {
     /// Report keys of a mapping that are not in `allowed` (and not `x-*`).

@@ -165,6 +165,14 @@ pub fn parse_port(text: &str) -> Result<Vec<PortSpec>, String> {
     };
     let host_ip = host_ip.filter(|ip| !ip.is_empty());
     match hosts {
+        // One container port, a range of host ports: the engine binds a free one of them, so
+        // replicas of a service each get their own (`8000-8002:80`), as with Compose.
+        Some(hosts) if targets.len() == 1 && hosts.len() > 1 => Ok(vec![PortSpec {
+            host_ip,
+            published: published.map(str::to_string),
+            target: targets[0],
+            protocol,
+        }]),
         Some(hosts) if hosts.len() != targets.len() && hosts.len() != 1 => {
             Err("host and container port ranges differ in length".into())
         }

@@ -426,6 +426,14 @@ fn port_ranges_expand_to_one_port_each() {
 }
 
 #[test]
+fn a_host_port_range_for_one_container_port_stays_a_range_for_the_engine_to_pick_from() {
+    assert_eq!(
+        ports(&["127.0.0.1:8000-8002:80"]),
+        [port(Some("127.0.0.1"), Some("8000-8002"), 80, "tcp")]
+    );
+}
+
+#[test]
 fn an_ipv6_host_address_is_written_in_brackets() {
     assert_eq!(
         ports(&["[::1]:8080:80"]),
@@ -1763,4 +1771,38 @@ fn a_label_whose_name_looks_secret_is_a_secret_field() {
         .label_spec()
         .to_string()
         .contains("literal-token-value-123"));
+}
+
+// ---- replicas ------------------------------------------------------------------------------
+
+#[test]
+fn replicas_come_from_deploy_replicas_or_scale_and_default_to_one() {
+    assert_eq!(service(&web("image: web:1")).replicas, 1);
+    assert_eq!(
+        service(&web("image: web:1\ndeploy:\n  replicas: 3")).replicas,
+        3
+    );
+    assert_eq!(service(&web("image: web:1\nscale: 2")).replicas, 2);
+    assert_eq!(
+        service(&web("image: web:1\nscale: 0\ndeploy: {replicas: 0}")).replicas,
+        0
+    );
+}
+
+#[test]
+fn the_replica_count_is_not_part_of_the_spec_so_scaling_recreates_nothing() {
+    let one = service(&web("image: web:1"));
+    let three = service(&web("image: web:1\ndeploy:\n  replicas: 3"));
+    assert_eq!(one.spec_hash(), three.spec_hash());
+}
+
+#[test]
+fn scale_and_deploy_replicas_that_differ_are_refused_in_composes_words_at_the_scale_line() {
+    let p = problem(&web("image: web:1\nscale: 2\ndeploy:\n  replicas: 3"));
+    assert_eq!((p.key.as_str(), p.line), ("services.web.scale", 4));
+    assert!(
+        p.message
+            .starts_with("can't set distinct values on 'scale' and 'deploy.replicas'"),
+        "{p}"
+    );
 }

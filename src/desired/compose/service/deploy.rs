@@ -10,7 +10,7 @@ impl Cx<'_> {
         let Some(entries) = self.map(node, key) else {
             return;
         };
-        self.check_keys(entries, key, &["resources", "update_config"]);
+        self.check_keys(entries, key, &["resources", "update_config", "replicas"]);
         if let Some(res) = node.get("resources") {
             let rkey = join(key, "resources");
             if let Some(fields) = self.map(res, &rkey) {

@@ -11,6 +11,7 @@ mod healthcheck;
 mod mounts;
 mod networks;
 mod ports;
+mod replicas;
 mod resources;
 mod runtime_keys;
 mod storage;
@@ -56,6 +57,7 @@ impl Cx<'_> {
             health_timeout: Duration::from_secs(60),
             min_ready: Duration::from_secs(5),
             http_probe: None,
+            replicas: 1,
             secret_env: container.secret_env,
             secret_fields: BTreeSet::new(),
             label_key: LabelKey::default(),
@@ -345,6 +347,7 @@ impl Cx<'_> {
         if let Some(n) = node.get("x-reconciler") {
             self.x_reconciler(n, &key("x-reconciler"), service);
         }
+        self.replicas(node, path, service);
     }
 
     /// Lines of entries and secret-holding keys gathered while reading, and the one check that
