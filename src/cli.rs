@@ -71,7 +71,8 @@ pub struct SourceArgs {
 pub struct PolicyArgs {
     /// Loosen host policy (comma list, repeatable): privileged, host-namespaces,
     /// container-namespaces, docker-socket, system-binds, state-dir, capabilities, cap:<NAME>,
-    /// devices, device:<PATH>.
+    /// devices, device:<PATH>, gpus, security-opt, runtime:<NAME>, cgroup-parent,
+    /// oom-protection.
     #[arg(long)]
     pub allow: Vec<String>,
     /// Absolute bind sources must lie under one of these (repeatable).

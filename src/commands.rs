@@ -402,32 +402,37 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
     let state = host.state_dir.load()?;
     let engine = engine(host)?;
     let projects: Vec<String> = state.stacks.keys().cloned().collect();
-    let containers = if projects.is_empty() {
-        vec![]
-    } else {
-        crate::engine::Engine::list_containers(&engine, &projects).await?
+    let observed = crate::observed::Observed {
+        containers: if projects.is_empty() {
+            vec![]
+        } else {
+            crate::engine::Engine::list_containers(&engine, &projects).await?
+        },
+        ..Default::default()
     };
     let suspended = host.state_dir.suspended();
     let mut rows = Vec::new();
+    let mut replicated = false;
     for (stack, st) in &state.stacks {
         for (service, sv) in &st.services {
-            let c = containers.iter().find(|c| {
-                &c.project == stack
-                    && &c.service == service
-                    && c.role() == crate::observed::Role::Primary
-            });
+            let replicas = observed.replicas(stack, service);
+            let summary = crate::observed::ReplicaSummary::of(&replicas);
+            let wanted = sv.desired_replicas.unwrap_or(1);
+            replicated |= wanted != 1 || summary.count > 1;
             rows.push(serde_json::json!({
                 "stack": stack,
                 "service": service,
                 "desired_image": sv.desired_image,
-                "running_image": c.map(|c| c.image.clone()),
-                "state": c.map(|c| c.state.clone()).unwrap_or_else(|| "missing".into()),
-                "health": c.map(|c| c.health),
+                // Two images while a failed rollout left replicas on the old one.
+                "running_image": (!summary.images.is_empty()).then(|| summary.images.join(", ")),
+                "state": summary.state.clone().unwrap_or_else(|| "missing".into()),
+                "health": (summary.count > 0).then_some(summary.health),
+                "replicas": format!("{}/{wanted}", summary.running),
                 "sync": crate::outcome::sync_status(
                     suspended.contains(stack),
                     sv.failed.is_some(),
                     sv.desired_image.as_deref(),
-                    c.filter(|c| c.is_running()).map(|c| c.image.as_str()),
+                    summary.sync_image(wanted, sv.desired_image.as_deref()),
                 ),
                 "revision": sv.running_revision,
                 "since": sv.since,
@@ -444,23 +449,32 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string().trim_matches('"').to_string(),
     };
-    let columns = [
+    // A host of one-container services sees the table it always has.
+    let columns: Vec<&str> = [
         "stack",
         "service",
         "desired_image",
         "running_image",
         "state",
         "health",
+        "replicas",
         "sync",
         "revision",
         "since",
         "last_error",
-    ];
+    ]
+    .into_iter()
+    .filter(|c| replicated || *c != "replicas")
+    .collect();
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| columns.iter().map(|c| cell(&r[*c])).collect())
         .collect();
-    print_table(&columns.map(|c| c.to_uppercase().replace('_', " ")), &table);
+    let header: Vec<String> = columns
+        .iter()
+        .map(|c| c.to_uppercase().replace('_', " "))
+        .collect();
+    print_table(&header, &table);
     Ok(EXIT_OK)
 }
 

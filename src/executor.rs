@@ -9,10 +9,12 @@
 //! - each outcome is recorded (state, then journal) as soon as it is known, so a crash loses
 //!   nothing ([`crate::state::transition`]).
 
+mod data_folder;
 mod http_probe;
 mod pull;
 mod readiness;
 mod recover;
+mod replicas;
 mod service;
 mod stack;
 mod stack_files;

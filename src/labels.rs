@@ -20,6 +20,9 @@ pub const REVISION: &str = "reconciler.revision";
 pub const IMAGE_DIGEST: &str = "reconciler.image-digest";
 /// The normalized spec without env values (JSON), so `diff` can show old -> new per field.
 pub const SPEC: &str = "reconciler.spec";
+/// The files under `<state-dir>/files/<project>/` the container mounts (secrets and configs
+/// given by content), comma-separated: pruning keeps what any container names here.
+pub const FILES: &str = "reconciler.files";
 /// Marks a container as created by the reconciler (as opposed to adopted from Compose).
 pub const MANAGED: &str = "reconciler.managed";
 
@@ -30,8 +33,14 @@ pub const CANDIDATE_SUFFIX: &str = "-reconciler-new";
 
 /// Compose's container name: `<project>-<service>-1` unless `container_name` is set.
 pub fn container_name(project: &str, service: &str, fixed: Option<&str>) -> String {
+    replica_name(project, service, fixed, 1)
+}
+
+/// Compose's name for replica `number`: `<project>-<service>-<number>` unless `container_name`
+/// is set (which only a service of one replica may do).
+pub fn replica_name(project: &str, service: &str, fixed: Option<&str>, number: u32) -> String {
     match fixed {
         Some(name) => name.to_string(),
-        None => format!("{project}-{service}-1"),
+        None => format!("{project}-{service}-{number}"),
     }
 }

@@ -104,6 +104,15 @@ impl ObservedContainer {
         self.labels.get(labels::REVISION).map(String::as_str)
     }
 
+    /// The content files (secrets, configs) it mounts, by name (see [`labels::FILES`]).
+    pub fn content_files(&self) -> impl Iterator<Item = &str> {
+        self.labels
+            .get(labels::FILES)
+            .into_iter()
+            .flat_map(|names| names.split(','))
+            .filter(|name| !name.is_empty())
+    }
+
     pub fn is_managed(&self) -> bool {
         self.labels.contains_key(labels::MANAGED)
     }
@@ -111,13 +120,97 @@ impl ObservedContainer {
     pub fn is_running(&self) -> bool {
         self.state == "running"
     }
+
+    /// Which replica of its service it is: Compose's `container-number` label; a container
+    /// without one (made by hand) counts as the first.
+    pub fn number(&self) -> u32 {
+        self.labels
+            .get(labels::NUMBER)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(1)
+    }
 }
 
 impl Observed {
+    /// The service's first replica (the lowest number), the one a single-container service has.
     pub fn primary(&self, project: &str, service: &str) -> Option<&ObservedContainer> {
+        self.replicas(project, service).into_iter().next()
+    }
+
+    /// The container of a project with this name.
+    pub fn named(&self, project: &str, name: &str) -> Option<&ObservedContainer> {
         self.containers
             .iter()
-            .find(|c| c.project == project && c.service == service && c.role() == Role::Primary)
+            .find(|c| c.project == project && c.name == name)
+    }
+
+    /// Every container of the service under its own name (no backup or candidate), by
+    /// replica number, then name.
+    pub fn replicas(&self, project: &str, service: &str) -> Vec<&ObservedContainer> {
+        let mut found: Vec<&ObservedContainer> = self
+            .containers
+            .iter()
+            .filter(|c| c.project == project && c.service == service && c.role() == Role::Primary)
+            .collect();
+        found.sort_by(|a, b| (a.number(), &a.name).cmp(&(b.number(), &b.name)));
+        found
+    }
+}
+
+/// A service's containers seen as one, for `status`, `/status` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaSummary {
+    pub count: usize,
+    pub running: usize,
+    /// The state of the first container that is not running, else `running`; `None` when
+    /// there is no container.
+    pub state: Option<String>,
+    /// The least healthy of the running containers.
+    pub health: Health,
+    /// The images the containers run, without repeats, in replica order.
+    pub images: Vec<String>,
+}
+
+impl ReplicaSummary {
+    pub fn of(containers: &[&ObservedContainer]) -> Self {
+        let rank = |h: Health| match h {
+            Health::Healthy => 0,
+            Health::None => 1,
+            Health::Starting => 2,
+            Health::Unhealthy => 3,
+        };
+        let mut images: Vec<String> = Vec::new();
+        for c in containers {
+            if !images.contains(&c.image) {
+                images.push(c.image.clone());
+            }
+        }
+        Self {
+            count: containers.len(),
+            running: containers.iter().filter(|c| c.is_running()).count(),
+            state: containers
+                .iter()
+                .find(|c| !c.is_running())
+                .or(containers.first())
+                .map(|c| c.state.clone()),
+            health: containers
+                .iter()
+                .filter(|c| c.is_running())
+                .map(|c| c.health)
+                .max_by_key(|h| rank(*h))
+                .unwrap_or_default(),
+            images,
+        }
+    }
+
+    /// The image to judge sync by: the one every container runs when `wanted` of them run, all
+    /// on one image; `desired` itself when none is wanted and none runs.
+    pub fn sync_image<'a>(&'a self, wanted: u32, desired: Option<&'a str>) -> Option<&'a str> {
+        match self.images.as_slice() {
+            [] if wanted == 0 => desired,
+            [image] if self.running == self.count && self.count == wanted as usize => Some(image),
+            _ => None,
+        }
     }
 }
 
@@ -190,6 +283,72 @@ mod tests {
             normalize_reference("127.0.0.1:5000/web"),
             "127.0.0.1:5000/web:latest"
         );
+    }
+
+    fn replica(number: u32, image: &str, state: &str, health: Health) -> ObservedContainer {
+        ObservedContainer {
+            id: format!("id{number}"),
+            name: format!("shop-web-{number}"),
+            project: "shop".into(),
+            service: "web".into(),
+            image: image.into(),
+            labels: BTreeMap::from([(labels::NUMBER.to_string(), number.to_string())]),
+            state: state.into(),
+            health,
+            details: None,
+        }
+    }
+
+    #[test]
+    fn a_service_is_in_sync_only_when_every_wanted_replica_runs_the_one_image() {
+        let all = [
+            replica(1, "web:2", "running", Health::Healthy),
+            replica(2, "web:2", "running", Health::Starting),
+        ];
+        let summary = ReplicaSummary::of(&all.iter().collect::<Vec<_>>());
+        assert_eq!(summary.health, Health::Starting, "the least healthy");
+        assert_eq!(summary.state.as_deref(), Some("running"));
+        assert_eq!(summary.sync_image(2, Some("web:2")), Some("web:2"));
+        assert_eq!(summary.sync_image(3, Some("web:2")), None, "one is missing");
+
+        let mixed = [
+            replica(1, "web:2", "running", Health::Healthy),
+            replica(2, "web:1", "exited", Health::None),
+        ];
+        let summary = ReplicaSummary::of(&mixed.iter().collect::<Vec<_>>());
+        assert_eq!(summary.images, ["web:2", "web:1"]);
+        assert_eq!(summary.state.as_deref(), Some("exited"));
+        assert_eq!(summary.sync_image(2, Some("web:2")), None);
+
+        let none = ReplicaSummary::of(&[]);
+        assert_eq!(
+            none.sync_image(0, Some("web:2")),
+            Some("web:2"),
+            "none wanted, none runs"
+        );
+        assert_eq!(none.sync_image(1, Some("web:2")), None);
+    }
+
+    #[test]
+    fn replicas_are_in_number_order_and_a_container_without_a_number_is_the_first() {
+        let mut unnumbered = replica(1, "web:1", "running", Health::None);
+        unnumbered.labels.clear();
+        unnumbered.name = "web".into();
+        let observed = Observed {
+            containers: vec![
+                replica(10, "web:1", "running", Health::None),
+                replica(2, "web:1", "running", Health::None),
+                unnumbered,
+            ],
+            ..Default::default()
+        };
+        let names: Vec<&str> = observed
+            .replicas("shop", "web")
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["web", "shop-web-2", "shop-web-10"]);
+        assert_eq!(observed.primary("shop", "web").unwrap().name, "web");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub enum Step {
     Update,
     /// An update back to the image the service ran before (a revert).
     Rollback,
+    /// Replicas added or removed (`deploy.replicas`, `scale`); none replaced.
+    Scale,
     /// The service left the desired state and pruning is on.
     Remove,
     /// Its image could not be pulled; nothing was touched.
@@ -29,6 +31,7 @@ impl Step {
             Self::Start => "start",
             Self::Update => "update",
             Self::Rollback => "rollback",
+            Self::Scale => "scale",
             Self::Remove => "remove",
             Self::Pull => "pull",
         }

@@ -1,7 +1,9 @@
 //! The plan: a pure function of desired, observed and recorded state. `diff` prints it, `apply`
 //! carries it out. Nothing here touches the engine.
 
-use crate::desired::{DependsCondition, Desired, Service, Stack, UpdateOrder, HIDDEN_PREFIX};
+use crate::desired::{
+    DependsCondition, Desired, FileKind, Service, Stack, UpdateOrder, HIDDEN_PREFIX,
+};
 use crate::labels;
 use crate::mask::MASK;
 use crate::observed::{Observed, ObservedContainer, ResourceDrift, Role};
@@ -56,6 +58,22 @@ pub struct ServicePlan {
     pub changes: Vec<Change>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// A service of more than one container (now or wanted), or whose one container is not
+    /// its first: what happens to each, by number. Empty for a plain one-container service,
+    /// whose plan reads as it always has.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaPlan>,
+}
+
+/// One container of a replicated service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicaPlan {
+    /// Compose's `container-number`: the container is `<project>-<service>-<number>`.
+    pub number: u32,
+    /// `InSync`, `Create`, `Update`, `Start`, `Remove` (or `Drifted` without self-heal).
+    pub action: Action,
+    /// The name it has now, or gets when it is created.
+    pub container: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,6 +84,8 @@ pub enum Action {
     Update,
     /// The container is right but not running.
     Start,
+    /// Replicas are added or removed (or stopped ones started); none is replaced.
+    Scale,
     Remove,
     /// This spec failed before; not tried again until it changes (no retry loops).
     Failed,
@@ -91,8 +111,11 @@ impl Plan {
     pub fn without_self_heal(&mut self, existed: impl Fn(&str, &str) -> bool) {
         for stack in &mut self.stacks {
             for s in &mut stack.services {
+                let existed = existed(&stack.stack, &s.service);
+                let only_by_hand = s.action == Action::Scale && only_repairs(s, existed);
                 let by_hand = s.action == Action::Start
-                    || (s.action == Action::Create && existed(&stack.stack, &s.service));
+                    || (s.action == Action::Create && existed)
+                    || only_by_hand;
                 if by_hand {
                     s.action = Action::Drifted;
                     s.note = Some(
@@ -102,6 +125,14 @@ impl Plan {
                 }
             }
         }
+    }
+
+    /// The service plans that carry out work (the rest is reported only).
+    pub fn is_work(action: Action) -> bool {
+        matches!(
+            action,
+            Action::Create | Action::Update | Action::Start | Action::Scale | Action::Remove
+        )
     }
 
     /// Drift is anything the next `apply` would change, a failure it will not retry, or a
@@ -137,29 +168,45 @@ fn plan_stack(
         .iter()
         .map(|name| plan_service(stack, &stack.services[name], observed, state))
         .collect();
-    let mut gone: Vec<&ObservedContainer> = observed
+    let mut gone: Vec<&str> = observed
         .containers
         .iter()
         .filter(|c| c.project == stack.name && c.role() == Role::Primary)
         .filter(|c| !stack.services.contains_key(&c.service))
+        .map(|c| c.service.as_str())
         .collect();
-    gone.sort_by(|a, b| a.service.cmp(&b.service));
-    for container in gone {
+    gone.sort();
+    gone.dedup();
+    for service in gone {
+        let containers = observed.replicas(&stack.name, service);
         // Only what we created may be pruned; a container Compose made is reported, not removed.
-        let action = if options.prune && container.is_managed() {
+        let action = if options.prune && containers.iter().all(|c| c.is_managed()) {
             Action::Remove
         } else {
             Action::Orphan
         };
+        let replicas = if containers.len() > 1 {
+            containers
+                .iter()
+                .map(|c| ReplicaPlan {
+                    number: c.number(),
+                    action,
+                    container: c.name.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         services.push(ServicePlan {
-            service: container.service.clone(),
+            service: service.to_string(),
             action,
             order: None,
-            container: Some(container.name.clone()),
-            image: Some(container.image.clone()),
+            container: Some(containers[0].name.clone()),
+            image: Some(containers[0].image.clone()),
             changes: vec![],
             note: (action == Action::Orphan)
                 .then(|| "not in the desired state; left running (pruning is off)".into()),
+            replicas,
         });
     }
     StackPlan {
@@ -180,60 +227,21 @@ fn plan_service(
     observed: &Observed,
     state: &State,
 ) -> ServicePlan {
-    let desired_hash = service.spec_hash();
-    let current = observed.primary(&stack.name, &service.name);
-    let mut out = ServicePlan {
-        service: service.name.clone(),
-        action: Action::InSync,
-        order: None,
-        container: current.map(|c| c.name.clone()),
-        image: Some(service.spec.image.clone()),
-        changes: vec![],
-        note: None,
+    let current = observed.replicas(&stack.name, &service.name);
+    let one_container = service.replicas == 1 && current.iter().all(|c| c.number() == 1);
+    let mut out = if one_container && current.len() <= 1 {
+        plan_one(stack, service, current.first().copied(), observed)
+    } else {
+        plan_replicas(stack, service, &current, observed)
     };
-    let changes = match current {
-        None => {
-            out.action = Action::Create;
-            Vec::new()
-        }
-        Some(c) => {
-            let changes = changes_of(service, c);
-            // Ours: the hash decides. Adopted from Compose: only image and env do.
-            let differs = if c.is_managed() {
-                c.spec_hash() != Some(desired_hash.as_str())
-            } else {
-                !changes.is_empty()
-            };
-            if differs {
-                out.action = Action::Update;
-                out.order = Some(service.effective_order());
-                changes
-            } else if matches!(c.state.as_str(), "exited" | "created" | "dead")
-                && !is_one_shot(stack, &service.name)
-            {
-                out.action = Action::Start;
-                vec![Change {
-                    field: "state".into(),
-                    from: Some(c.state.clone()),
-                    to: Some("running".into()),
-                    hidden: false,
-                }]
-            } else {
-                Vec::new()
-            }
-        }
-    };
-    out.changes = changes;
-    if let Some(moved) = moved_digest(service, current, observed) {
-        if out.action == Action::InSync {
-            out.action = Action::Update;
-            out.order = Some(service.effective_order());
-        }
-        out.changes.push(moved);
-    }
-    if matches!(out.action, Action::Create | Action::Update) {
+    let creates_or_updates = out.replicas.is_empty()
+        || out
+            .replicas
+            .iter()
+            .any(|r| matches!(r.action, Action::Create | Action::Update));
+    if matches!(out.action, Action::Create | Action::Update | Action::Scale) && creates_or_updates {
         if let Some(failure) = state.failure(&stack.name, &service.name) {
-            if failure.spec_hash == desired_hash {
+            if failure.spec_hash == service.spec_hash() {
                 out.action = Action::Failed;
                 out.note = Some(format!(
                     "failed at revision {}: {}; not retried until the service changes",
@@ -244,6 +252,178 @@ fn plan_service(
         }
     }
     out
+}
+
+/// A service of one container, `<project>-<service>-1` (or its `container_name`).
+fn plan_one(
+    stack: &Stack,
+    service: &Service,
+    current: Option<&ObservedContainer>,
+    observed: &Observed,
+) -> ServicePlan {
+    let (action, changes) = judge(stack, service, current, observed);
+    ServicePlan {
+        service: service.name.clone(),
+        action,
+        order: (action == Action::Update).then(|| service.effective_order()),
+        container: current.map(|c| c.name.clone()),
+        image: Some(service.spec.image.clone()),
+        changes,
+        note: None,
+        replicas: Vec::new(),
+    }
+}
+
+/// A service of `replicas` containers: numbers 1..=N are kept (each judged as a single
+/// container is), created where missing, and every other container is removed. A second
+/// container under a number already taken is an extra too.
+fn plan_replicas(
+    stack: &Stack,
+    service: &Service,
+    current: &[&ObservedContainer],
+    observed: &Observed,
+) -> ServicePlan {
+    let mut replicas = Vec::new();
+    let mut explained: Vec<(Action, Vec<Change>)> = Vec::new();
+    for number in 1..=service.replicas {
+        let container = current.iter().find(|c| c.number() == number).copied();
+        let (action, changes) = judge(stack, service, container, observed);
+        replicas.push(ReplicaPlan {
+            number,
+            action,
+            container: container
+                .map_or_else(|| replica_name(stack, service, number), |c| c.name.clone()),
+        });
+        explained.push((action, changes));
+    }
+    let kept: Vec<&str> = replicas
+        .iter()
+        .filter(|r| r.action != Action::Create)
+        .map(|r| r.container.as_str())
+        .collect();
+    let extras: Vec<ReplicaPlan> = current
+        .iter()
+        .filter(|c| !kept.contains(&c.name.as_str()))
+        .map(|c| ReplicaPlan {
+            number: c.number(),
+            action: Action::Remove,
+            container: c.name.clone(),
+        })
+        .collect();
+    replicas.extend(extras);
+    let has = |a: Action| replicas.iter().any(|r| r.action == a);
+    let action = if replicas.iter().all(|r| r.action == Action::InSync) {
+        Action::InSync
+    } else if has(Action::Update) {
+        Action::Update
+    } else if current.is_empty() {
+        Action::Create
+    } else if has(Action::Create) || has(Action::Remove) {
+        Action::Scale
+    } else {
+        Action::Start
+    };
+    // The replicas share one spec: the first one changed as the service is explains it.
+    let mut changes = explained
+        .into_iter()
+        .find(|(a, _)| *a == action || (action == Action::Scale && *a == Action::Start))
+        .map(|(_, c)| c)
+        .unwrap_or_default();
+    let now = current.len() as u32;
+    if now != service.replicas {
+        changes.push(Change {
+            field: "scale".into(),
+            from: Some(now.to_string()),
+            to: Some(service.replicas.to_string()),
+            hidden: false,
+        });
+    }
+    ServicePlan {
+        service: service.name.clone(),
+        action,
+        order: (action == Action::Update).then(|| service.effective_order()),
+        container: current.first().map(|c| c.name.clone()),
+        image: Some(service.spec.image.clone()),
+        changes,
+        note: None,
+        replicas,
+    }
+}
+
+/// Compose's name for replica `number`.
+pub fn replica_name(stack: &Stack, service: &Service, number: u32) -> String {
+    labels::replica_name(
+        &stack.name,
+        &service.name,
+        service.spec.container_name.as_deref(),
+        number,
+    )
+}
+
+/// What one container of the service needs (`Create` when there is none), and the changes
+/// that explain it.
+fn judge(
+    stack: &Stack,
+    service: &Service,
+    current: Option<&ObservedContainer>,
+    observed: &Observed,
+) -> (Action, Vec<Change>) {
+    let Some(c) = current else {
+        return (Action::Create, Vec::new());
+    };
+    let mut changes = changes_of(service, c);
+    // Ours: the hash decides. Adopted from Compose: only image and env do.
+    let differs = if c.is_managed() {
+        c.spec_hash() != Some(service.spec_hash().as_str())
+    } else {
+        !changes.is_empty()
+    };
+    let mut action = if differs {
+        Action::Update
+    } else if matches!(c.state.as_str(), "exited" | "created" | "dead")
+        && !is_one_shot(stack, &service.name)
+    {
+        changes = vec![Change {
+            field: "state".into(),
+            from: Some(c.state.clone()),
+            to: Some("running".into()),
+            hidden: false,
+        }];
+        Action::Start
+    } else {
+        changes.clear();
+        Action::InSync
+    };
+    if let Some(moved) = moved_digest(service, Some(c), observed) {
+        if action == Action::InSync {
+            action = Action::Update;
+        }
+        changes.push(moved);
+    }
+    (action, changes)
+}
+
+/// Without self-heal, replicas stopped or removed by hand are reported, not repaired: a
+/// stopped one, and a missing one below a number that runs (a scale-up adds numbers above).
+/// Says whether nothing else (a real scale-up or down) is left to do.
+fn only_repairs(s: &mut ServicePlan, existed: bool) -> bool {
+    let highest_kept = s
+        .replicas
+        .iter()
+        .filter(|r| !matches!(r.action, Action::Create | Action::Remove))
+        .map(|r| r.number)
+        .max()
+        .unwrap_or(0);
+    for r in &mut s.replicas {
+        let by_hand = r.action == Action::Start
+            || (existed && r.action == Action::Create && r.number < highest_kept);
+        if by_hand {
+            r.action = Action::Drifted;
+        }
+    }
+    !s.replicas
+        .iter()
+        .any(|r| matches!(r.action, Action::Create | Action::Remove))
 }
 
 /// A dependency others wait on to complete (`service_completed_successfully`): a job that is
@@ -306,6 +486,8 @@ fn field_changes(service: &Service, old: &Json, container: &ObservedContainer) -
         let holds_secret = |v: &Json| v.as_str().is_some_and(|s| s.starts_with(HIDDEN_PREFIX));
         if key == "environment" {
             changes.extend(env_changes(service, a, b, container));
+        } else if let Some(kind) = file_kind(key).filter(|_| is_list(a) && is_list(b)) {
+            changes.extend(file_changes(kind, a, b));
         } else if holds_secret(a) || holds_secret(b) {
             // Took a secret-looking variable: say that it changed, never what it is.
             changes.push(Change {
@@ -324,6 +506,93 @@ fn field_changes(service: &Service, old: &Json, container: &ObservedContainer) -
         }
     }
     changes
+}
+
+fn file_kind(key: &str) -> Option<FileKind> {
+    [FileKind::Secret, FileKind::Config]
+        .into_iter()
+        .find(|k| k.key() == key)
+}
+
+/// A list, or nothing (a service without secrets has no such field).
+fn is_list(value: &Json) -> bool {
+    value.is_array() || value.is_null()
+}
+
+/// Secrets and configs one by one, by where the container sees them. A secret's content shows
+/// only as changed; a plain config's as its short digest.
+fn file_changes(kind: FileKind, old: &Json, new: &Json) -> Vec<Change> {
+    let by_target = |value: &Json| -> BTreeMap<String, Json> {
+        let items = value.as_array().map(Vec::as_slice).unwrap_or_default();
+        items
+            .iter()
+            .map(|item| (text(item, "target"), item.clone()))
+            .collect()
+    };
+    let (old, new) = (by_target(old), by_target(new));
+    let mut targets: Vec<&String> = old.keys().chain(new.keys()).collect();
+    targets.sort();
+    targets.dedup();
+    let mut changes = Vec::new();
+    for target in targets {
+        let field = format!("{} {target}", kind.noun());
+        let (a, b) = (old.get(target), new.get(target));
+        if a.map(describe_file) != b.map(describe_file) {
+            changes.push(Change {
+                field: field.clone(),
+                from: a.map(describe_file),
+                to: b.map(describe_file),
+                hidden: false,
+            });
+        }
+        let (Some(a), Some(b)) = (a, b) else { continue };
+        let (was, is) = (text(a, "digest"), text(b, "digest"));
+        if was == is {
+            continue;
+        }
+        let secret = |v: &Json| v.get("secret") == Some(&Json::Bool(true));
+        let hidden =
+            secret(a) || secret(b) || [&was, &is].iter().any(|d| d.starts_with(HIDDEN_PREFIX));
+        let short = |d: &str| d[..d.len().min(12)].to_string();
+        changes.push(Change {
+            field: format!("{field} content"),
+            from: Some(if hidden {
+                MASK.to_string()
+            } else {
+                short(&was)
+            }),
+            to: Some(if hidden { MASK.to_string() } else { short(&is) }),
+            hidden,
+        });
+    }
+    changes
+}
+
+fn text(item: &Json, key: &str) -> String {
+    item.get(key)
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Where a secret or config comes from and how it is mounted, never what it holds.
+fn describe_file(item: &Json) -> String {
+    let origin = match text(item, "kind").as_str() {
+        "repository" => format!("file ./{}", text(item, "path")),
+        "host" => format!("host file {}", text(item, "path")),
+        _ => "content".to_string(),
+    };
+    let mut out = format!("{} ({origin}", text(item, "source"));
+    if let Some(mode) = item.get("mode").and_then(Json::as_u64) {
+        out.push_str(&format!(", mode {mode:04o}"));
+    }
+    for id in ["uid", "gid"] {
+        if let Some(n) = item.get(id).and_then(Json::as_u64) {
+            out.push_str(&format!(", {id} {n}"));
+        }
+    }
+    out.push(')');
+    out
 }
 
 fn env_changes(
@@ -453,6 +722,7 @@ fn field_name(key: &str) -> &str {
         "stop_grace_period_ms" => "stop_grace_period",
         "nano_cpus" => "cpus",
         "network_endpoints" => "networks",
+        "seccomp_profile" => "seccomp profile",
         other => other,
     }
 }
@@ -490,10 +760,13 @@ fn render_target(item: &Json) -> String {
         };
         return format!("{host}{target}/{}", s("protocol").unwrap_or_default());
     }
-    let ro = if item.get("read_only") == Some(&Json::Bool(true)) {
-        ":ro"
-    } else {
-        ""
+    let ro = match (
+        item.get("read_only") == Some(&Json::Bool(true)),
+        item.get("shared_data") == Some(&Json::Bool(true)),
+    ) {
+        (true, true) => ":ro (the stack's data folder)",
+        (true, false) => ":ro",
+        _ => "",
     };
     match s("source") {
         Some(src) => format!("{src}:{}{ro}", s("target").unwrap_or_default()),
@@ -522,8 +795,13 @@ impl fmt::Display for Plan {
                 let (sign, what) = match s.action {
                     Action::InSync => ("=", String::new()),
                     Action::Create => ("+", "create".to_string()),
+                    Action::Update if s.replicas.len() > 1 => (
+                        "~",
+                        format!("update ({}, one replica at a time)", order_name(s.order)),
+                    ),
                     Action::Update => ("~", format!("update ({})", order_name(s.order))),
                     Action::Start => ("~", "start".to_string()),
+                    Action::Scale => ("~", "scale".to_string()),
                     Action::Remove => ("-", "remove (volumes are kept)".to_string()),
                     Action::Failed => ("!", "failed".to_string()),
                     Action::Orphan => ("?", "orphan".to_string()),
@@ -545,9 +823,24 @@ impl fmt::Display for Plan {
                 for c in &s.changes {
                     writeln!(f, "      {}", render_change(c))?;
                 }
+                for r in s.replicas.iter().filter(|r| r.action != Action::InSync) {
+                    writeln!(f, "      {}: {}", r.container, replica_action(r.action))?;
+                }
             }
         }
         Ok(())
+    }
+}
+
+fn replica_action(action: Action) -> &'static str {
+    match action {
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Start => "start",
+        Action::Remove => "remove (volumes are kept)",
+        Action::Drifted => "drifted (self-heal is off)",
+        Action::Orphan => "orphan",
+        Action::InSync | Action::Scale | Action::Failed => "in sync",
     }
 }
 
@@ -575,5 +868,7 @@ fn render_change(c: &Change) -> String {
     }
 }
 
+#[cfg(test)]
+mod file_tests;
 #[cfg(test)]
 mod tests;

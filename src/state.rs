@@ -7,6 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod content_files;
 pub mod transition;
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +98,9 @@ pub struct ServiceState {
     /// The image the desired state names, as of the last pass (for `status` without --repo).
     #[serde(default)]
     pub desired_image: Option<String>,
+    /// How many containers the desired state wants, when not one (for `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<u32>,
     /// RFC 3339 time the running container was proven.
     pub since: Option<String>,
 }
@@ -193,6 +197,48 @@ impl StateDir {
     /// Where a stack's files of one revision are written out for relative bind mounts.
     pub fn stack_files_dir(&self, stack: &str, revision: &str) -> PathBuf {
         self.root.join("stacks").join(stack).join(revision)
+    }
+
+    /// The stack's data folder: where its writable relative binds point (`./data` is
+    /// `<this>/data`), kept across every revision and never pruned. `stack` is a project name
+    /// the loader checked: no `/`, never `.` or `..`.
+    pub fn data_dir(&self, stack: &str) -> PathBuf {
+        self.root.join("data").join(stack)
+    }
+
+    /// What git had at each path last written to the stack's data folder; kept beside the
+    /// folders, out of every container's reach.
+    fn applied_record(&self, stack: &str) -> PathBuf {
+        self.root
+            .join("data")
+            .join(".applied")
+            .join(format!("{stack}.json"))
+    }
+
+    /// See [`applied_record`](Self::applied_record). Missing or unreadable is empty: the next
+    /// write then keeps every file that differs from git, which loses nothing.
+    pub fn load_applied(&self, stack: &str) -> BTreeMap<String, String> {
+        fs::read(self.applied_record(stack))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Temp file, fsync, rename, as for `state.json`.
+    pub fn save_applied(
+        &self,
+        stack: &str,
+        applied: &BTreeMap<String, String>,
+    ) -> Result<(), StateError> {
+        let path = self.applied_record(stack);
+        let dir = path.parent().expect("the record is in a folder");
+        fs::create_dir_all(dir).map_err(self.io(dir))?;
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(applied).expect("record serializes");
+        let mut file = fs::File::create(&tmp).map_err(self.io(&tmp))?;
+        file.write_all(&bytes).map_err(self.io(&tmp))?;
+        file.sync_all().map_err(self.io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(self.io(&path))
     }
 
     fn io(&self, path: &Path) -> impl FnOnce(std::io::Error) -> StateError {
@@ -525,6 +571,8 @@ pub const KEEP_RECENT: usize = 3;
 pub struct Keep {
     pub revisions: BTreeMap<String, BTreeSet<String>>,
     pub commits: BTreeSet<String>,
+    /// Per stack, the content files (secrets, configs) some container mounts.
+    pub files: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// What [`StateDir::prune`] removed and what it kept although nothing refers to it.
@@ -532,6 +580,7 @@ pub struct Keep {
 pub struct Pruned {
     pub checkouts: Vec<PathBuf>,
     pub revisions: Vec<PathBuf>,
+    pub files: Vec<PathBuf>,
     /// Folders kept because their content is not what was written (a container may have
     /// written there), or because there is no record of what was written.
     pub kept_modified: Vec<(PathBuf, &'static str)>,
@@ -573,6 +622,20 @@ impl StateDir {
             })?;
         let bytes = serde_json::to_vec(&fingerprint).expect("marker serializes");
         fs::write(&marker, bytes).map_err(self.io(&marker))
+    }
+
+    /// The revision folder of `stack` at `revision` when it holds exactly what was written
+    /// there (the repository's files, nothing a container wrote): a source of that revision's
+    /// tracked files.
+    pub fn stack_files_as_written(&self, stack: &str, revision: &str) -> Option<PathBuf> {
+        let folder = self.stack_files_dir(stack, revision);
+        let recorded: WrittenMarker = fs::read(self.written_marker(stack, revision))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())?;
+        let now = tree_fingerprint(&folder, recorded.entries, recorded.bytes)
+            .ok()
+            .flatten()?;
+        (now == recorded).then_some(folder)
     }
 
     /// Remove checkouts and revision folders that nothing needs: not in `keep`, not among the
@@ -640,6 +703,7 @@ impl StateDir {
                 }
             }
         }
+        pruned.files = self.prune_content_files(&keep.files);
         pruned
     }
 
@@ -942,6 +1006,38 @@ mod tests {
         assert_eq!(pruned.revisions, vec![paths[3].clone()]);
         assert_eq!(pruned.kept_modified.len(), 2);
         assert!(!dir.written_marker("web", "r3").exists());
+    }
+
+    #[test]
+    fn pruning_never_touches_a_stack_data_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        let data = dir.data_dir("web");
+        fs::create_dir_all(data.join("data")).unwrap();
+        fs::write(data.join("data/table"), "rows").unwrap();
+        dir.save_applied("web", &BTreeMap::from([("data/a".into(), "x".into())]))
+            .unwrap();
+        for i in 0..7 {
+            write_revision(&dir, "web", &format!("r{i}"), i * 100);
+        }
+        let pruned = dir.prune(&Keep::default());
+        assert!(!pruned.revisions.is_empty());
+        assert_eq!(fs::read_to_string(data.join("data/table")).unwrap(), "rows");
+        assert_eq!(dir.load_applied("web").len(), 1);
+    }
+
+    #[test]
+    fn a_revision_folder_is_a_source_of_tracked_files_only_while_it_is_as_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        let folder = write_revision(&dir, "web", "r1", 0);
+        assert_eq!(
+            dir.stack_files_as_written("web", "r1"),
+            Some(folder.clone())
+        );
+        fs::write(folder.join("data/db"), "a container wrote this").unwrap();
+        assert_eq!(dir.stack_files_as_written("web", "r1"), None);
+        assert_eq!(dir.stack_files_as_written("web", "never-written"), None);
     }
 
     #[test]

@@ -345,7 +345,7 @@ fn old_checkouts_and_revision_folders_are_pruned_but_never_data_a_container_wrot
         )
     };
     env.write("data/.keep", "");
-    // Only the first release's container writes into its revision folder.
+    // Only the first release's container writes, into the stack's data folder.
     env.write_compose(&compose(
         1,
         "    command: [\"sh\", \"-c\", \"echo precious > /data/note; exec /bin/start\"]\n",
@@ -357,8 +357,16 @@ fn old_checkouts_and_revision_folders_are_pruned_but_never_data_a_container_wrot
     };
     apply();
     let stacks = env.state.path().join("stacks").join(env.project());
+    let note = env
+        .state
+        .path()
+        .join("data")
+        .join(env.project())
+        .join("data/note");
+    wait_for("the container to write its note", WAIT, || note.exists());
+    // A container of an older reconciler wrote into its revision folder.
     let written = stacks.join(&commits[0]).join("data/note");
-    wait_for("the container to write its note", WAIT, || written.exists());
+    std::fs::write(&written, "precious\n").unwrap();
     for n in 2..=6 {
         env.write_compose(&compose(n, ""));
         commits.push(remote.commit_and_push(&format!("release {n}")));
@@ -397,5 +405,10 @@ fn old_checkouts_and_revision_folders_are_pruned_but_never_data_a_container_wrot
         std::fs::read_to_string(&written).unwrap(),
         "precious\n",
         "a folder a container wrote to is kept: {revisions:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&note).unwrap(),
+        "precious\n",
+        "the stack's data folder is never pruned"
     );
 }

@@ -1,4 +1,5 @@
-//! `.env` / `env_file` parsing with the rules Docker Compose applies. Values are not interpolated.
+//! `.env` / `env_file` parsing with the rules Docker Compose applies. Values are not interpolated
+//! here; [`EnvEntry::literal`] tells the caller which ones Compose would expand.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvEntry {
@@ -6,6 +7,8 @@ pub struct EnvEntry {
     pub value: String,
     /// 1-based line where the entry starts.
     pub line: usize,
+    /// Single-quoted: taken literally. Other values have `${VAR}` expanded, as Compose does.
+    pub literal: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,11 +30,13 @@ pub fn parse(text: &str) -> Result<Vec<EnvEntry>, DotenvError> {
             continue;
         }
         let (key, raw_value) = split_assignment(content, line)?;
+        let literal = raw_value.starts_with('\'');
         let value = parse_value(raw_value, line, &mut lines)?;
         entries.push(EnvEntry {
             key: key.to_string(),
             value,
             line,
+            literal,
         });
     }
     Ok(entries)
@@ -159,6 +164,7 @@ mod tests {
             key: key.into(),
             value: value.into(),
             line,
+            literal: false,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct Interpolated {
     pub text: String,
     /// Names of variables that were looked up and whose value was used (in order of first use, no duplicates).
     pub used: Vec<String>,
+    /// Variables written with no default (`$X`, `${X}`) that are not set, so they became empty:
+    /// Compose warns about each, and so do we.
+    pub unset: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +74,7 @@ pub fn interpolate_within(
         input,
         lookup,
         used: Vec::new(),
+        unset: Vec::new(),
         limit: MAX_VALUE_BYTES.min(budget.left),
         file_limited: budget.left < MAX_VALUE_BYTES,
         nesting: 0,
@@ -80,6 +84,7 @@ pub fn interpolate_within(
     Ok(Interpolated {
         text,
         used: expander.used,
+        unset: expander.unset,
     })
 }
 
@@ -101,6 +106,7 @@ struct Expander<'a> {
     input: &'a str,
     lookup: &'a dyn Fn(&str) -> Option<String>,
     used: Vec<String>,
+    unset: Vec<String>,
     /// Most bytes any output may hold: the per-value limit, or less when the file's budget is.
     limit: usize,
     file_limited: bool,
@@ -166,7 +172,7 @@ impl Expander<'_> {
                     // Compose keeps a `$` that starts no variable (`$1`, `5$`) as a literal.
                     self.push(out, "$")?;
                 } else {
-                    let value = self.lookup(&after[..len]).unwrap_or_default();
+                    let value = self.lookup_or_empty(&after[..len]);
                     self.push(out, &value)?;
                 }
                 Ok(&after[len..])
@@ -182,7 +188,7 @@ impl Expander<'_> {
         }
         let (name, modifier) = body.split_at(len);
         if modifier.is_empty() {
-            return Ok(self.lookup(name).unwrap_or_default());
+            return Ok(self.lookup_or_empty(name));
         }
         let (test, action, arg) = parse_modifier(modifier).ok_or_else(|| {
             self.syntax(format!(
@@ -224,6 +230,16 @@ impl Expander<'_> {
             self.used.push(name.to_string());
         }
         value
+    }
+
+    /// A variable with no default: empty when unset, and remembered as unset.
+    fn lookup_or_empty(&mut self, name: &str) -> String {
+        self.lookup(name).unwrap_or_else(|| {
+            if !self.unset.iter().any(|u| u == name) {
+                self.unset.push(name.to_string());
+            }
+            String::new()
+        })
     }
 
     fn syntax(&self, reason: impl Into<String>) -> InterpolateError {

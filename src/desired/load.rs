@@ -3,12 +3,12 @@
 //! must resolve inside the stack folder, name a regular file (never a device, FIFO or socket), and
 //! be no larger than a named limit; it is opened without following a link and without blocking.
 
-use super::compose::{self, StackFiles, Variables};
+use super::compose::{self, BindSource, StackFiles, Variables};
 use super::dotenv;
 use super::error::{DesiredError, Problem};
 use super::model::{hex, Desired, Stack};
 use super::policy::Policy;
-use super::yaml;
+use super::yaml::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs;
@@ -150,19 +150,37 @@ fn discover(
             continue;
         };
         // The file is picked by its own entry (not followed): load_stack reads it confined.
-        if let Some(file) = COMPOSE_FILE_NAMES
+        let file = COMPOSE_FILE_NAMES
             .iter()
             .find(|f| fs::symlink_metadata(dir.join(f)).is_ok_and(|m| !m.is_dir()))
-        {
+            .map(|f| f.to_string())
+            .or_else(|| compose_file_from_dot_env(&dir));
+        if let Some(file) = file {
             out.push(FoundStack {
                 folder: name,
                 dir,
-                file: file.to_string(),
+                file,
             });
         }
     }
     out.sort_by(|a, b| a.folder.cmp(&b.folder));
     Ok((out, problems))
+}
+
+/// A folder with no Compose file of the usual names is a stack when its `.env` names its files
+/// in `COMPOSE_FILE`: the first of them. Read confined; anything unreadable is no stack.
+fn compose_file_from_dot_env(dir: &Path) -> Option<String> {
+    let text = DirFiles::new(dir)
+        .ok()?
+        .read_text(".env", MAX_DEFINITION_BYTES)
+        .ok()?;
+    let entries = dotenv::parse(&text).ok()?;
+    let list = entries
+        .into_iter()
+        .rev()
+        .find(|e| e.key == "COMPOSE_FILE")?;
+    let first = list.value.split(':').next()?.trim().to_string();
+    (!first.is_empty()).then_some(first)
 }
 
 fn load_stack(found: &FoundStack, options: &LoadOptions) -> Result<Stack, Vec<Problem>> {
@@ -181,13 +199,22 @@ fn load_stack(found: &FoundStack, options: &LoadOptions) -> Result<Stack, Vec<Pr
         }]
     };
     let files = DirFiles::new(dir).map_err(|e| whole_file(&file, 1, e))?;
-    let text = files
-        .read_text(file_name, MAX_DEFINITION_BYTES)
-        .map_err(|e| whole_file(&file, 1, e))?;
-    let vars = variables(&files, folder, options)?;
-    let doc = yaml::parse(&text).map_err(|e| whole_file(&file, e.line, e.message))?;
-    let default_name = folder.to_ascii_lowercase();
-    let parts = compose::convert(&doc, &file, &default_name, &vars, &files)?;
+    let mut warnings = Vec::new();
+    let vars = variables(&files, folder, options, &mut warnings)?;
+    let mut assembled = super::assemble::assemble(&files, folder, file_name, vars)?;
+    // As in Compose, COMPOSE_PROJECT_NAME (the host's env file or `.env`) wins over `name:`.
+    let default_name = match assembled.var_sets[0].values.get("COMPOSE_PROJECT_NAME") {
+        Some(name) if !name.is_empty() => {
+            if let Value::Map(entries) = &mut assembled.doc.value {
+                entries.retain(|(k, _)| k.key_text() != "name");
+            }
+            name.clone()
+        }
+        _ => folder.to_ascii_lowercase(),
+    };
+    let parts = compose::convert_assembled(&assembled, &default_name, &files)?;
+    let doc = &assembled.doc;
+    let file = assembled.sources[0].shown.clone();
     let name = parts.name.unwrap_or(default_name);
     if !valid_project_name(&name) {
         return Err(whole_file(
@@ -210,7 +237,7 @@ fn load_stack(found: &FoundStack, options: &LoadOptions) -> Result<Stack, Vec<Pr
         services: parts.services,
         volumes: parts.volumes,
         networks: parts.networks,
-        warnings: parts.warnings,
+        warnings: warnings.into_iter().chain(parts.warnings).collect(),
     };
     let problems = options.policy.check(&stack);
     if problems.is_empty() {
@@ -220,11 +247,16 @@ fn load_stack(found: &FoundStack, options: &LoadOptions) -> Result<Stack, Vec<Pr
     }
 }
 
-/// `.env` from the repository, then the host-local file; later wins.
+/// The stack's variables: the host-local file (the operator's, outside the repository, like
+/// the environment Compose runs in), then the repository's `.env` for what the host does not
+/// set. `.env` values are expanded as Compose expands them (`DATA=${BASE:-/srv}/data`), each
+/// from the variables before it; single-quoted values are literal. A value built from a
+/// host-local or secret-looking variable is secret too.
 fn variables(
     files: &DirFiles,
     folder: &str,
     options: &LoadOptions,
+    warnings: &mut Vec<Problem>,
 ) -> Result<Variables, Vec<Problem>> {
     let mut vars = Variables::default();
     let unreadable = |shown: String, message: String| {
@@ -235,52 +267,93 @@ fn variables(
             message,
         }]
     };
-    let mut read =
-        |text: Option<String>, shown: String, host_local: bool| -> Result<(), Vec<Problem>> {
-            let Some(text) = text else {
-                return Ok(());
-            };
-            let entries = dotenv::parse(&text).map_err(|e| {
-                vec![Problem {
-                    file: shown.clone(),
-                    line: e.line,
-                    key: String::new(),
-                    message: e.reason.clone(),
-                }]
-            })?;
-            for entry in entries {
-                if host_local {
-                    vars.host_local.insert(entry.key.clone());
-                } else {
-                    vars.host_local.remove(&entry.key);
-                }
-                vars.values.insert(entry.key, entry.value);
-            }
-            Ok(())
-        };
-    // An absent `.env` is fine; anything there (a link too) is read confined.
-    let shown = format!("{folder}/.env");
-    let dot_env = if fs::symlink_metadata(files.root().join(".env")).is_ok() {
-        let text = files
-            .read_text(".env", MAX_DEFINITION_BYTES)
-            .map_err(|e| unreadable(shown.clone(), e))?;
-        Some(text)
-    } else {
-        None
-    };
-    read(dot_env, shown, false)?;
     // The host-local file is the operator's (trusted), outside the repository.
     if let Some(env_dir) = &options.host_env_dir {
         let path = env_dir.join(format!("{folder}.env"));
         let shown = path.display().to_string();
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        match fs::read_to_string(&path) {
+            Ok(text) => read_env_file(&text, &shown, true, &mut vars, warnings)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(unreadable(shown, format!("cannot read: {e}"))),
-        };
-        read(text, shown, true)?;
+        }
+    }
+    // An absent `.env` is fine; anything there (a link too) is read confined.
+    let shown = format!("{folder}/.env");
+    if fs::symlink_metadata(files.root().join(".env")).is_ok() {
+        let text = files
+            .read_text(".env", MAX_DEFINITION_BYTES)
+            .map_err(|e| unreadable(shown.clone(), e))?;
+        read_env_file(&text, &shown, false, &mut vars, warnings)?;
     }
     Ok(vars)
+}
+
+/// Add one env file's entries to `vars`, expanded. The host-local file is read first and wins:
+/// a repository entry for a variable it sets is skipped.
+pub(super) fn read_env_file(
+    text: &str,
+    shown: &str,
+    host_local: bool,
+    vars: &mut Variables,
+    warnings: &mut Vec<Problem>,
+) -> Result<(), Vec<Problem>> {
+    let located = |line: usize, message: String| Problem {
+        file: shown.to_string(),
+        line,
+        key: String::new(),
+        message,
+    };
+    let entries = dotenv::parse(text).map_err(|e| vec![located(e.line, e.reason.clone())])?;
+    let from_host: std::collections::BTreeSet<String> = if host_local {
+        Default::default()
+    } else {
+        vars.host_local.clone()
+    };
+    for entry in entries {
+        if from_host.contains(&entry.key) {
+            continue;
+        }
+        // The host-local file stands for the environment Compose runs in, whose values Compose
+        // never expands: a password holding `$` stays as written.
+        let (value, derived_secret) = if entry.literal || host_local {
+            (entry.value, false)
+        } else {
+            let lookup = |name: &str| vars.values.get(name).cloned();
+            let out = super::interpolate::interpolate(&entry.value, &lookup).map_err(|e| {
+                // An .env value is often a secret: the message names the variable, not the text.
+                let message = match e {
+                    super::interpolate::InterpolateError::Syntax { .. } => {
+                        format!("{}: invalid interpolation syntax in its value", entry.key)
+                    }
+                    other => format!("{}: {other}", entry.key),
+                };
+                vec![located(entry.line, message)]
+            })?;
+            for name in &out.unset {
+                warnings.push(Problem {
+                    key: entry.key.clone(),
+                    ..located(
+                        entry.line,
+                        format!(
+                            "the variable '{name}' is not set: it is replaced by an empty string"
+                        ),
+                    )
+                });
+            }
+            let secret = out
+                .used
+                .iter()
+                .any(|v| vars.host_local.contains(v) || crate::mask::is_secret_key(v));
+            (out.text, secret)
+        };
+        if host_local || derived_secret {
+            vars.host_local.insert(entry.key.clone());
+        } else {
+            vars.host_local.remove(&entry.key);
+        }
+        vars.values.insert(entry.key, value);
+    }
+    Ok(())
 }
 
 fn valid_project_name(name: &str) -> bool {
@@ -576,6 +649,58 @@ impl StackFiles for DirFiles {
             Err(_) => true,
         }
     }
+
+    fn bind_source(&self, rel: &str) -> Result<BindSource, String> {
+        let normalized = normalize(rel)?;
+        let inside = |real: &Path| {
+            let rel = real.strip_prefix(&self.root).unwrap_or(real);
+            match rel.to_string_lossy() {
+                shown if shown.is_empty() => ".".to_string(),
+                shown => shown.into_owned(),
+            }
+        };
+        if fs::symlink_metadata(self.root.join(&normalized)).is_ok() {
+            let checked = self.resolve(rel)?;
+            let (_, real) = self.locate(rel)?;
+            return Ok(BindSource {
+                rel: checked,
+                real: inside(&real),
+                exists: true,
+            });
+        }
+        // Missing: what exists of its path must be folders inside the stack folder (links that
+        // stay inside followed); the rest is created, empty, in the stack's data folder.
+        let parts: Vec<&str> = normalized.split('/').collect();
+        let mut real = self.root.clone();
+        for (i, part) in parts.iter().enumerate() {
+            let next = real.join(part);
+            let walked = parts[..=i].join("/");
+            match fs::symlink_metadata(&next) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(BindSource {
+                        rel: normalized.clone(),
+                        real: inside(&real.join(parts[i..].join("/"))),
+                        exists: false,
+                    });
+                }
+                Err(e) => return Err(format!("cannot read '{walked}': {e}")),
+                Ok(_) => {}
+            }
+            let resolved = next
+                .canonicalize()
+                .map_err(|_| format!("'{walked}' is {DANGLING}"))?;
+            if !resolved.starts_with(&self.root) {
+                return Err(format!("'{walked}' is {LEAVES}"));
+            }
+            if !resolved.is_dir() {
+                return Err(format!(
+                    "'{rel}' does not exist and cannot be created: '{walked}' is not a folder"
+                ));
+            }
+            real = resolved;
+        }
+        Err(format!("'{rel}' cannot be read"))
+    }
 }
 
 #[cfg(test)]
@@ -787,6 +912,38 @@ mod tests {
         );
         assert!(web.secret_env.contains("DSN"));
         assert!(!web.secret_env.contains("LEVEL"));
+    }
+
+    #[test]
+    fn dot_env_values_are_expanded_as_compose_expands_them_and_host_values_are_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "repo/web/compose.yaml", "services:\n  web:\n    image: ${IMG}\n    environment:\n      DATA: ${DATA}\n      LITERAL: ${LITERAL}\n      URL: ${URL}\n      RAW: ${RAW}\n");
+        write(
+            tmp.path(),
+            "repo/web/.env",
+            "REG=registry.example:5000\nDATA=${BASE:-/srv}/data\nIMG=${REG}/app:1\nLITERAL='${REG}'\nURL=postgres://app:${DB_PASS}@db\nRAW=from-repo\n",
+        );
+        write(
+            tmp.path(),
+            "env/web.env",
+            "DB_PASS=pa$word\nRAW=from-$host\n",
+        );
+        let options = LoadOptions {
+            host_env_dir: Some(tmp.path().join("env")),
+            ..LoadOptions::default()
+        };
+        let desired = load(&tmp.path().join("repo"), &options).unwrap();
+        let web = &desired.stacks[0].services["web"];
+        assert_eq!(web.spec.image, "registry.example:5000/app:1");
+        let env = &web.spec.environment;
+        assert_eq!(env["DATA"], "/srv/data");
+        assert_eq!(env["LITERAL"], "${REG}");
+        // The host's values are the environment: never expanded, and they win over `.env`.
+        assert_eq!(env["URL"], "postgres://app:pa$word@db");
+        assert_eq!(env["RAW"], "from-$host");
+        // Built from a secret, so a secret: masked like the host value itself.
+        assert!(web.secret_env.contains("URL"));
+        assert!(!web.secret_env.contains("DATA"));
     }
 
     #[test]

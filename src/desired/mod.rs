@@ -1,8 +1,10 @@
 //! Desired state: what the repository says should run, parsed, interpolated, validated and
 //! normalized. Pure apart from reading the stack folders (`load`).
+pub mod assemble;
 pub mod compose;
 pub mod dotenv;
 pub mod error;
+pub mod file_mount;
 pub mod interpolate;
 pub mod load;
 pub mod model;
@@ -11,4 +13,5 @@ pub mod policy;
 pub mod yaml;
 
 pub use error::{DesiredError, Problem};
+pub use file_mount::*;
 pub use model::*;

@@ -4,7 +4,11 @@
 //! durations are milliseconds. Two spellings of the same Compose file give equal values here, so
 //! the spec hash never changes for cosmetic edits.
 
+use super::file_mount::{FileKind, FileMount};
+mod container_options;
+
 pub use crate::label_key::LabelKey;
+pub use container_options::*;
 use serde::Serialize;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -181,6 +185,10 @@ pub struct Service {
     pub health_timeout: Duration,
     pub min_ready: Duration,
     pub http_probe: Option<String>,
+    /// `deploy.replicas` or `scale`: containers `<project>-<service>-1` .. `-N` (0: none). Not
+    /// part of the spec, so scaling never recreates a replica.
+    #[serde(skip_serializing_if = "is_one")]
+    pub replicas: u32,
     /// Env keys whose values must never be shown (secret-looking or from the host-local env file).
     pub secret_env: BTreeSet<String>,
     /// Service keys (`command`, `healthcheck`, ...) whose values took a secret-looking or
@@ -230,24 +238,41 @@ pub struct ContainerSpec {
     /// field did not change the hash (and recreate) every existing service.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceSpec>,
+    /// Compose's runtime keys, grouped; each field is left out of the hash when empty.
+    #[serde(flatten)]
+    pub resources: ResourceSpec,
+    #[serde(flatten)]
+    pub confinement: ConfinementSpec,
+    #[serde(flatten)]
+    pub networking: NetworkingSpec,
+    #[serde(flatten)]
+    pub storage: StorageSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stdin_open: bool,
     pub privileged: bool,
     pub network_mode: Option<String>,
     pub pid: Option<String>,
     pub ipc: Option<String>,
     pub mem_limit: Option<i64>,
     pub nano_cpus: Option<i64>,
-    /// The soft memory limit (`deploy.resources.reservations.memory`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mem_reservation: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pids_limit: Option<i64>,
-    /// Devices the engine's device drivers give (GPUs), from `deploy.resources.reservations`.
+    /// Devices the engine's device drivers give (GPUs), from
+    /// `deploy.resources.reservations.devices`; sent beside `gpus:` as Compose sends them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub device_requests: Vec<DeviceRequestSpec>,
+    pub device_requests: Vec<GpuRequest>,
     pub logging: Option<LoggingSpec>,
     /// Digest of the content of every repository file the service mounts, so editing a mounted
     /// config file in git recreates the service (Compose misses this).
     pub mounted_content: Option<String>,
+    /// Compose `secrets:` and `configs:`, each a read-only file in the container; sorted by
+    /// target. Left out when empty, so services without them hash as before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileMount>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileMount>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -274,13 +299,43 @@ pub struct MountSpec {
     /// Volume key (named volume) or absolute host path (bind); `None` for tmpfs/anonymous.
     pub source: Option<String>,
     pub read_only: bool,
-    /// Bind source relative to the stack folder, when it points into the repository.
+    /// Bind source relative to the stack folder, when it points into the repository. For a
+    /// bind in the data folder ([`in_data_folder`](Self::in_data_folder)), links inside the
+    /// folder are followed (`alias/db` with `alias -> data` is `data/db`): the data folder keeps
+    /// no link on a bind's way.
     pub repo_relative: Option<String>,
     pub tmpfs_size: Option<i64>,
     pub no_copy: bool,
+    /// A read-only repository bind that sees the stack's data folder rather than the revision's
+    /// files: its source is missing from git, or a service of the stack writes there. Left out
+    /// of the hash when false, so read-only binds of plain repository files keep their hash.
+    #[serde(skip_serializing_if = "is_false")]
+    pub shared_data: bool,
     /// The long form's finer settings; each left out of the hash when not given.
     #[serde(flatten)]
     pub options: MountOptions,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl MountSpec {
+    /// A repository bind that points to the stack's data folder (`<state-dir>/data/<stack>`),
+    /// kept across revisions, rather than to the revision's copy of the repository: every
+    /// writable one (what a container writes there is data), and read-only ones that share it.
+    pub fn in_data_folder(&self) -> bool {
+        self.kind == MountKind::Bind
+            && self.repo_relative.is_some()
+            && (!self.read_only || self.shared_data)
+    }
+
+    /// Only the engine's legacy bind form (`src:dst:opts`) creates a missing host folder or
+    /// relabels for SELinux under API 1.41, as Compose uses it for these.
+    pub fn needs_legacy_bind(&self) -> bool {
+        self.kind == MountKind::Bind
+            && (self.options.create_host_path == Some(true) || self.options.selinux.is_some())
+    }
 }
 
 /// `bind:`, `volume:` and `tmpfs:` settings of a long-form mount beyond the common ones.
@@ -305,15 +360,6 @@ pub struct MountOptions {
     /// Labels of the volume the mount creates (an anonymous one).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub volume_labels: BTreeMap<String, String>,
-}
-
-impl MountSpec {
-    /// Only the engine's legacy bind form (`src:dst:opts`) creates a missing host folder or
-    /// relabels for SELinux under API 1.41, as Compose uses it for these.
-    pub fn needs_legacy_bind(&self) -> bool {
-        self.kind == MountKind::Bind
-            && (self.options.create_host_path == Some(true) || self.options.selinux.is_some())
-    }
 }
 
 /// A service's settings on one network (`services.x.networks.y` long form).
@@ -347,17 +393,6 @@ pub struct DeviceSpec {
     pub container_path: String,
     /// cgroup permissions, some of `rwm`.
     pub permissions: String,
-}
-
-/// A reservation of devices by kind (`capabilities: [gpu]`), handed to a device driver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
-pub struct DeviceRequestSpec {
-    pub capabilities: Vec<String>,
-    pub driver: Option<String>,
-    /// `-1`: every device of the kind.
-    pub count: Option<i64>,
-    pub device_ids: Vec<String>,
-    pub options: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -404,12 +439,24 @@ impl ContainerSpec {
             .any(EndpointSpec::has_fixed_address)
     }
 
+    /// Every secret and config file, with what it is.
+    pub fn file_mounts(&self) -> impl Iterator<Item = (FileKind, &FileMount)> {
+        let secrets = self.secrets.iter().map(|f| (FileKind::Secret, f));
+        secrets.chain(self.configs.iter().map(|f| (FileKind::Config, f)))
+    }
+
+    /// Whether a secret's (or a secret config's) content goes into this spec.
+    pub fn holds_secret_files(&self) -> bool {
+        self.file_mounts().any(|(_, f)| f.secret)
+    }
+
     /// A mount that writes to the host (volume or bind, not read-only): two copies of the service
     /// must never run at once on it.
     pub fn has_writable_storage(&self) -> bool {
         self.mounts
             .iter()
             .any(|m| m.kind != MountKind::Tmpfs && !m.read_only)
+            || self.storage.shares_writable_volumes()
     }
 }
 
@@ -424,6 +471,7 @@ pub fn compose_key(spec_field: &str) -> &str {
         "nano_cpus" => "cpus",
         "network_endpoints" => "networks",
         "device_requests" => "deploy",
+        "seccomp_profile" => "security_opt",
         other => other,
     }
 }
@@ -456,13 +504,35 @@ impl Service {
                 *value = Json::String(format!("{HIDDEN_PREFIX}{digest}"));
             }
         }
+        for kind in [FileKind::Secret, FileKind::Config] {
+            let entries = fields.get_mut(kind.key()).and_then(Json::as_array_mut);
+            for entry in entries.into_iter().flatten() {
+                self.hide_file_digest(entry);
+            }
+        }
         json
+    }
+
+    /// A secret file's content digest, keyed: the plain sha256 of a short secret is an
+    /// offline-guessing oracle for anyone who can read labels.
+    fn hide_file_digest(&self, entry: &mut Json) {
+        if entry.get("secret") != Some(&Json::Bool(true)) {
+            return;
+        }
+        if let Some(digest) = entry.get_mut("digest") {
+            let text = digest.as_str().unwrap_or_default();
+            let keyed = self.label_key.digest(&[b"file content", text.as_bytes()]);
+            *digest = Json::String(format!("{HIDDEN_PREFIX}{keyed}"));
+        }
     }
 
     /// What decides a recreate. A spec holding no secret hashes as it always has; one holding a
     /// secret is hashed in its label form, so the hash is no offline oracle for the secret.
     pub fn spec_hash(&self) -> String {
-        if self.secret_env.is_empty() && self.secret_fields.is_empty() {
+        if self.secret_env.is_empty()
+            && self.secret_fields.is_empty()
+            && !self.spec.holds_secret_files()
+        {
             return self.spec.hash();
         }
         hex(&Sha256::digest(self.label_spec().to_string().as_bytes()))
@@ -483,6 +553,10 @@ impl Service {
             UpdateOrder::StopFirst
         }
     }
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -525,6 +599,7 @@ mod tests {
             health_timeout: Duration::from_secs(60),
             min_ready: Duration::from_secs(5),
             http_probe: None,
+            replicas: 1,
             secret_env: BTreeSet::new(),
             secret_fields: BTreeSet::new(),
             label_key: LabelKey::default(),

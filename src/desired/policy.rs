@@ -5,7 +5,10 @@
 //! symlink followed, also in parent components), so a link planted by anyone cannot turn
 //! `/srv/x` into `/etc`.
 
+mod runtime_keys;
+
 use super::error::Problem;
+use super::file_mount::FileSource;
 use super::model::{MountKind, Stack, VolumeMount};
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -29,6 +32,14 @@ pub struct Policy {
     pub allow_all_devices: bool,
     /// Host devices that may be given to a container.
     pub allowed_devices: Vec<PathBuf>,
+    /// `security_opt` entries that loosen confinement (seccomp, AppArmor, SELinux, system paths).
+    pub allow_security_opt: bool,
+    /// Runtimes other than runc that a service may choose.
+    pub allowed_runtimes: BTreeSet<String>,
+    pub allow_cgroup_parent: bool,
+    pub allow_gpus: bool,
+    /// A negative `oom_score_adj`, or `oom_kill_disable` without a memory limit.
+    pub allow_oom_protection: bool,
     /// Volumes whose driver options make the host mount a filesystem (nfs, cifs, a device).
     pub allow_volume_mounts: bool,
     /// The reconciler's own state dir, absolute; never a bind source unless allowed.
@@ -42,7 +53,7 @@ pub struct Policy {
 }
 
 /// Every `--allow` value, as the unknown-value message lists them.
-pub const ALLOW_VALUES: &str = "privileged, host-namespaces, container-namespaces, docker-socket, system-binds, state-dir, capabilities, cap:<NAME> (e.g. cap:NET_ADMIN), devices, device:<PATH> (e.g. device:/dev/fuse), volume-mounts";
+pub const ALLOW_VALUES: &str = "privileged, host-namespaces, container-namespaces, docker-socket, system-binds, state-dir, capabilities, cap:<NAME> (e.g. cap:NET_ADMIN), devices, device:<PATH> (e.g. device:/dev/fuse), gpus, security-opt, runtime:<NAME> (e.g. runtime:nvidia), cgroup-parent, oom-protection, volume-mounts";
 
 impl Policy {
     /// Apply one `--allow` value; `Err` names the value and lists the known ones.
@@ -58,6 +69,10 @@ impl Policy {
             "state-dir" => self.allow_state_dir_binds = true,
             "capabilities" => self.allow_all_capabilities = true,
             "devices" => self.allow_all_devices = true,
+            "gpus" => self.allow_gpus = true,
+            "security-opt" => self.allow_security_opt = true,
+            "cgroup-parent" => self.allow_cgroup_parent = true,
+            "oom-protection" => self.allow_oom_protection = true,
             "volume-mounts" => self.allow_volume_mounts = true,
             _ => {
                 if let Some(cap) = value.strip_prefix("cap:") {
@@ -72,6 +87,15 @@ impl Policy {
                         return Err(format!("--allow {value}: a device is an absolute host path (write e.g. device:/dev/fuse)"));
                     }
                     self.allowed_devices.push(PathBuf::from(device));
+                } else if let Some(runtime) = value.strip_prefix("runtime:") {
+                    if runtime.is_empty()
+                        || !runtime
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                    {
+                        return Err(format!("--allow {value}: '{runtime}' is not a runtime name (write e.g. runtime:nvidia)"));
+                    }
+                    self.allowed_runtimes.insert(runtime.to_string());
                 } else {
                     return Err(format!(
                         "--allow {value}: unknown value; expected {ALLOW_VALUES}"
@@ -141,14 +165,17 @@ impl Policy {
                     refuse(&format!("devices:{}", device.host_path), message);
                 }
             }
-            if !spec.device_requests.is_empty() && !self.allow_all_devices {
+            if !spec.device_requests.is_empty() && !self.allow_gpus && !self.allow_all_devices {
                 let first = service
                     .lines
                     .keys()
                     .find(|k| k.starts_with("deploy:device_requests"))
                     .cloned()
                     .unwrap_or_else(|| "deploy".into());
-                refuse(&first, "deploy.resources.reservations.devices is refused by host policy (it gives host devices, such as GPUs, to the container); the host can allow it with --allow devices".into());
+                refuse(&first, "deploy.resources.reservations.devices is refused by host policy (it gives host devices, such as GPUs, to the container); the host can allow it with --allow gpus, or every device with --allow devices".into());
+            }
+            for (key, message) in self.runtime_key_refusals(spec) {
+                refuse(&key, message);
             }
             for mount in spec
                 .mounts
@@ -158,6 +185,14 @@ impl Policy {
                 let source = mount.source.as_deref().unwrap_or("/");
                 if let Some(message) = self.bind_refusal(source, &guarded) {
                     refuse(&format!("volumes:{}", mount.target), message);
+                }
+            }
+            // A secret or config from an absolute `file:` is a bind of a host path like any other.
+            for (kind, file) in spec.file_mounts() {
+                if let FileSource::Host { path } = &file.from {
+                    if let Some(message) = self.bind_refusal(path, &guarded) {
+                        refuse(&format!("{}:{}", kind.key(), file.target), message);
+                    }
                 }
             }
             if !self.registries.is_empty() {
@@ -484,6 +519,8 @@ fn normalize(path: &Path) -> PathBuf {
 struct Bind<'a> {
     stack: &'a Stack,
     service: &'a str,
+    /// The service key that mounts it: `volumes`, `secrets` or `configs`.
+    key: &'static str,
     target: &'a str,
     /// Repository binds: the path inside the stack folder (`data/evil`, `` for the folder).
     /// Host binds: the path as it resolves on the host.
@@ -518,10 +555,33 @@ pub fn nested_binds(stacks: &[Stack]) -> Vec<Problem> {
                 binds.push(Bind {
                     stack,
                     service: name,
+                    key: "volumes",
                     target: &mount.target,
                     path,
                     in_repo,
                     writable: !mount.read_only,
+                });
+            }
+            // Secrets and configs from files are read-only binds: never outer, but inner ones.
+            for (kind, file) in service.spec.file_mounts() {
+                let (path, in_repo) = match &file.from {
+                    FileSource::Repository { path, .. } => {
+                        (in_stack_folder(&stack.dir, path), true)
+                    }
+                    FileSource::Host { path } => match resolve_on_host(Path::new(path)) {
+                        Ok(path) => (path, false),
+                        Err(_) => continue, // refused by the policy check already
+                    },
+                    FileSource::Content { .. } => continue,
+                };
+                binds.push(Bind {
+                    stack,
+                    service: name,
+                    key: kind.key(),
+                    target: &file.target,
+                    path,
+                    in_repo,
+                    writable: false,
                 });
             }
         }
@@ -556,11 +616,11 @@ pub fn nested_binds(stacks: &[Stack]) -> Vec<Problem> {
             file: inner.stack.file.clone(),
             line: service
                 .lines
-                .get(&format!("volumes:{}", inner.target))
-                .or_else(|| service.lines.get("volumes"))
+                .get(&format!("{}:{}", inner.key, inner.target))
+                .or_else(|| service.lines.get(inner.key))
                 .copied()
                 .unwrap_or(1),
-            key: format!("services.{}.volumes", inner.service),
+            key: format!("services.{}.{}", inner.service, inner.key),
             message: format!(
                 "bind source '{}' lies inside '{}', which {whose} mounts writable: that container could replace it with a link the engine would follow on the host; mount '{}' read-only (:ro) or bind a folder outside it",
                 shown(inner),
@@ -731,7 +791,13 @@ mod tests {
             state_dir: Some(state.clone()),
             ..Policy::default()
         };
-        for refused in [state.clone(), state.join("env"), dir.path().to_path_buf()] {
+        // A stack's data folder too: by an absolute path another stack could read its data.
+        for refused in [
+            state.clone(),
+            state.join("env"),
+            state.join("data/web/data"),
+            dir.path().to_path_buf(),
+        ] {
             let message = refusal(&policy, refused.to_str().unwrap()).unwrap();
             assert!(message.contains("--allow state-dir"), "{message}");
         }

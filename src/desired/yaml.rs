@@ -89,6 +89,25 @@ impl Node {
         }
     }
 
+    /// How many nodes the tree holds (keys count).
+    pub fn size(&self) -> usize {
+        1 + match &self.value {
+            Value::Seq(items) => items.iter().map(Node::size).sum(),
+            Value::Map(entries) => entries.iter().map(|(k, v)| k.size() + v.size()).sum(),
+            Value::Null | Value::Scalar { .. } => 0,
+        }
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
+        match &mut self.value {
+            Value::Map(entries) => entries
+                .iter_mut()
+                .find(|(k, _)| k.key_text() == key)
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
     pub fn get(&self, key: &str) -> Option<&Node> {
         self.as_map()?
             .iter()

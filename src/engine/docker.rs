@@ -1,8 +1,12 @@
 //! The Docker Engine through bollard. Thin: translate our types to API calls and API errors to
 //! [`EngineError`]; every decision lives in the planner and executor.
 
+mod runtime_options;
+
 use super::{ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, PullProgress, Result};
-use crate::desired::{EndpointSpec, IpamPool, MountKind, MountSpec, NetworkDef, VolumeDef};
+use crate::desired::{
+    ContainerSpec, FileMount, FileSource, IpamPool, MountKind, MountSpec, NetworkDef, VolumeDef,
+};
 use crate::labels;
 use crate::observed::{
     health_from_status, Health, ObservedContainer, ObservedNetwork, ObservedVolume,
@@ -10,10 +14,10 @@ use crate::observed::{
 use bollard::errors::Error as BollardError;
 use bollard::models::MountBindOptions;
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, DeviceRequest, EndpointIpamConfig, EndpointSettings,
-    HealthConfig, HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Mount, MountTmpfsOptions,
-    MountType, MountVolumeOptions, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
+    HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Mount, MountTmpfsOptions, MountType,
+    MountVolumeOptions, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
@@ -312,10 +316,12 @@ impl Engine for DockerEngine {
     async fn pull(
         &self,
         reference: &str,
+        platform: Option<&str>,
         progress: &mut (dyn FnMut(PullProgress) + Send),
     ) -> Result<()> {
         let options = CreateImageOptions {
             from_image: Some(reference.to_string()),
+            platform: platform.unwrap_or_default().to_string(),
             ..Default::default()
         };
         let mut stream = self.docker.create_image(Some(options), None, None);
@@ -404,7 +410,7 @@ impl Engine for DockerEngine {
         let body = create_body(request);
         let options = CreateContainerOptions {
             name: Some(request.name.clone()),
-            ..Default::default()
+            platform: request.spec.platform.clone().unwrap_or_default(),
         };
         let created = self
             .docker
@@ -422,11 +428,7 @@ impl Engine for DockerEngine {
                 .unwrap_or_else(|| key.clone());
             let connect = NetworkConnectRequest {
                 container: created.id.clone(),
-                endpoint_config: Some(endpoint(
-                    &request.service,
-                    &spec.networks[key],
-                    spec.network_endpoints.get(key),
-                )),
+                endpoint_config: Some(endpoint(&request.service, key, spec)),
             };
             self.docker
                 .connect_network(&name, connect)
@@ -590,15 +592,13 @@ fn observed_network(n: bollard::models::NetworkInspect) -> ObservedNetwork {
     }
 }
 
-/// The service's endpoint on one network: its name and aliases, and what the file asks there.
-fn endpoint(
-    service: &str,
-    aliases: &[String],
-    settings: Option<&EndpointSpec>,
-) -> EndpointSettings {
+/// The service's endpoint on one network: its name and aliases, its links there (on a user
+/// network a link is an alias of the linked container that resolves from this container only),
+/// and what the file asks of it (a fixed address, driver options).
+fn endpoint(service: &str, key: &str, spec: &ContainerSpec) -> EndpointSettings {
     let mut all = vec![service.to_string()];
-    all.extend(aliases.iter().cloned());
-    let settings = settings.cloned().unwrap_or_default();
+    all.extend(spec.networks.get(key).into_iter().flatten().cloned());
+    let settings = spec.network_endpoints.get(key).cloned().unwrap_or_default();
     let ipam_config = (settings.ipv4_address.is_some()
         || settings.ipv6_address.is_some()
         || !settings.link_local_ips.is_empty())
@@ -612,13 +612,20 @@ fn endpoint(
         ipam_config,
         driver_opts: (!settings.driver_opts.is_empty())
             .then(|| settings.driver_opts.into_iter().collect()),
+        links: runtime_options::links(spec),
         ..Default::default()
     }
 }
 
-/// A repository bind's source is the revision's copy on the host; an absolute one is as written.
+/// A repository bind's source is the stack's data folder or the revision's copy on the host;
+/// an absolute one is as written.
 fn bind_source(request: &CreateRequest, m: &MountSpec) -> Option<String> {
-    match (&m.repo_relative, &request.repo_root) {
+    let root = match m.in_data_folder() {
+        true => &request.data_root,
+        false => &request.repo_root,
+    };
+    match (&m.repo_relative, root) {
+        (Some(rel), Some(root)) if rel == "." => Some(root.display().to_string()),
         (Some(rel), Some(root)) => Some(root.join(rel).display().to_string()),
         _ => m.source.clone(),
     }
@@ -680,6 +687,23 @@ fn mount(request: &CreateRequest, m: &MountSpec) -> Mount {
     }
 }
 
+/// A secret or config: a read-only bind of the repository's copy, the host file, or the file
+/// the executor wrote. A source that is missing stays missing: the engine refuses the create.
+fn file_bind(request: &CreateRequest, file: &FileMount) -> Mount {
+    let source = match &file.from {
+        FileSource::Repository { path, .. } => request.repo_root.as_ref().map(|r| r.join(path)),
+        FileSource::Host { path } => Some(path.into()),
+        FileSource::Content { .. } => request.content_files.get(&file.target).cloned(),
+    };
+    Mount {
+        target: Some(file.target.clone()),
+        source: source.map(|s| s.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
 fn create_body(request: &CreateRequest) -> ContainerCreateBody {
     let spec = &request.spec;
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
@@ -698,7 +722,10 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
             .get_or_insert_with(Vec::new)
             .push(binding);
     }
-    let exposed: Vec<String> = port_bindings.keys().cloned().collect();
+    let mut exposed: Vec<String> = port_bindings.keys().cloned().collect();
+    exposed.extend(runtime_options::exposed_ports(spec));
+    exposed.sort();
+    exposed.dedup();
 
     // Binds that must create their host folder or be relabelled go the legacy way (as Compose
     // sends them); the rest as mounts.
@@ -708,7 +735,8 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
         .iter()
         .map(|m| legacy_bind(m, &bind_source(request, m).unwrap_or_default()))
         .collect();
-    let mounts: Vec<Mount> = modern.iter().map(|m| mount(request, m)).collect();
+    let mut mounts: Vec<Mount> = modern.iter().map(|m| mount(request, m)).collect();
+    mounts.extend(spec.file_mounts().map(|(_, file)| file_bind(request, file)));
 
     let restart_policy = spec.restart.as_deref().map(|r| {
         let (name, count) = match r.split_once(':') {
@@ -726,12 +754,9 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
         }
     });
 
-    let first_network = spec
-        .networks_by_priority()
-        .first()
-        .map(|key| (*key, &spec.networks[*key]));
+    let first_network = spec.networks_by_priority().first().copied();
     let network_mode = spec.network_mode.clone().or_else(|| {
-        first_network.map(|(key, _)| {
+        first_network.map(|key| {
             request
                 .networks
                 .get(key)
@@ -740,7 +765,7 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
         })
     });
     let networking_config = match (&spec.network_mode, first_network) {
-        (None, Some((key, aliases))) => {
+        (None, Some(key)) => {
             let name = request
                 .networks
                 .get(key)
@@ -749,7 +774,7 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
             Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
                     name,
-                    endpoint(&request.service, aliases, spec.network_endpoints.get(key)),
+                    endpoint(&request.service, key, spec),
                 )])),
             })
         }
@@ -782,26 +807,11 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
         ipc_mode: spec.ipc.clone(),
         memory: spec.mem_limit,
         nano_cpus: spec.nano_cpus,
-        memory_reservation: spec.mem_reservation,
-        pids_limit: spec.pids_limit,
-        device_requests: (!spec.device_requests.is_empty()).then(|| {
-            spec.device_requests
-                .iter()
-                .map(|d| DeviceRequest {
-                    driver: d.driver.clone(),
-                    count: d.count,
-                    device_ids: (!d.device_ids.is_empty()).then(|| d.device_ids.clone()),
-                    capabilities: Some(vec![d.capabilities.clone()]),
-                    options: (!d.options.is_empty())
-                        .then(|| d.options.clone().into_iter().collect()),
-                })
-                .collect()
-        }),
         log_config: spec.logging.as_ref().map(|l| HostConfigLogConfig {
             typ: l.driver.clone(),
             config: Some(l.options.clone().into_iter().collect()),
         }),
-        ..Default::default()
+        ..runtime_options::runtime_host_config(spec)
     };
 
     ContainerCreateBody {
@@ -818,6 +828,9 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
         user: spec.user.clone(),
         working_dir: spec.working_dir.clone(),
         hostname: spec.hostname.clone(),
+        domainname: spec.networking.domainname.clone(),
+        tty: spec.tty.then_some(true),
+        open_stdin: spec.stdin_open.then_some(true),
         stop_signal: spec.stop_signal.clone(),
         stop_timeout: spec
             .stop_grace_period_ms
@@ -853,6 +866,8 @@ mod tests {
             networks: BTreeMap::from([("default".into(), "web_default".into())]),
             volumes: BTreeMap::from([("data".into(), "web_data".into())]),
             repo_root: Some(PathBuf::from("/state/stacks/web/abc")),
+            content_files: BTreeMap::new(),
+            data_root: Some(PathBuf::from("/state/data/web")),
         }
     }
 
@@ -869,6 +884,7 @@ mod tests {
                     repo_relative: None,
                     tmpfs_size: None,
                     no_copy: false,
+                    shared_data: false,
                     options: Default::default(),
                 },
                 MountSpec {
@@ -879,6 +895,7 @@ mod tests {
                     repo_relative: Some("app.conf".into()),
                     tmpfs_size: None,
                     no_copy: false,
+                    shared_data: false,
                     options: Default::default(),
                 },
             ],
@@ -893,6 +910,119 @@ mod tests {
             Some("/state/stacks/web/abc/app.conf")
         );
         assert_eq!(mounts[1].read_only, Some(true));
+    }
+
+    #[test]
+    fn secrets_and_configs_are_read_only_binds_of_the_repository_copy_the_host_file_or_the_written_file(
+    ) {
+        use crate::desired::{FileContent, FileMount, FileSource};
+        let file = |target: &str, from: FileSource| FileMount {
+            target: target.into(),
+            source: "x".into(),
+            from,
+            uid: None,
+            gid: None,
+            mode: None,
+            secret: true,
+        };
+        let spec = ContainerSpec {
+            image: "web:1".into(),
+            secrets: vec![
+                file(
+                    "/run/secrets/db",
+                    FileSource::Repository {
+                        path: "secrets/db.txt".into(),
+                        digest: "d".into(),
+                    },
+                ),
+                file(
+                    "/run/secrets/tls",
+                    FileSource::Host {
+                        path: "/srv/tls/key.pem".into(),
+                    },
+                ),
+            ],
+            configs: vec![file(
+                "/app.conf",
+                FileSource::Content {
+                    digest: "d".into(),
+                    content: FileContent::new(b"level=info"),
+                },
+            )],
+            ..Default::default()
+        };
+        let mut request = request(spec);
+        request.content_files = BTreeMap::from([(
+            "/app.conf".to_string(),
+            PathBuf::from("/state/files/web/0123abcd"),
+        )]);
+        let mounts = create_body(&request).host_config.unwrap().mounts.unwrap();
+        let binds: Vec<(&str, &str, bool)> = mounts
+            .iter()
+            .map(|m| {
+                assert_eq!(m.typ, Some(MountType::BIND));
+                (
+                    m.target.as_deref().unwrap(),
+                    m.source.as_deref().unwrap(),
+                    m.read_only.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            binds,
+            [
+                (
+                    "/run/secrets/db",
+                    "/state/stacks/web/abc/secrets/db.txt",
+                    true
+                ),
+                ("/run/secrets/tls", "/srv/tls/key.pem", true),
+                ("/app.conf", "/state/files/web/0123abcd", true),
+            ]
+        );
+    }
+
+    #[test]
+    fn writable_and_shared_repository_binds_point_to_the_stack_data_folder() {
+        let bind = |target: &str, rel: &str, read_only: bool, shared_data: bool| MountSpec {
+            target: target.into(),
+            kind: MountKind::Bind,
+            source: Some(format!("./{rel}")),
+            read_only,
+            repo_relative: Some(rel.into()),
+            tmpfs_size: None,
+            no_copy: false,
+            shared_data,
+            options: Default::default(),
+        };
+        let spec = ContainerSpec {
+            image: "web:1".into(),
+            mounts: vec![
+                bind("/a", "data/db", false, false),
+                bind("/b", "uploads", true, true),
+                bind("/c", "conf", true, false),
+                bind("/d", ".", false, false),
+            ],
+            ..Default::default()
+        };
+        let body = create_body(&request(spec));
+        let sources: Vec<_> = body
+            .host_config
+            .unwrap()
+            .mounts
+            .unwrap()
+            .into_iter()
+            .map(|m| m.source.unwrap())
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                "/state/data/web/data/db",
+                "/state/data/web/uploads",
+                "/state/stacks/web/abc/conf",
+                "/state/data/web",
+            ]
+        );
     }
 
     #[test]
@@ -995,6 +1125,7 @@ mod tests {
             repo_relative: None,
             tmpfs_size: None,
             no_copy: false,
+            shared_data: false,
             options,
         };
         let spec = ContainerSpec {
@@ -1047,24 +1178,35 @@ mod tests {
     }
 
     #[test]
-    fn reservations_pids_and_device_requests_reach_the_host_config() {
-        let spec = ContainerSpec {
+    fn device_reservations_are_sent_beside_gpus_as_compose_sends_both() {
+        use crate::desired::GpuRequest;
+        let request_of = |capabilities: &[&str]| GpuRequest {
+            driver: None,
+            count: Some(-1),
+            device_ids: vec![],
+            capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
+            options: BTreeMap::new(),
+        };
+        let mut spec = ContainerSpec {
             image: "web:1".into(),
-            mem_reservation: Some(64 << 20),
-            pids_limit: Some(100),
-            device_requests: vec![crate::desired::DeviceRequestSpec {
-                capabilities: vec!["gpu".into()],
-                count: Some(-1),
-                ..Default::default()
-            }],
+            device_requests: vec![request_of(&["compute", "gpu"])],
             ..Default::default()
         };
+        spec.confinement.gpus = vec![request_of(&["gpu"])];
         let host = create_body(&request(spec)).host_config.unwrap();
-        assert_eq!(host.memory_reservation, Some(64 << 20));
-        assert_eq!(host.pids_limit, Some(100));
-        let d = &host.device_requests.unwrap()[0];
-        assert_eq!(d.capabilities, Some(vec![vec!["gpu".to_string()]]));
-        assert_eq!(d.count, Some(-1));
+        let capabilities: Vec<_> = host
+            .device_requests
+            .unwrap()
+            .into_iter()
+            .map(|d| d.capabilities.unwrap())
+            .collect();
+        assert_eq!(
+            capabilities,
+            vec![
+                vec![vec!["gpu".to_string()]],
+                vec![vec!["compute".to_string(), "gpu".to_string()]]
+            ]
+        );
     }
 
     #[test]

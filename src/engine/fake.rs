@@ -538,6 +538,7 @@ impl Engine for FakeEngine {
     async fn pull(
         &self,
         reference: &str,
+        _platform: Option<&str>,
         progress: &mut (dyn FnMut(PullProgress) + Send),
     ) -> Result<()> {
         let index = self.enter("pull", reference)?;
@@ -884,6 +885,8 @@ pub fn compose_request(project: &str, service: &str, name: &str, image: &str) ->
         networks: BTreeMap::new(),
         volumes: BTreeMap::new(),
         repo_root: None,
+        content_files: BTreeMap::new(),
+        data_root: None,
     }
 }
 
@@ -897,7 +900,7 @@ mod tests {
     async fn pulled(behaviour: Behaviour) -> FakeEngine {
         let fake = FakeEngine::new();
         fake.publish(WEB, behaviour);
-        fake.pull(WEB, &mut |_| {}).await.unwrap();
+        fake.pull(WEB, None, &mut |_| {}).await.unwrap();
         fake
     }
 
@@ -937,7 +940,7 @@ mod tests {
             .create_container(&compose_request("web", "web", "a", WEB))
             .await
             .is_err());
-        fake.pull(WEB, &mut |_| {}).await.unwrap();
+        fake.pull(WEB, None, &mut |_| {}).await.unwrap();
         let id = fake
             .create_container(&compose_request("web", "web", "a", WEB))
             .await
@@ -1070,9 +1073,9 @@ mod tests {
         let fake = FakeEngine::new();
         fake.publish(WEB, Behaviour::NoHealthcheck);
         fake.set_pull_delay(WEB, Duration::from_secs(7));
-        let missing = fake.pull("127.0.0.1:5000/web:v9", &mut |_| {}).await;
+        let missing = fake.pull("127.0.0.1:5000/web:v9", None, &mut |_| {}).await;
         assert!(matches!(missing, Err(EngineError::ImageNotFound { .. })));
-        fake.pull(WEB, &mut |_| {}).await.unwrap();
+        fake.pull(WEB, None, &mut |_| {}).await.unwrap();
         let pull = fake.timed_calls().pop().unwrap();
         assert_eq!(pull.finished - pull.started, Duration::from_secs(7));
         let local = fake.list_image_references().await.unwrap();

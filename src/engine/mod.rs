@@ -89,6 +89,11 @@ pub struct CreateRequest {
     pub volumes: BTreeMap<String, String>,
     /// Where relative (repository) bind sources are found on the host.
     pub repo_root: Option<PathBuf>,
+    /// Host files the executor wrote for secrets and configs given by content, by target.
+    pub content_files: BTreeMap<String, PathBuf>,
+    /// The stack's data folder, where the repository binds that are
+    /// [`in_data_folder`](crate::desired::MountSpec::in_data_folder) point.
+    pub data_root: Option<PathBuf>,
 }
 
 /// Pull progress, as the engine streams it.
@@ -111,9 +116,11 @@ pub trait Engine {
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>>;
     /// The digest the registry now gives for a reference (`pull_policy: always`).
     async fn registry_digest(&self, reference: &str) -> Result<String>;
+    /// `platform` (`linux/arm64`) picks one image of a multi-platform reference.
     async fn pull(
         &self,
         reference: &str,
+        platform: Option<&str>,
         progress: &mut (dyn FnMut(PullProgress) + Send),
     ) -> Result<()>;
     /// How a network or volume is defined on the engine, or `None` when there is none of that

@@ -44,14 +44,18 @@ impl<E: Engine> Executor<'_, E> {
                 s.pull_policy == PullPolicy::Always
                     || !crate::observed::image_present(&local, &s.spec.image)
             })
-            .filter(|(_, s)| seen.insert(s.spec.image.clone()))
+            .filter(|(_, s)| seen.insert((s.spec.image.clone(), s.spec.platform.clone())))
             .collect();
         if !to_pull.is_empty() {
             self.check_free_disk().await?;
         }
         let pulls = to_pull.iter().map(|(_, service)| async move {
             let who = Who::of(stack, &service.name);
-            (*service, self.pull_one(&who, &service.spec.image).await)
+            let platform = service.spec.platform.as_deref();
+            (
+                *service,
+                self.pull_one(&who, &service.spec.image, platform).await,
+            )
         });
         let results: Vec<_> = futures_util::stream::iter(pulls)
             .buffer_unordered(PARALLEL_PULLS)
@@ -120,12 +124,17 @@ impl<E: Engine> Executor<'_, E> {
 
     /// One pull, logged as it goes; `None` when stopped. A registry that never answers must not
     /// hold up a shutdown: nothing is changed yet, so the pull is dropped.
-    async fn pull_one(&self, who: &Who, image: &str) -> Option<Result<(), EngineError>> {
+    async fn pull_one(
+        &self,
+        who: &Who,
+        image: &str,
+        platform: Option<&str>,
+    ) -> Option<Result<(), EngineError>> {
         crate::progress!(who, "pulling {image}");
         let mut log = PullLog::default();
         let mut on_progress = |p: PullProgress| log.update(who, &p);
         tokio::select! {
-            result = self.engine.pull(image, &mut on_progress) => Some(result),
+            result = self.engine.pull(image, platform, &mut on_progress) => Some(result),
             () = self.shutdown.cancelled() => None,
         }
     }

@@ -18,7 +18,12 @@ impl<E: Engine> Executor<'_, E> {
             // A candidate is always one we created: a look-alike name is not ours to touch.
             .filter(|c| c.role() != Role::Candidate || c.is_managed())
         {
-            let primary = observed.primary(&leftover.project, &leftover.service);
+            // The same replica under its own name: of a service of several containers, only
+            // the one with the leftover's number tells whether its update finished.
+            let primary = observed
+                .replicas(&leftover.project, &leftover.service)
+                .into_iter()
+                .find(|c| c.number() == leftover.number());
             let original = leftover
                 .name
                 .trim_end_matches(labels::BACKUP_SUFFIX)

@@ -2,6 +2,8 @@
 //! created, started and proven; stop-first keeps the old one (renamed) until then, start-first
 //! never stops it before; on failure the old one is back under its name.
 
+use super::data_folder::{self, Expect};
+use super::stack_files::data_binds;
 use super::{failpoint, ExecError, Executor, LOG_TAIL_LINES};
 use crate::desired::{Service, Stack, UpdateOrder};
 use crate::engine::{CreateRequest, Engine};
@@ -9,9 +11,9 @@ use crate::labels;
 use crate::logging::Who;
 use crate::observed::{Observed, ObservedContainer};
 use crate::outcome::{ServiceOutcome, ServiceResult, Step};
-use crate::plan::{spec_label, Action, ServicePlan};
+use crate::plan::{replica_name, spec_label, Action, ServicePlan};
 use crate::state::JournalResult;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -51,7 +53,7 @@ impl<E: Engine> Executor<'_, E> {
         let started = Instant::now();
         let current = observed.primary(&stack.name, &sp.service);
         if sp.action == Action::Remove {
-            return self.remove(stack, sp, current).await;
+            return self.remove(stack, sp, observed).await;
         }
         let service = &stack.services[&sp.service];
         let mut step = super::stack::step_of(sp.action);
@@ -67,14 +69,20 @@ impl<E: Engine> Executor<'_, E> {
                     started,
                 ));
             }
+            Ok(()) if !sp.replicas.is_empty() => {
+                self.roll_replicas(stack, service, sp, observed, digest)
+                    .await?
+            }
             Ok(()) => match (sp.action, current) {
                 (Action::Start, Some(current)) => {
-                    self.start_existing(&who, service, current).await?
+                    self.start_existing(&who, stack, service, current).await?
                 }
                 (Action::Update, Some(current)) => {
-                    self.update(stack, service, sp, current, digest).await?
+                    let order = sp.order.unwrap_or(UpdateOrder::StopFirst);
+                    self.update(stack, service, order, current, 1, digest)
+                        .await?
                 }
-                _ => self.create_new(stack, service, None, digest).await?,
+                _ => self.create_new(stack, service, 1, None, digest).await?,
             },
         };
         if step == Step::Update
@@ -95,13 +103,14 @@ impl<E: Engine> Executor<'_, E> {
         stack: &Stack,
         service: &Service,
         name: String,
+        number: u32,
         digest: Option<&str>,
     ) -> CreateRequest {
         let hash = service.spec_hash();
         let mut extra = BTreeMap::from([
             (labels::PROJECT.to_string(), stack.name.clone()),
             (labels::SERVICE.to_string(), service.name.clone()),
-            (labels::NUMBER.to_string(), "1".to_string()),
+            (labels::NUMBER.to_string(), number.to_string()),
             (labels::ONEOFF.to_string(), "False".to_string()),
             (labels::CONFIG_HASH.to_string(), hash.clone()),
             (labels::COMPOSE_VERSION.to_string(), "1.29.2".to_string()),
@@ -112,6 +121,15 @@ impl<E: Engine> Executor<'_, E> {
         ]);
         if let Some(d) = digest {
             extra.insert(labels::IMAGE_DIGEST.to_string(), d.to_string());
+        }
+        let content_files = self.content_files(stack, service);
+        if !content_files.is_empty() {
+            let names: std::collections::BTreeSet<&str> = content_files
+                .values()
+                .filter_map(|path| path.file_name()?.to_str())
+                .collect();
+            let names: Vec<&str> = names.into_iter().collect();
+            extra.insert(labels::FILES.to_string(), names.join(","));
         }
         CreateRequest {
             name,
@@ -131,30 +149,103 @@ impl<E: Engine> Executor<'_, E> {
                 .collect(),
             repo_root: (!service.repo_binds.is_empty())
                 .then(|| self.state_dir.stack_files_dir(&stack.name, &stack.revision)),
+            content_files,
+            data_root: data_binds(service)
+                .next()
+                .map(|_| self.state_dir.data_dir(&stack.name)),
         }
     }
 
-    fn target_name(stack: &Stack, service: &Service) -> String {
-        labels::container_name(
-            &stack.name,
-            &service.name,
-            service.spec.container_name.as_deref(),
-        )
+    /// Every bind source in the data folder is what git has (a missing one a folder, created
+    /// empty) with no link on its way: the engine follows links in bind sources on the host,
+    /// and containers write in that folder. Checked right before the engine gets the paths.
+    fn check_data_binds(&self, stack: &Stack, service: &Service) -> Result<(), String> {
+        let root = self.state_dir.data_dir(&stack.name);
+        for rel in data_binds(service) {
+            data_folder::check_bind_source(&root, rel, Expect::of(&stack.dir, rel))?;
+        }
+        Ok(())
     }
 
-    /// Create and start a container, then wait for it to prove itself. On failure it is removed
-    /// (its last log lines kept), so a broken release never lingers.
-    async fn create_new(
+    /// This revision's tracked files into the service's folders in the data folder, right
+    /// before its container is created (the old one already stopped, stop-first): a service
+    /// skipped or left for later keeps the files its container was made with.
+    fn write_data_binds(&self, stack: &Stack, service: &Service) -> Result<(), ExecError> {
+        let rels: BTreeSet<&str> = data_binds(service).collect();
+        self.write_data_folder(&stack.name, &stack.dir, &rels)
+            .map_err(|message| ExecError::StackFiles {
+                stack: stack.name.clone(),
+                message,
+            })
+    }
+
+    /// A failed release leaves the old container on its own revision's tracked files in the
+    /// data folder, taken from that revision's folder while it is still as written. Files only
+    /// the failed revision had stay (nothing is deleted).
+    fn put_back_tracked_files(
+        &self,
+        who: &Who,
+        stack: &Stack,
+        service: &Service,
+        old: &ObservedContainer,
+    ) {
+        let rels: BTreeSet<&str> = data_binds(service).collect();
+        let Some(revision) = old.revision().filter(|r| *r != stack.revision) else {
+            return;
+        };
+        if rels.is_empty() {
+            return;
+        }
+        let Some(folder) = self.state_dir.stack_files_as_written(&stack.name, revision) else {
+            // Created before it had binds in the data folder: the old container does not use it.
+            tracing::debug!(stack = %who.stack, service = %who.service, "no files of revision {revision} to put back in the data folder");
+            return;
+        };
+        if let Err(e) = self.write_data_folder(&stack.name, &folder, &rels) {
+            tracing::warn!(
+                stack = %who.stack, service = %who.service,
+                "the data folder keeps the failed release's tracked files: {e}"
+            );
+        }
+    }
+
+    /// Where the files of secrets and configs given by content are (written by
+    /// `prepare_stack`), by target.
+    fn content_files(
         &self,
         stack: &Stack,
         service: &Service,
+    ) -> BTreeMap<String, std::path::PathBuf> {
+        let dir = self.state_dir.content_files_dir(&stack.name);
+        service
+            .spec
+            .file_mounts()
+            .filter_map(|(_, f)| {
+                let name = f.content_file_name(&service.label_key)?;
+                Some((f.target.clone(), dir.join(name)))
+            })
+            .collect()
+    }
+
+    /// Create and start replica `number`'s container (under `name`, or its own name), then wait
+    /// for it to prove itself. On failure it is removed (its last log lines kept), so a broken
+    /// release never lingers.
+    pub(super) async fn create_new(
+        &self,
+        stack: &Stack,
+        service: &Service,
+        number: u32,
         name: Option<String>,
         digest: Option<&str>,
     ) -> Result<Changed, ExecError> {
         let who = Who::of(stack, &service.name);
-        let name = name.unwrap_or_else(|| Self::target_name(stack, service));
+        let name = name.unwrap_or_else(|| replica_name(stack, service, number));
         crate::progress!(who, "creating {name} from {}", service.spec.image);
-        let request = self.request(stack, service, name.clone(), digest);
+        self.write_data_binds(stack, service)?;
+        if let Err(reason) = self.check_data_binds(stack, service) {
+            return Ok(Err(Rejected::new(reason, vec![])));
+        }
+        let request = self.request(stack, service, name.clone(), number, digest);
         let id = match self.create_when_name_is_free(&request).await {
             Ok(id) => id,
             Err(e) if !e.is_transient() => {
@@ -216,9 +307,10 @@ impl<E: Engine> Executor<'_, E> {
             .unwrap_or_default()
     }
 
-    async fn start_existing(
+    pub(super) async fn start_existing(
         &self,
         who: &Who,
+        stack: &Stack,
         service: &Service,
         container: &ObservedContainer,
     ) -> Result<Changed, ExecError> {
@@ -228,6 +320,10 @@ impl<E: Engine> Executor<'_, E> {
             container.name,
             container.state
         );
+        // The engine resolves bind sources again at each start.
+        if let Err(reason) = self.check_data_binds(stack, service) {
+            return Ok(Err(Rejected::new(reason, vec![])));
+        }
         if let Err(e) = self.engine.start_container(&container.id).await {
             // Removed by hand meanwhile: the next pass creates it anew, soon.
             if e.is_transient() {
@@ -244,22 +340,24 @@ impl<E: Engine> Executor<'_, E> {
         }
     }
 
-    async fn update(
+    /// Replace replica `number`'s container `old` with a new one, proven before `old` goes.
+    pub(super) async fn update(
         &self,
         stack: &Stack,
         service: &Service,
-        sp: &ServicePlan,
+        order: UpdateOrder,
         old: &ObservedContainer,
+        number: u32,
         digest: Option<&str>,
     ) -> Result<Changed, ExecError> {
         let who = Who::of(stack, &service.name);
-        let target = Self::target_name(stack, service);
+        let target = replica_name(stack, service, number);
         let grace = service.spec.stop_grace_period_ms.map(Duration::from_millis);
-        match sp.order.unwrap_or(UpdateOrder::StopFirst) {
+        match order {
             UpdateOrder::StartFirst => {
                 let candidate = format!("{target}{}", labels::CANDIDATE_SUFFIX);
                 let result = self
-                    .create_new(stack, service, Some(candidate.clone()), digest)
+                    .create_new(stack, service, number, Some(candidate.clone()), digest)
                     .await?;
                 if let Err(f) = result {
                     crate::progress!(
@@ -268,6 +366,7 @@ impl<E: Engine> Executor<'_, E> {
                         scrubbed(service, &f.reason),
                         old.name
                     );
+                    self.put_back_tracked_files(&who, stack, service, old);
                     return Ok(Err(f));
                 }
                 crate::progress!(who, "new container is healthy; stopping {}", old.name);
@@ -286,7 +385,7 @@ impl<E: Engine> Executor<'_, E> {
                 failpoint("after-stop-old");
                 self.engine.rename_container(&old.id, &backup).await?;
                 failpoint("after-rename-old");
-                let result = match self.create_new(stack, service, None, digest).await {
+                let result = match self.create_new(stack, service, number, None, digest).await {
                     Ok(result) => result,
                     // The engine failed us mid-way (or the new container was removed by hand):
                     // the old one comes back now, not at the next pass's recovery.
@@ -300,6 +399,7 @@ impl<E: Engine> Executor<'_, E> {
                         {
                             let _ = self.engine.remove_container(&new).await;
                         }
+                        self.put_back_tracked_files(&who, stack, service, old);
                         let _ = self.restore(&who, service, old).await;
                         return Err(e);
                     }
@@ -307,6 +407,7 @@ impl<E: Engine> Executor<'_, E> {
                 if let Err(f) = result {
                     let reason = scrubbed(service, &f.reason);
                     crate::progress!(who, "FAILED: {reason}; restoring {}", old.name);
+                    self.put_back_tracked_files(&who, stack, service, old);
                     self.restore(&who, service, old).await?;
                     return Ok(Err(f));
                 }
@@ -338,7 +439,7 @@ impl<E: Engine> Executor<'_, E> {
 
     /// The old container after its replacement is proven; already gone (removed by hand) is
     /// just as good.
-    async fn remove_old(&self, id: &str) -> Result<(), ExecError> {
+    pub(super) async fn remove_old(&self, id: &str) -> Result<(), ExecError> {
         match self.engine.remove_container(id).await {
             Err(e) if !e.is_gone() => Err(e.into()),
             _ => Ok(()),
@@ -350,15 +451,30 @@ impl<E: Engine> Executor<'_, E> {
         Ok(now.into_iter().find(|c| c.name == name).map(|c| c.id))
     }
 
+    /// A service that left the desired state (pruning is on): every container of it, the
+    /// highest number first.
     async fn remove(
         &self,
         stack: &Stack,
         sp: &ServicePlan,
-        container: Option<&ObservedContainer>,
+        observed: &Observed,
     ) -> Result<ServiceOutcome, ExecError> {
         let who = Who::of(stack, &sp.service);
         let started = Instant::now();
-        if let Some(container) = container {
+        let mut names: Vec<(u32, &str)> = sp
+            .replicas
+            .iter()
+            .map(|r| (r.number, r.container.as_str()))
+            .collect();
+        if names.is_empty() {
+            names.extend(sp.container.as_deref().map(|name| (1, name)));
+        }
+        names.sort_by_key(|(number, _)| std::cmp::Reverse(*number));
+        let containers: Vec<&ObservedContainer> = names
+            .iter()
+            .filter_map(|(_, name)| observed.named(&stack.name, name))
+            .collect();
+        for container in &containers {
             crate::progress!(
                 who,
                 "removing {} (pruning is on; volumes are kept)",
@@ -367,6 +483,7 @@ impl<E: Engine> Executor<'_, E> {
             self.engine.stop_container(&container.id, None).await?;
             self.engine.remove_container(&container.id).await?;
         }
+        let container = containers.last();
         Ok(ServiceOutcome {
             stack: stack.name.clone(),
             service: sp.service.clone(),

@@ -23,12 +23,7 @@ impl<E: Engine> Executor<'_, E> {
         let work: Vec<&ServicePlan> = stack_plan
             .services
             .iter()
-            .filter(|s| {
-                matches!(
-                    s.action,
-                    Action::Create | Action::Update | Action::Start | Action::Remove
-                )
-            })
+            .filter(|s| crate::plan::Plan::is_work(s.action))
             .collect();
         let failed_before = stack_plan
             .services
@@ -185,6 +180,7 @@ pub(super) fn step_of(action: Action) -> Step {
         Action::Create => Step::Create,
         Action::Start => Step::Start,
         Action::Remove => Step::Remove,
+        Action::Scale => Step::Scale,
         _ => Step::Update,
     }
 }

@@ -1,11 +1,16 @@
-//! What a stack needs before its services: networks, volumes, and the repository files that
-//! relative binds mount, written once per revision without following any link.
+//! What a stack needs before its services: networks, volumes, the repository files that
+//! relative binds mount (written once per revision without following any link), the files
+//! of secrets and configs given by content, and the writer of the files git tracks in the
+//! stack's data folder, where writable relative binds point.
 
+use super::data_folder;
 use super::{ExecError, Executor};
 use crate::desired::{Service, Stack};
 use crate::engine::Engine;
 use crate::plan::{Action, ServicePlan};
+use crate::state::content_files::FileAttributes;
 use std::collections::BTreeSet;
+use std::path::Path;
 
 impl<E: Engine> Executor<'_, E> {
     /// Networks, volumes and the repository files that services mount.
@@ -58,8 +63,86 @@ impl<E: Engine> Executor<'_, E> {
                 }
             })?;
         }
+        for service in &services {
+            self.write_content_files(stack, service)?;
+        }
         Ok(())
     }
+
+    /// The secrets and configs given by content, as the files the service's container binds.
+    fn write_content_files(&self, stack: &Stack, service: &Service) -> Result<(), ExecError> {
+        for (kind, file) in service.spec.file_mounts() {
+            let (Some(name), Some(content)) =
+                (file.content_file_name(&service.label_key), file.content())
+            else {
+                continue;
+            };
+            let attributes = FileAttributes {
+                mode: file.file_mode(),
+                uid: file.uid,
+                gid: file.gid,
+            };
+            self.state_dir
+                .write_content_file(&stack.name, &name, content, attributes)
+                .map_err(|e| ExecError::StackFiles {
+                    stack: stack.name.clone(),
+                    message: format!(
+                        "{} '{}' of service {}: {e}",
+                        kind.noun(),
+                        file.source,
+                        service.name
+                    ),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Write what the stack folder `source` (of any revision) has at `rels` into the stack's
+    /// data folder ([`data_folder::write_tracked`]); what was left alone is logged. One writer
+    /// at a time: services of a stack may put their old revision's files back side by side.
+    pub(super) fn write_data_folder(
+        &self,
+        stack: &str,
+        source: &Path,
+        rels: &BTreeSet<&str>,
+    ) -> Result<(), String> {
+        static ONE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        if rels.is_empty() {
+            return Ok(());
+        }
+        let _writing = ONE_WRITER.lock().unwrap_or_else(|p| p.into_inner());
+        let root = self.state_dir.data_dir(stack);
+        let mut applied = self.state_dir.load_applied(stack);
+        let mut written = Ok(());
+        for rel in rels {
+            match data_folder::write_tracked(source, &root, rel, &mut applied) {
+                Ok(notes) => {
+                    for note in notes {
+                        tracing::warn!(stack = %stack, "data folder {}: {note}", root.display());
+                    }
+                }
+                Err(e) => {
+                    written = Err(e);
+                    break;
+                }
+            }
+        }
+        // What was written is recorded even when a later path failed.
+        self.state_dir
+            .save_applied(stack, &applied)
+            .map_err(|e| e.to_string())?;
+        written
+    }
+}
+
+/// The repository paths of a service's binds that point to the stack's data folder.
+pub(super) fn data_binds(service: &Service) -> impl Iterator<Item = &str> {
+    service
+        .spec
+        .mounts
+        .iter()
+        .filter(|m| m.in_data_folder())
+        .filter_map(|m| m.repo_relative.as_deref())
 }
 
 /// Copy the stack folder to where relative binds point, once per revision. Written to a temp

@@ -1215,3 +1215,160 @@ async fn a_pruned_service_is_removed_only_after_the_rest_of_its_stack_is_done() 
     );
     assert_eq!(host.names(), ["shop-www-1"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn secrets_given_by_content_are_written_per_content_and_named_in_a_label_never_by_value() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    let compose = format!(
+        "services:\n  web:\n    image: {WEB_V1}\n    secrets:\n      - source: db\n        mode: 0400\n    configs: [app]\nsecrets:\n  db:\n    environment: DB_PASSWORD\nconfigs:\n  app:\n    content: level=info\n"
+    );
+    let with_password = |password: &str| {
+        let dir = host.repo.path().join("shop");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env"), format!("DB_PASSWORD={password}\n")).unwrap();
+        host.desired("shop", &compose)
+    };
+    let files = host.state.path().join("files/shop");
+    let written = |labels: &std::collections::BTreeMap<String, String>| -> Vec<(String, u32)> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut found: Vec<(String, u32)> = labels[labels::FILES]
+            .split(',')
+            .map(|name| {
+                let path = files.join(name);
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                (std::fs::read_to_string(&path).unwrap(), mode)
+            })
+            .collect();
+        found.sort();
+        found
+    };
+
+    host.pass(&with_password("first-pw-1")).await.unwrap();
+    let first = host.engine.container("shop-web-1").unwrap();
+    assert_eq!(
+        written(&first.labels),
+        [
+            ("first-pw-1".to_string(), 0o400),
+            ("level=info".to_string(), 0o444)
+        ]
+    );
+    assert!(!format!("{:?}", first.labels).contains("first-pw-1"));
+
+    host.pass(&with_password("second-pw-2")).await.unwrap();
+    let second = host.engine.container("shop-web-1").unwrap();
+    assert_ne!(
+        second.id, first.id,
+        "a changed secret recreates the service"
+    );
+    assert_eq!(
+        written(&second.labels),
+        [
+            ("level=info".to_string(), 0o444),
+            ("second-pw-2".to_string(), 0o400)
+        ]
+    );
+    // The old file is left for pruning, which knows which containers still mount it.
+    assert_eq!(std::fs::read_dir(&files).unwrap().count(), 3);
+}
+
+// ---- the data folder ------------------------------------------------------------------------
+
+/// A database-like service writing `./data`, with a tracked config in it.
+fn db(image: &str) -> String {
+    format!(
+        "services:\n  db:\n    image: {image}\n    volumes: [\"./data:/var/lib/db\"]\n    x-reconciler: {{health_timeout: 20s}}\n"
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_release_puts_the_old_revisions_tracked_files_back_and_keeps_the_data() {
+    let host = Host::new();
+    let conf = host.repo.path().join("shop/data/db.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(&conf, "v1\n").unwrap();
+    host.engine.publish(DB_V1, healthy_after(1));
+    host.pass(&host.desired("shop", &db(DB_V1))).await.unwrap();
+    let data = host.state_dir().data_dir("shop").join("data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("db.conf")).unwrap(),
+        "v1\n"
+    );
+    std::fs::write(data.join("table"), "rows\n").unwrap();
+
+    host.engine.publish(DB_V2, STARTING_FOR_AN_HOUR);
+    std::fs::write(&conf, "v2\n").unwrap();
+    let outcome = host.pass(&host.desired("shop", &db(DB_V2))).await.unwrap();
+
+    assert_eq!(outcome.failed().len(), 1, "{outcome:?}");
+    assert_eq!(host.engine.container("shop-db-1").unwrap().image, DB_V1);
+    assert_eq!(
+        std::fs::read_to_string(data.join("db.conf")).unwrap(),
+        "v1\n",
+        "the old container runs on its own revision's config"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("table")).unwrap(),
+        "rows\n"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_link_planted_on_the_way_to_a_bound_folder_fails_the_release_before_any_create() {
+    let host = Host::new();
+    let outside = tempfile::tempdir().unwrap();
+    let root = host.state_dir().data_dir("shop");
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("data")).unwrap();
+    host.engine.publish(DB_V1, healthy_after(1));
+
+    let outcome = host.pass(&host.desired("shop", &db(DB_V1))).await.unwrap();
+
+    assert_eq!(outcome.failed().len(), 1, "{outcome:?}");
+    let failure = host.state().failure("shop", "db").cloned().unwrap();
+    assert!(
+        failure.reason.contains("'data' is a symlink"),
+        "{failure:?}"
+    );
+    assert!(!host.engine.calls().iter().any(|c| c.starts_with("create")));
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_skipped_for_its_failed_dependency_keeps_the_tracked_files_it_runs_with() {
+    let host = Host::new();
+    let conf = host.repo.path().join("shop/data/db.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(&conf, "v1\n").unwrap();
+    let stack = |migrate: &str| {
+        format!(
+            "services:\n  migrate:\n    image: {migrate}\n    x-reconciler: {{health_timeout: 20s}}\n  db:\n    image: {DB_V1}\n    depends_on: [migrate]\n    volumes: [\"./data:/var/lib/db\"]\n"
+        )
+    };
+    host.engine.publish(WORKER_V1, healthy_after(1));
+    host.engine.publish(DB_V1, healthy_after(1));
+    host.pass(&host.desired("shop", &stack(WORKER_V1)))
+        .await
+        .unwrap();
+    let db = host.id("shop-db-1");
+
+    host.engine.publish(WORKER_V2, STARTING_FOR_AN_HOUR);
+    std::fs::write(&conf, "v2\n").unwrap();
+    let outcome = host
+        .pass(&host.desired("shop", &stack(WORKER_V2)))
+        .await
+        .unwrap();
+
+    assert!(
+        outcome.failed().iter().any(|f| f.who() == "shop/db"),
+        "{outcome:?}"
+    );
+    assert_eq!(host.id("shop-db-1"), db);
+    let data = host.state_dir().data_dir("shop").join("data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("db.conf")).unwrap(),
+        "v1\n"
+    );
+}
+
+mod replicas;

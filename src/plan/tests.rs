@@ -29,6 +29,7 @@ fn service(name: &str, image: &str) -> Service {
         health_timeout: Duration::from_secs(60),
         min_ready: Duration::from_secs(5),
         http_probe: None,
+        replicas: 1,
         secret_env: BTreeSet::new(),
         secret_fields: BTreeSet::new(),
         label_key: Default::default(),
@@ -223,6 +224,28 @@ fn a_changed_env_value_is_an_update_that_shows_old_and_new() {
     assert!(text.contains("  ~ web: update (start-first)\n"), "{text}");
     assert!(
         text.contains("      env LOG_LEVEL info -> debug\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_read_only_bind_that_comes_to_share_the_data_folder_says_so() {
+    let bind = |shared_data: bool| MountSpec {
+        source: Some("./uploads".into()),
+        repo_relative: Some("uploads".into()),
+        shared_data,
+        ..mount(MountKind::Bind, true)
+    };
+    let mut old = service("web", "web:v1");
+    old.spec.mounts.push(bind(false));
+    let mut new = service("web", "web:v1");
+    new.spec.mounts.push(bind(true));
+    let plan = plan_of(&desired(vec![new]), &observed(vec![managed(&old)]));
+    let text = plan.to_string();
+    assert!(
+        text.contains(
+            "      volumes ./uploads:/data:ro -> ./uploads:/data:ro (the stack's data folder)\n"
+        ),
         "{text}"
     );
 }
@@ -681,6 +704,7 @@ fn has_drift_is_false_only_for_in_sync_and_orphans() {
                     image: None,
                     changes: vec![],
                     note: None,
+                    replicas: vec![],
                 })
                 .collect(),
             resources: vec![],
@@ -692,6 +716,7 @@ fn has_drift_is_false_only_for_in_sync_and_orphans() {
         Action::Create,
         Action::Update,
         Action::Start,
+        Action::Scale,
         Action::Remove,
         Action::Failed,
     ] {
@@ -714,6 +739,7 @@ fn mount(kind: MountKind, read_only: bool) -> MountSpec {
         repo_relative: None,
         tmpfs_size: None,
         no_copy: false,
+        shared_data: false,
         options: Default::default(),
     }
 }
@@ -857,3 +883,5 @@ fn a_field_that_took_a_secret_is_shown_as_changed_and_never_by_value() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!spec_label(&old).contains("hunter2"));
 }
+
+mod replicas;

@@ -6,7 +6,7 @@ use crate::desired::load::{load, LoadOptions};
 use crate::desired::{Desired, LabelKey};
 use crate::engine::Engine;
 use crate::executor::Executor;
-use crate::observed::Observed;
+use crate::observed::{Health, Observed, ReplicaSummary};
 use crate::outcome::{sync_status, ServiceOutcome, ServiceStatus, Step};
 use crate::plan::{plan, Action, Plan, PlanOptions};
 use crate::source::{GitSource, Snapshot, SourceError, SourceSpec};
@@ -316,8 +316,9 @@ fn clear_retried_failures(
 fn note_desired_images(state: &mut State, desired: &Desired, plan: &Plan) {
     for stack in &desired.stacks {
         for service in stack.services.values() {
-            state.service_mut(&stack.name, &service.name).desired_image =
-                Some(service.spec.image.clone());
+            let recorded = state.service_mut(&stack.name, &service.name);
+            recorded.desired_image = Some(service.spec.image.clone());
+            recorded.desired_replicas = (service.replicas != 1).then_some(service.replicas);
         }
     }
     for sp in &plan.stacks {
@@ -333,11 +334,11 @@ fn service_statuses(desired: &Desired, observed: &Observed, state: &State) -> Ve
         .iter()
         .flat_map(|stack| stack.services.values().map(move |svc| (stack, svc)))
         .map(|(stack, svc)| {
-            let container = observed.primary(&stack.name, &svc.name);
-            let running = container.filter(|c| c.is_running());
-            let health = match container {
-                Some(c) if c.is_running() => c.health.as_str().to_string(),
-                Some(c) => c.state.clone(),
+            let summary = ReplicaSummary::of(&observed.replicas(&stack.name, &svc.name));
+            let health = match summary.state.as_deref() {
+                Some("running") => summary.health.as_str().to_string(),
+                Some(other) => other.to_string(),
+                None if svc.replicas == 0 => Health::None.as_str().to_string(),
                 None => "missing".to_string(),
             };
             ServiceStatus {
@@ -347,7 +348,7 @@ fn service_statuses(desired: &Desired, observed: &Observed, state: &State) -> Ve
                     false,
                     state.failure(&stack.name, &svc.name).is_some(),
                     Some(&svc.spec.image),
-                    running.map(|c| c.image.as_str()),
+                    summary.sync_image(svc.replicas, Some(&svc.spec.image)),
                 ),
                 health,
             }

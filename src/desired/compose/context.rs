@@ -1,7 +1,8 @@
 //! The conversion context: the problems found so far (capped, secrets scrubbed) and the
 //! interpolation of scalars, which every reader of a value goes through.
 
-use super::{StackFiles, Variables};
+use super::secrets_configs::FileDefs;
+use super::{SourceFile, StackFiles, Variables};
 use crate::desired::error::Problem;
 use crate::desired::interpolate::{interpolate_within, Budget, InterpolateError};
 use crate::desired::yaml::{Node, Value};
@@ -22,15 +23,21 @@ pub(super) struct Cx<'a> {
     /// Values of host-local and secret-looking variables: never part of a message.
     secret_values: Vec<String>,
     file: &'a str,
-    /// Files merged into the main one (overrides, `extends`, `include`), by [`Node::file`] - 1.
-    pub(super) other_files: Vec<String>,
+    /// Every file of the stack by [`Node::file`] (0: the main one), when there are several.
+    sources: &'a [SourceFile],
+    /// The stack's variables; [`Self::vars_for`] gives an included file's own.
     pub(super) vars: &'a Variables,
+    var_sets: &'a [Variables],
     pub(super) files: &'a dyn StackFiles,
     problems: Vec<Problem>,
     /// What is accepted but worth saying (an ignored key, an unset variable); never fatal.
     warnings: Vec<Problem>,
+    /// Services left out because their profiles are not active, with those profiles.
+    pub(super) inactive: BTreeMap<String, Vec<String>>,
     /// Interpolated bytes left for this file: aliases may repeat a `${BIG}` scalar many times.
     budget: Budget,
+    /// The top-level `secrets:` and `configs:`, which services refer to by name.
+    pub(super) file_defs: FileDefs,
 }
 
 /// An interpolated scalar and whether a host-local (secret) variable went into it.
@@ -43,23 +50,41 @@ pub(super) struct Text {
 
 impl<'a> Cx<'a> {
     pub(super) fn new(file: &'a str, vars: &'a Variables, files: &'a dyn StackFiles) -> Self {
+        Self::with_sources(file, &[], std::slice::from_ref(vars), files)
+    }
+
+    /// A stack made of several files (`sources`), each interpolated with its own variables
+    /// (`var_sets`, the first being the stack's).
+    pub(super) fn with_sources(
+        file: &'a str,
+        sources: &'a [SourceFile],
+        var_sets: &'a [Variables],
+        files: &'a dyn StackFiles,
+    ) -> Self {
+        let vars = &var_sets[0];
         Cx {
             dropped: 0,
             mount_lines: BTreeMap::new(),
             sensitive_keys: Vec::new(),
-            secret_values: vars
-                .values
+            secret_values: var_sets
                 .iter()
-                .filter(|(name, _)| vars.host_local.contains(*name) || is_secret_key(name))
-                .map(|(_, value)| value.clone())
+                .flat_map(|vars| {
+                    vars.values
+                        .iter()
+                        .filter(|(name, _)| vars.host_local.contains(*name) || is_secret_key(name))
+                        .map(|(_, value)| value.clone())
+                })
                 .collect(),
             file,
-            other_files: Vec::new(),
+            sources,
             vars,
+            var_sets,
             files,
             problems: Vec::new(),
             warnings: Vec::new(),
+            inactive: BTreeMap::new(),
             budget: Budget::per_file(),
+            file_defs: FileDefs::default(),
         }
     }
 
@@ -87,11 +112,19 @@ impl<'a> Cx<'a> {
     }
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
     /// How many problems are kept so far (not counting dropped ones): a step that adds none
     /// leaves it unchanged.
     pub(super) fn problems_kept(&self) -> usize {
         self.problems.len()
+    }
+
+    /// A value that became secret content (a secret from a repository variable): no message
+    /// may quote it from now on.
+    pub(super) fn hide(&mut self, value: &str) {
+        if !self.secret_values.iter().any(|v| v == value) {
+            self.secret_values.push(value.to_string());
+        }
     }
 
     pub(super) fn problem(&mut self, node: &Node, key: &str, message: impl Into<String>) {
@@ -126,12 +159,25 @@ impl Cx<'_> {
 
     /// The file a node came from, as shown in messages.
     pub(super) fn file_of(&self, node: &Node) -> &str {
-        match node.file {
-            0 => self.file,
-            n => self
-                .other_files
-                .get(usize::from(n) - 1)
-                .map_or(self.file, String::as_str),
+        self.sources
+            .get(usize::from(node.file))
+            .map_or(self.file, |s| s.shown.as_str())
+    }
+
+    /// The variables a node is interpolated with: its file's.
+    pub(super) fn vars_for(&self, node: &Node) -> &'a Variables {
+        self.sources
+            .get(usize::from(node.file))
+            .and_then(|s| self.var_sets.get(s.vars))
+            .unwrap_or(self.vars)
+    }
+
+    /// A path a node names, relative to the stack folder: paths in an included or extended
+    /// file are relative to that file's folder (or its project directory), as in Compose.
+    pub(super) fn path_from(&self, node: &Node, path: &str) -> String {
+        match self.sources.get(usize::from(node.file)) {
+            Some(source) => crate::desired::assemble::join_dir(&source.dir, path),
+            None => path.to_string(),
         }
     }
 
@@ -161,11 +207,18 @@ impl Cx<'_> {
     pub(super) fn text(&mut self, node: &Node, key: &str) -> Option<Text> {
         match &node.value {
             Value::Scalar { text, .. } => {
-                let vars = self.vars;
+                let vars = self.vars_for(node);
                 let lookup = |name: &str| vars.values.get(name).cloned();
                 match interpolate_within(text, &lookup, &mut self.budget) {
                     Ok(out) => {
-                        let secret = out.used.iter().any(|v| self.vars.host_local.contains(v));
+                        for name in &out.unset {
+                            self.warn(
+                                node,
+                                key,
+                                format!("the variable '{name}' is not set: it is replaced by an empty string (set it in the stack's .env or the host's env file, or write ${{{name}:-default}})"),
+                            );
+                        }
+                        let secret = out.used.iter().any(|v| vars.host_local.contains(v));
                         let sensitive = secret || out.used.iter().any(|v| is_secret_key(v));
                         Some(Text {
                             value: out.text,

@@ -106,7 +106,14 @@ impl Cx<'_> {
                     service.depends_on.remove(&dep);
                     self.warn(at, &key, format!("'{dep}' is not a service of this stack; skipped, as it is not required"));
                 } else {
-                    self.problem(at, &key, format!("'{dep}' is not a service of this stack"));
+                    let message = match self.inactive.get(&dep) {
+                        Some(profiles) => format!(
+                            "'{dep}' is not deployed: its profiles ({}) are not active; list one in COMPOSE_PROFILES in the stack's .env",
+                            profiles.join(", ")
+                        ),
+                        None => format!("'{dep}' is not a service of this stack"),
+                    };
+                    self.problem(at, &key, message);
                 }
             }
         }

@@ -4,8 +4,10 @@
 use super::{join, Cx};
 use crate::desired::yaml::Node;
 
-const TOP_KEYS: &[&str] = &["name", "services", "volumes", "networks", "version"];
-const TOP_UNSUPPORTED: &[&str] = &["secrets", "configs", "include", "models"];
+const TOP_KEYS: &[&str] = &[
+    "name", "services", "volumes", "networks", "secrets", "configs", "version", "include",
+];
+const TOP_UNSUPPORTED: &[&str] = &["models"];
 const SERVICE_KEYS: &[&str] = &[
     "image",
     "pull_policy",
@@ -40,62 +42,72 @@ const SERVICE_KEYS: &[&str] = &[
     "network_mode",
     "pid",
     "ipc",
-];
-/// Compose keys outside our subset: named as unsupported rather than as typos.
-const SERVICE_UNSUPPORTED: &[&str] = &[
-    "annotations",
-    "attach",
-    "blkio_config",
-    "cgroup",
-    "cgroup_parent",
-    "configs",
-    "cpu_count",
-    "cpu_percent",
-    "cpu_period",
-    "cpu_quota",
-    "cpu_rt_period",
-    "cpu_rt_runtime",
-    "cpu_shares",
-    "cpuset",
-    "credential_spec",
-    "develop",
-    "device_cgroup_rules",
+    // Runtime keys (service/runtime_keys.rs and the files it calls).
+    "expose",
+    "security_opt",
+    "tmpfs",
+    "links",
+    "external_links",
+    "sysctls",
+    "ulimits",
     "dns",
     "dns_opt",
     "dns_search",
     "domainname",
-    "expose",
-    "extends",
-    "external_links",
+    "shm_size",
     "group_add",
-    "isolation",
-    "links",
-    "mac_address",
+    "pids_limit",
     "mem_reservation",
-    "mem_swappiness",
     "memswap_limit",
+    "mem_swappiness",
     "oom_kill_disable",
     "oom_score_adj",
-    "pids_limit",
+    "cpu_shares",
+    "cpuset",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
     "platform",
-    "post_start",
-    "pre_stop",
-    "profiles",
-    "runtime",
-    "scale",
-    "secrets",
-    "security_opt",
-    "shm_size",
-    "stdin_open",
-    "storage_opt",
-    "sysctls",
-    "tmpfs",
     "tty",
-    "ulimits",
+    "stdin_open",
+    "runtime",
     "userns_mode",
     "uts",
+    "cgroup",
+    "cgroup_parent",
+    "storage_opt",
+    "device_cgroup_rules",
+    "blkio_config",
     "volumes_from",
+    "gpus",
+    "label_file",
+    "attach",
+    "develop",
+    "isolation",
+    "credential_spec",
+    "cpu_count",
+    "cpu_percent",
+    // Applied when the stack's files are assembled (`desired::assemble`).
+    "extends",
+    "profiles",
+    "secrets",
+    "configs",
+    // Read with `deploy.replicas` (service/replicas.rs).
+    "scale",
 ];
+/// Compose keys the reconciler refuses, each with the reason a user needs to act on.
+const SERVICE_REFUSED: &[(&str, &str)] = &[
+    ("annotations", "Docker Engine 20.10 (API 1.41, which the reconciler speaks) cannot set OCI annotations (they need API 1.43), and runtimes act on them, so they are not dropped silently"),
+    ("mac_address", "Docker Engine 20.10 (API 1.41) takes a MAC address only in a container field the reconciler's engine client (bollard 0.21) no longer sends; a fixed address would be silently lost"),
+    ("post_start", "lifecycle hooks are not run by the reconciler yet; run the command from the image's entrypoint instead"),
+    ("pre_stop", "lifecycle hooks are not run by the reconciler yet; handle the stop signal (stop_signal, stop_grace_period) in the service instead"),
+    ("use_api_socket", "it hands the container the Docker API socket and the user's registry credentials; bind the socket explicitly (the host must allow it with --allow docker-socket)"),
+    ("provider", "the service's lifecycle is delegated to a Compose plugin binary, which the reconciler does not run"),
+    ("models", "AI models are served by Docker Model Runner through Compose, which the reconciler does not drive"),
+];
+/// Compose keys outside our subset: named as unsupported rather than as typos.
+const SERVICE_UNSUPPORTED: &[&str] = &[];
 
 impl Cx<'_> {
     /// Report keys of a mapping that are not in `allowed` (and not `x-*`).
@@ -165,6 +177,15 @@ impl Cx<'_> {
             }
         }
         for (k, _) in entries {
+            if let Some((key, reason)) =
+                SERVICE_REFUSED.iter().find(|(key, _)| *key == k.key_text())
+            {
+                self.problem(
+                    k,
+                    &join(path, key),
+                    format!("'{key}' is not supported: {reason}"),
+                );
+            }
             if SERVICE_UNSUPPORTED.contains(&k.key_text()) {
                 self.problem(
                     k,
@@ -185,6 +206,7 @@ impl Cx<'_> {
             .iter()
             .chain(&["build"])
             .copied()
+            .chain(SERVICE_REFUSED.iter().map(|(key, _)| *key))
             .collect();
         self.check_keys_refusing(entries, path, &allowed, &refused);
     }

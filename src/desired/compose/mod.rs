@@ -9,14 +9,18 @@ mod ip;
 mod keys;
 mod networks_volumes;
 mod parse;
+mod references;
+#[cfg(test)]
+mod runtime_keys_tests;
+mod secrets_configs;
 mod service;
 #[cfg(test)]
 mod tests;
 mod values;
 
 pub use parse::{
-    parse_bytes, parse_device, parse_duration, parse_port, parse_short_mount, shell_split,
-    MAX_DURATION,
+    parse_bytes, parse_device, parse_duration, parse_mode, parse_port, parse_short_mount,
+    shell_split, MAX_DURATION,
 };
 
 use super::error::Problem;
@@ -43,6 +47,40 @@ pub trait StackFiles {
     fn digest(&self, rel: &str) -> Result<String, String>;
     /// Whether a path the file names exists at all (an optional `env_file` may be absent).
     fn exists(&self, rel: &str) -> bool;
+    /// A relative bind source: checked as [`resolve`](Self::resolve) does when it exists; when
+    /// it does not, accepted (Compose creates it, empty) if what exists of its path is folders
+    /// inside the stack folder. By default, only what [`resolve`](Self::resolve) accepts.
+    fn bind_source(&self, rel: &str) -> Result<BindSource, String> {
+        let rel = self.resolve(rel)?;
+        Ok(BindSource {
+            real: rel.clone(),
+            rel,
+            exists: true,
+        })
+    }
+}
+
+/// Where a relative bind source is in the stack folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindSource {
+    /// Normalized as written (`data/db`); `.` for the stack folder itself.
+    pub rel: String,
+    /// The same path with the links inside the stack folder followed (`alias/db` with
+    /// `alias -> data` is `data/db`): where the stack's data folder keeps it.
+    pub real: String,
+    /// Whether the repository has it.
+    pub exists: bool,
+}
+
+/// One of the files a stack is made of, by [`Node::file`](crate::desired::yaml::Node::file).
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// As messages name it: `folder/compose.override.yaml`.
+    pub shown: String,
+    /// The folder its relative paths are resolved from, relative to the stack folder.
+    pub dir: String,
+    /// Which set of variables interpolates it.
+    pub vars: usize,
 }
 
 pub struct StackParts {
@@ -62,7 +100,31 @@ pub fn convert(
     vars: &Variables,
     files: &dyn StackFiles,
 ) -> Result<StackParts, Vec<Problem>> {
-    let mut cx = Cx::new(file, vars, files);
+    finish(Cx::new(file, vars, files), doc, project, &BTreeMap::new())
+}
+
+/// Convert a stack assembled from several files ([`crate::desired::assemble`]).
+pub fn convert_assembled(
+    assembled: &crate::desired::assemble::Assembled,
+    project: &str,
+    files: &dyn StackFiles,
+) -> Result<StackParts, Vec<Problem>> {
+    let cx = Cx::with_sources(
+        &assembled.sources[0].shown,
+        &assembled.sources,
+        &assembled.var_sets,
+        files,
+    );
+    finish(cx, &assembled.doc, project, &assembled.inactive)
+}
+
+fn finish(
+    mut cx: Cx,
+    doc: &Node,
+    project: &str,
+    inactive: &BTreeMap<String, Vec<String>>,
+) -> Result<StackParts, Vec<Problem>> {
+    cx.inactive = inactive.clone();
     let parts = cx.stack(doc, project);
     let (mut parts, warnings) = cx.finish(parts)?;
     parts.warnings = warnings;
@@ -91,6 +153,8 @@ impl Cx<'_> {
             return parts;
         };
         self.check_top_keys(top);
+        // First: a secret's value is hidden from every message from here on.
+        self.file_defs(doc);
 
         if let Some(n) = doc.get("name") {
             parts.name = self.string(n, "name");
@@ -108,6 +172,8 @@ impl Cx<'_> {
             ),
             Some(services) => {
                 parts.services = self.services(services, &parts.volumes, &parts.networks);
+                self.share_written_folders(&mut parts.services);
+                self.resolve_service_references(doc, &project, &mut parts.services);
             }
         }
         self.check_dependencies(doc, &mut parts.services);

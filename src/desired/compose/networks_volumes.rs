@@ -34,7 +34,7 @@ impl Cx<'_> {
     /// Top-level `volumes:`: each named `{project}_{key}` unless it names itself or is external.
     pub(super) fn volumes(&mut self, node: &Node, project: &str) -> BTreeMap<String, VolumeDef> {
         let mut out = BTreeMap::new();
-        for (k, v) in self.resources(node, "volumes") {
+        for (k, v) in self.resource_entries(node, "volumes") {
             let key = k.key_text().to_string();
             let path = join("volumes", &key);
             let identity = self.identity(v, &path, &key, project);
@@ -99,7 +99,7 @@ impl Cx<'_> {
 
     fn declared_networks(&mut self, node: &Node, project: &str) -> BTreeMap<String, NetworkDef> {
         let mut out = BTreeMap::new();
-        for (k, v) in self.resources(node, "networks") {
+        for (k, v) in self.resource_entries(node, "networks") {
             let key = k.key_text().to_string();
             let path = join("networks", &key);
             let identity = self.identity(v, &path, &key, project);
@@ -247,7 +247,7 @@ impl Cx<'_> {
     }
 
     /// The entries of a top-level `volumes:` or `networks:` (`None` values included).
-    fn resources<'n>(&mut self, node: &'n Node, key: &str) -> &'n [(Node, Node)] {
+    fn resource_entries<'n>(&mut self, node: &'n Node, key: &str) -> &'n [(Node, Node)] {
         match node.value {
             Value::Null => &[],
             _ => self.map(node, key).unwrap_or(&[]),

@@ -62,6 +62,30 @@ pub fn parse_bytes(s: &str) -> Option<i64> {
     Some((value * factor) as i64)
 }
 
+/// A file mode as Compose reads one: a YAML number in any base Go's YAML reader takes (`0440`
+/// and `0o440` are octal, `288` decimal), or a quoted string, which is octal.
+pub fn parse_mode(text: &str, plain: bool) -> Option<u32> {
+    let text = text.trim();
+    let octal = |digits: &str| {
+        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| u32::from_str_radix(digits, 8).ok())
+            .flatten()
+    };
+    if let Some(digits) = text.strip_prefix("0o") {
+        return octal(digits);
+    }
+    if !plain {
+        return octal(text);
+    }
+    if let Some(digits) = text.strip_prefix("0x") {
+        return u32::from_str_radix(digits, 16).ok();
+    }
+    if text.len() > 1 && text.starts_with('0') {
+        return octal(text);
+    }
+    text.parse().ok()
+}
+
 /// Split a command string into words as a POSIX shell would (quotes and backslashes only).
 pub fn shell_split(s: &str) -> Option<Vec<String>> {
     let mut words = Vec::new();
@@ -141,6 +165,14 @@ pub fn parse_port(text: &str) -> Result<Vec<PortSpec>, String> {
     };
     let host_ip = host_ip.filter(|ip| !ip.is_empty());
     match hosts {
+        // One container port, a range of host ports: the engine binds a free one of them, so
+        // replicas of a service each get their own (`8000-8002:80`), as with Compose.
+        Some(hosts) if targets.len() == 1 && hosts.len() > 1 => Ok(vec![PortSpec {
+            host_ip,
+            published: published.map(str::to_string),
+            target: targets[0],
+            protocol,
+        }]),
         Some(hosts) if hosts.len() != targets.len() && hosts.len() != 1 => {
             Err("host and container port ranges differ in length".into())
         }
@@ -238,6 +270,7 @@ pub fn parse_short_mount(text: &str) -> Result<MountSpec, String> {
         repo_relative: None,
         tmpfs_size: None,
         no_copy: mode.split(',').any(|f| f == "nocopy"),
+        shared_data: false,
         options,
     })
 }

@@ -426,6 +426,14 @@ fn port_ranges_expand_to_one_port_each() {
 }
 
 #[test]
+fn a_host_port_range_for_one_container_port_stays_a_range_for_the_engine_to_pick_from() {
+    assert_eq!(
+        ports(&["127.0.0.1:8000-8002:80"]),
+        [port(Some("127.0.0.1"), Some("8000-8002"), 80, "tcp")]
+    );
+}
+
+#[test]
 fn an_ipv6_host_address_is_written_in_brackets() {
     assert_eq!(
         ports(&["[::1]:8080:80"]),
@@ -500,6 +508,7 @@ fn mount(kind: MountKind, source: Option<&str>, target: &str, read_only: bool) -
         repo_relative: None,
         tmpfs_size: None,
         no_copy: false,
+        shared_data: false,
         options: Default::default(),
     }
 }
@@ -608,13 +617,15 @@ fn a_bind_from_the_home_folder_is_refused() {
 }
 
 #[test]
-fn a_relative_bind_that_leaves_the_stack_folder_or_does_not_exist_is_refused() {
+fn a_relative_bind_that_leaves_the_stack_folder_is_refused() {
     let repo = Repo::new();
     repo.write("other/secret", "x");
+    std::os::unix::fs::symlink("../other", repo.stack_dir().join("out")).unwrap();
+    repo.write("web/app.conf", "x");
     let problems = repo.problems(&web(
-        "image: web:1\nvolumes:\n  - ../other/secret:/secret\n  - ./absent:/absent",
+        "image: web:1\nvolumes:\n  - ../other/secret:/secret\n  - ./out/new:/new\n  - ./app.conf/new:/x",
     ));
-    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert_eq!(problems.len(), 3, "{problems:#?}");
     assert_eq!(
         (problems[0].line, problems[0].key.as_str()),
         (5, "services.web.volumes[0]")
@@ -624,12 +635,85 @@ fn a_relative_bind_that_leaves_the_stack_folder_or_does_not_exist_is_refused() {
         "{}",
         problems[0]
     );
+    // A missing source is created in the data folder: not through a link out, nor under a file.
     assert_eq!(problems[1].key, "services.web.volumes[1]");
     assert!(
-        problems[1].message.contains("does not exist"),
+        problems[1]
+            .message
+            .contains("'out' is a symlink that leaves"),
         "{}",
         problems[1]
     );
+    assert!(
+        problems[2]
+            .message
+            .contains("cannot be created: 'app.conf' is not a folder"),
+        "{}",
+        problems[2]
+    );
+}
+
+#[test]
+fn a_relative_bind_source_git_does_not_have_is_accepted_and_points_to_the_data_folder() {
+    let repo = Repo::new();
+    let text = web("image: web:1\nvolumes:\n  - ./data/db:/var/lib/db\n  - ./absent:/seen:ro");
+    let s = repo.service(&text);
+    let (seen, db) = (&s.spec.mounts[0], &s.spec.mounts[1]);
+    assert_eq!(db.repo_relative.as_deref(), Some("data/db"));
+    assert!(db.in_data_folder() && !db.read_only);
+    // Read-only, a missing source is an empty folder too, in the data folder (as Compose does).
+    assert_eq!(seen.repo_relative.as_deref(), Some("absent"));
+    assert!(seen.shared_data && seen.in_data_folder());
+    assert_eq!(s.repo_binds, ["data/db", "absent"]);
+    // The day git has it, the service changes: its tracked files are written there.
+    repo.write("web/data/db/seed.sql", "create table t;\n");
+    let tracked = repo.service(&text);
+    assert_ne!(tracked.spec.mounted_content, s.spec.mounted_content);
+}
+
+#[test]
+fn a_writable_bind_points_to_the_data_folder_by_its_real_path() {
+    let repo = Repo::new();
+    repo.write("web/data/pg/.keep", "");
+    std::os::unix::fs::symlink("data", repo.stack_dir().join("alias")).unwrap();
+    let s = repo.service(&web(
+        "image: web:1\nvolumes:\n  - ./alias/pg:/var/lib/pg\n  - ./alias/new:/new",
+    ));
+    let (new, pg) = (&s.spec.mounts[0], &s.spec.mounts[1]);
+    assert_eq!(pg.source.as_deref(), Some("./alias/pg"));
+    assert_eq!(pg.repo_relative.as_deref(), Some("data/pg"));
+    assert_eq!(new.repo_relative.as_deref(), Some("data/new"));
+    assert!(pg.in_data_folder() && new.in_data_folder());
+}
+
+#[test]
+fn a_read_only_bind_of_a_folder_a_service_writes_shares_the_data_folder() {
+    let repo = Repo::new();
+    repo.write("web/uploads/.keep", "");
+    repo.write("web/conf/site.conf", "x");
+    let parts = repo.parts(
+        "services:\n  app:\n    image: app:1\n    volumes: [\"./uploads:/srv/uploads\"]\n  web:\n    image: web:1\n    volumes: [\"./uploads:/usr/share/uploads:ro\", \"./conf:/etc/web:ro\", \".:/all:ro\"]\n",
+    );
+    let web = &parts.services["web"].spec.mounts;
+    let by_target = |t: &str| web.iter().find(|m| m.target == t).unwrap();
+    assert!(by_target("/usr/share/uploads").in_data_folder());
+    assert!(by_target("/all").in_data_folder(), "it holds ./uploads");
+    let conf = by_target("/etc/web");
+    assert!(
+        !conf.in_data_folder(),
+        "a plain repository folder is the revision's copy"
+    );
+    assert!(!conf.shared_data);
+    assert!(parts.services["app"].spec.mounts[0].in_data_folder());
+}
+
+#[test]
+fn a_read_only_bind_of_repository_files_keeps_its_spec_hash() {
+    let repo = Repo::new();
+    repo.write("web/conf/site.conf", "x");
+    let s = repo.service(&web("image: web:1\nvolumes:\n  - ./conf:/etc/web:ro"));
+    let json = serde_json::to_string(&s.spec).unwrap();
+    assert!(!json.contains("shared_data"), "{json}");
 }
 
 #[test]
@@ -1151,7 +1235,7 @@ fn an_unknown_key_without_a_close_match_lists_only_the_supported_keys() {
         "{p}"
     );
     // Keys that are refused must not be offered as allowed.
-    for refused in ["build", "device_cgroup_rules", "sysctls"] {
+    for refused in ["build", "annotations", "mac_address"] {
         assert!(!p.message.contains(refused), "{refused} offered in: {p}");
     }
 }
@@ -1167,11 +1251,11 @@ fn build_is_refused_with_a_hint_to_use_a_registry() {
 
 #[test]
 fn a_compose_key_outside_the_subset_is_named_as_unsupported() {
-    let p = problem(&web("image: web:1\nsysctls:\n  - net.core.somaxconn=1024"));
-    assert_eq!((p.line, p.key.as_str()), (4, "services.web.sysctls"));
-    assert_eq!(
-        p.message,
-        "'sysctls' is a Compose key the reconciler does not support"
+    let p = problem(&web("image: web:1\nannotations:\n  com.example.foo: bar"));
+    assert_eq!((p.line, p.key.as_str()), (4, "services.web.annotations"));
+    assert!(
+        p.message.starts_with("'annotations' is not supported: "),
+        "{p}"
     );
 }
 
@@ -1224,11 +1308,11 @@ fn a_device_changes_the_hash_and_no_device_leaves_it_as_before() {
 
 #[test]
 fn an_unsupported_top_level_section_is_named() {
-    let p = problem("services:\n  web:\n    image: web:1\nsecrets:\n  db:\n    file: ./db.txt\n");
-    assert_eq!((p.line, p.key.as_str()), (4, "secrets"));
+    let p = problem("services:\n  web:\n    image: web:1\nmodels:\n  llm:\n    model: ai/x\n");
+    assert_eq!((p.line, p.key.as_str()), (4, "models"));
     assert_eq!(
         p.message,
-        "top-level 'secrets' is not supported by the reconciler"
+        "top-level 'models' is not supported by the reconciler"
     );
 }
 
@@ -1695,6 +1779,40 @@ fn a_label_whose_name_looks_secret_is_a_secret_field() {
         .label_spec()
         .to_string()
         .contains("literal-token-value-123"));
+}
+
+// ---- replicas ------------------------------------------------------------------------------
+
+#[test]
+fn replicas_come_from_deploy_replicas_or_scale_and_default_to_one() {
+    assert_eq!(service(&web("image: web:1")).replicas, 1);
+    assert_eq!(
+        service(&web("image: web:1\ndeploy:\n  replicas: 3")).replicas,
+        3
+    );
+    assert_eq!(service(&web("image: web:1\nscale: 2")).replicas, 2);
+    assert_eq!(
+        service(&web("image: web:1\nscale: 0\ndeploy: {replicas: 0}")).replicas,
+        0
+    );
+}
+
+#[test]
+fn the_replica_count_is_not_part_of_the_spec_so_scaling_recreates_nothing() {
+    let one = service(&web("image: web:1"));
+    let three = service(&web("image: web:1\ndeploy:\n  replicas: 3"));
+    assert_eq!(one.spec_hash(), three.spec_hash());
+}
+
+#[test]
+fn scale_and_deploy_replicas_that_differ_are_refused_in_composes_words_at_the_scale_line() {
+    let p = problem(&web("image: web:1\nscale: 2\ndeploy:\n  replicas: 3"));
+    assert_eq!((p.key.as_str(), p.line), ("services.web.scale", 4));
+    assert!(
+        p.message
+            .starts_with("can't set distinct values on 'scale' and 'deploy.replicas'"),
+        "{p}"
+    );
 }
 
 mod deploy;

@@ -140,7 +140,7 @@ impl Cx<'_> {
                 for (i, item) in items.iter().enumerate() {
                     let path = format!("{key}[{i}]");
                     if let Value::Scalar { text: raw, .. } = &item.value {
-                        if self.takes_secret(raw_key(raw)) {
+                        if self.takes_secret(item, raw_key(raw)) {
                             // Only values are masked: a key (`X_${TOKEN}=1`, a label without
                             // `=`) is shown and stored as it is.
                             self.problem(item, &path, SECRET_IN_KEY);
@@ -176,16 +176,17 @@ impl Cx<'_> {
         out
     }
 
-    /// Whether interpolating `raw` would use a host-local or secret-looking variable.
-    pub(super) fn takes_secret(&self, raw: &str) -> bool {
+    /// Whether interpolating `raw` (written in `node`'s file) would use a host-local or secret-looking variable.
+    pub(super) fn takes_secret(&self, node: &Node, raw: &str) -> bool {
         if !raw.contains('$') {
             return false;
         }
-        let lookup = |name: &str| self.vars.values.get(name).cloned();
+        let vars = self.vars_for(node);
+        let lookup = |name: &str| vars.values.get(name).cloned();
         interpolate(raw, &lookup).is_ok_and(|out| {
             out.used
                 .iter()
-                .any(|v| self.vars.host_local.contains(v) || is_secret_key(v))
+                .any(|v| vars.host_local.contains(v) || is_secret_key(v))
         })
     }
 

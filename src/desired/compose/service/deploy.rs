@@ -4,8 +4,9 @@
 //! saying they are ignored, as Compose ignores them.
 
 use crate::desired::compose::{join, Cx};
-use crate::desired::model::{DeviceRequestSpec, Service, UpdateOrder};
+use crate::desired::model::{GpuRequest, Service, UpdateOrder};
 use crate::desired::yaml::{Node, Value};
+use std::collections::BTreeMap;
 
 const DEPLOY_KEYS: &[&str] = &[
     "mode",
@@ -102,7 +103,14 @@ impl Cx<'_> {
         }
         if let Some(p) = node.get("pids") {
             let pids = self.integer::<i64>(p, &join(key, "pids"));
-            spec.pids_limit = self.one_value(p, key, "pids_limit", "pids", spec.pids_limit, pids);
+            spec.resources.pids_limit = self.one_value(
+                p,
+                key,
+                "pids_limit",
+                "pids",
+                spec.resources.pids_limit,
+                pids,
+            );
         }
     }
 
@@ -142,8 +150,8 @@ impl Cx<'_> {
         self.check_keys(fields, key, RESERVATION_KEYS);
         if let Some(m) = node.get("memory") {
             let bytes = self.bytes(m, &join(key, "memory"));
-            let current = service.spec.mem_reservation;
-            service.spec.mem_reservation =
+            let current = service.spec.resources.mem_reservation;
+            service.spec.resources.mem_reservation =
                 self.one_value(m, key, "mem_reservation", "memory", current, bytes);
         }
         for field in ["cpus", "generic_resources"] {
@@ -174,15 +182,23 @@ impl Cx<'_> {
     }
 
     /// One `devices` reservation: which devices (by count or ids) with which capabilities.
-    fn device_request(&mut self, node: &Node, key: &str) -> Option<DeviceRequestSpec> {
+    fn device_request(&mut self, node: &Node, key: &str) -> Option<GpuRequest> {
         let fields = self.map(node, key)?;
         self.check_keys(fields, key, DEVICE_KEYS);
-        let mut request = DeviceRequestSpec::default();
+        let mut request = GpuRequest {
+            driver: None,
+            count: None,
+            device_ids: Vec::new(),
+            capabilities: Vec::new(),
+            options: BTreeMap::new(),
+        };
         match node.get("capabilities") {
             Some(c) => {
                 request.capabilities = self
                     .string_or_list(c, &join(key, "capabilities"))
                     .unwrap_or_default();
+                request.capabilities.sort();
+                request.capabilities.dedup();
             }
             None => {
                 self.problem(

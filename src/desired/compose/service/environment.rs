@@ -36,15 +36,16 @@ impl Cx<'_> {
         env: &mut BTreeMap<String, String>,
         secret_env: &mut BTreeSet<String>,
     ) {
+        let vars = self.vars_for(node);
         for (k, v, _) in self.key_values(node, key) {
             // `KEY` without a value takes it from the stack's variables, as Compose takes it
             // from the shell; unset means the key is left out.
             let value = match v {
                 Some(t) => Some(t),
-                None => self.vars.values.get(&k).map(|value| Text {
+                None => vars.values.get(&k).map(|value| Text {
                     value: value.clone(),
-                    secret: self.vars.host_local.contains(&k),
-                    sensitive: self.vars.host_local.contains(&k) || is_secret_key(&k),
+                    secret: vars.host_local.contains(&k),
+                    sensitive: vars.host_local.contains(&k) || is_secret_key(&k),
                 }),
             };
             if let Some(t) = value {
@@ -87,7 +88,7 @@ impl Cx<'_> {
         }
     }
 
-    fn env_files(&mut self, node: &Node, key: &str, env: &mut BTreeMap<String, String>) {
+    pub(super) fn env_files(&mut self, node: &Node, key: &str, env: &mut BTreeMap<String, String>) {
         let items: Vec<(String, bool, &Node)> = match &node.value {
             Value::Seq(items) => items
                 .iter()
@@ -115,6 +116,7 @@ impl Cx<'_> {
                 .unwrap_or_default(),
         };
         for (path, required, item) in items {
+            let path = self.path_from(item, &path);
             let rel = match self.files.resolve(&path) {
                 Ok(rel) => rel,
                 // An optional file may be absent; one that leaves the folder is refused anyway.

@@ -1,13 +1,20 @@
 //! One service of the stack: its keys are read in a fixed order (problems keep that order within
 //! a line), each group by its own file; the keys that take a few lines each are read here.
 
+mod addressing;
+mod confinement;
 mod deploy;
 mod devices;
 mod environment;
+mod files;
 mod healthcheck;
 mod mounts;
 mod networks;
 mod ports;
+mod replicas;
+mod resources;
+mod runtime_keys;
+mod storage;
 mod x_reconciler;
 
 use super::{join, ms, Cx};
@@ -50,6 +57,7 @@ impl Cx<'_> {
             health_timeout: Duration::from_secs(60),
             min_ready: Duration::from_secs(5),
             http_probe: None,
+            replicas: 1,
             secret_env: container.secret_env,
             secret_fields: BTreeSet::new(),
             label_key: LabelKey::default(),
@@ -61,6 +69,7 @@ impl Cx<'_> {
         };
         self.ordering_and_rollout(node, &path, &mut service);
         self.finish_service(node, &path, &mut service);
+        self.check_resource_conflicts(node, &path, &service.spec);
         (self.problems_kept() == before).then_some(service)
     }
 
@@ -88,7 +97,8 @@ impl Cx<'_> {
         if let Some(n) = node.get("ports") {
             spec.ports = self.ports(n, &key("ports"));
         }
-        let repo_binds = self.service_volumes(node, path, volumes, &mut spec);
+        let mut repo_binds = self.service_volumes(node, path, volumes, &mut spec);
+        self.service_files(node, path, &mut spec, &mut repo_binds);
         match node.get("networks") {
             Some(n) => {
                 let joined = self.service_networks(n, &key("networks"), networks);
@@ -110,6 +120,7 @@ impl Cx<'_> {
         }
         self.process_options(node, path, &mut spec);
         self.host_access(node, path, &mut spec);
+        self.runtime_keys(node, path, &mut spec);
         Container {
             spec,
             pull_policy,
@@ -136,6 +147,13 @@ impl Cx<'_> {
                 let image = self.string(n, &key)?;
                 if image.is_empty() || image.contains(char::is_whitespace) {
                     self.problem(n, &key, format!("'{image}' is not an image reference"));
+                } else if image.ends_with(':') || image.contains(":@") {
+                    // Usually a variable that is not set: `web:${TAG}`.
+                    self.problem(
+                        n,
+                        &key,
+                        format!("'{image}' is not an image reference: the tag after ':' is empty"),
+                    );
                 }
                 Some(image)
             }
@@ -343,6 +361,7 @@ impl Cx<'_> {
         if let Some(n) = node.get("x-reconciler") {
             self.x_reconciler(n, &key("x-reconciler"), service);
         }
+        self.replicas(node, path, service);
     }
 
     /// Lines of entries and secret-holding keys gathered while reading, and the one check that

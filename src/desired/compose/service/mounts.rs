@@ -27,6 +27,12 @@ impl Cx<'_> {
         if !repo_binds.is_empty() {
             let mut digests = Vec::new();
             for rel in &repo_binds {
+                // A source git does not have is a folder created empty: it changes the
+                // service when git starts to have it.
+                if !self.files.exists(rel) {
+                    digests.push(format!("{rel}=absent"));
+                    continue;
+                }
                 match self.files.digest(rel) {
                     Ok(d) => digests.push(format!("{rel}={d}")),
                     Err(e) => self.problem(node, &key, e),
@@ -119,6 +125,8 @@ impl Cx<'_> {
     }
 
     /// A relative bind source becomes `./` + its path inside the repository; `~` is refused.
+    /// A writable one, or one git does not have, points to the stack's data folder (see
+    /// [`MountSpec::in_data_folder`]), by its real path.
     fn bind_source(
         &mut self,
         item: &Node,
@@ -129,11 +137,16 @@ impl Cx<'_> {
         let source = mount.source.clone().unwrap_or_default();
         // Short form binds start with `.`; a long-form `source: conf/x` is relative too.
         if !source.starts_with('/') && !source.starts_with('~') {
-            match self.files.resolve(&source) {
-                Ok(rel) => {
-                    repo_binds.push(rel.clone());
-                    mount.source = Some(format!("./{rel}"));
-                    mount.repo_relative = Some(rel);
+            match self.files.bind_source(&self.path_from(item, &source)) {
+                Ok(found) => {
+                    repo_binds.push(found.rel.clone());
+                    mount.source = Some(format!("./{}", found.rel));
+                    mount.shared_data = mount.read_only && !found.exists;
+                    mount.repo_relative = Some(if mount.read_only && found.exists {
+                        found.rel
+                    } else {
+                        found.real
+                    });
                 }
                 Err(e) => {
                     self.problem(item, k, e);
@@ -208,6 +221,7 @@ impl Cx<'_> {
             repo_relative: None,
             tmpfs_size: None,
             no_copy: false,
+            shared_data: false,
             options: MountOptions::default(),
         };
         let before = self.problems_kept();
@@ -364,5 +378,48 @@ fn type_name(kind: MountKind) -> &'static str {
         MountKind::Volume => "volume",
         MountKind::Bind => "bind",
         MountKind::Tmpfs => "tmpfs",
+    }
+}
+
+impl Cx<'_> {
+    /// A read-only bind of a folder that a service of the stack writes (the same folder, or one
+    /// that holds it) sees the data folder too, as it would in a checkout: a web server serving
+    /// what the application uploads.
+    pub(in crate::desired::compose) fn share_written_folders(
+        &mut self,
+        services: &mut BTreeMap<String, crate::desired::model::Service>,
+    ) {
+        let written: Vec<String> = services
+            .values()
+            .flat_map(|s| &s.spec.mounts)
+            .filter(|m| m.in_data_folder() && !m.read_only)
+            .filter_map(|m| m.repo_relative.clone())
+            .collect();
+        let holds = |outer: &str, inner: &str| {
+            outer == "."
+                || inner == outer
+                || inner
+                    .strip_prefix(outer)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        for service in services.values_mut() {
+            for mount in service.spec.mounts.iter_mut() {
+                if mount.in_data_folder() || mount.repo_relative.is_none() {
+                    continue;
+                }
+                let Some(real) = mount
+                    .source
+                    .as_deref()
+                    .and_then(|source| self.files.bind_source(source).ok())
+                    .map(|found| found.real)
+                else {
+                    continue;
+                };
+                if written.iter().any(|w| holds(&real, w)) {
+                    mount.shared_data = true;
+                    mount.repo_relative = Some(real);
+                }
+            }
+        }
     }
 }

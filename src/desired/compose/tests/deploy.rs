@@ -75,7 +75,7 @@ fn an_unknown_restart_condition_is_an_error() {
 #[test]
 fn reservations_give_a_soft_memory_limit_and_ignore_cpus_with_a_warning() {
     let body = "image: web:1\ndeploy:\n  resources:\n    reservations:\n      memory: 64m\n      cpus: '0.25'";
-    assert_eq!(spec(body).mem_reservation, Some(64 * 1024 * 1024));
+    assert_eq!(spec(body).resources.mem_reservation, Some(64 * 1024 * 1024));
     assert!(warnings(body)
         .iter()
         .any(|w| w.contains("reservations.cpus: 'cpus' is ignored")));
@@ -84,7 +84,7 @@ fn reservations_give_a_soft_memory_limit_and_ignore_cpus_with_a_warning() {
 #[test]
 fn limits_pids_is_the_containers_pids_limit() {
     let s = spec("image: web:1\ndeploy:\n  resources:\n    limits:\n      pids: 100");
-    assert_eq!(s.pids_limit, Some(100));
+    assert_eq!(s.resources.pids_limit, Some(100));
 }
 
 #[test]
@@ -106,25 +106,29 @@ fn a_limit_given_twice_with_distinct_values_is_refused_as_compose_refuses_it() {
 #[test]
 fn device_reservations_become_device_requests_with_compose_defaults() {
     let s = spec("image: web:1\ndeploy:\n  resources:\n    reservations:\n      devices:\n        - capabilities: [gpu]\n          driver: nvidia\n        - capabilities: [gpu, utility]\n          device_ids: ['0', '3']\n        - capabilities: [gpu]\n          count: 2\n          options:\n            virtualization: 'false'");
+    let request = |capabilities: &[&str]| GpuRequest {
+        driver: None,
+        count: None,
+        device_ids: vec![],
+        capabilities: strings(capabilities),
+        options: BTreeMap::new(),
+    };
     assert_eq!(
         s.device_requests,
         vec![
-            DeviceRequestSpec {
-                capabilities: strings(&["gpu"]),
+            GpuRequest {
                 driver: Some("nvidia".into()),
                 count: Some(-1),
-                ..Default::default()
+                ..request(&["gpu"])
             },
-            DeviceRequestSpec {
-                capabilities: strings(&["gpu", "utility"]),
+            GpuRequest {
                 device_ids: strings(&["0", "3"]),
-                ..Default::default()
+                ..request(&["gpu", "utility"])
             },
-            DeviceRequestSpec {
-                capabilities: strings(&["gpu"]),
+            GpuRequest {
                 count: Some(2),
                 options: env(&[("virtualization", "false")]),
-                ..Default::default()
+                ..request(&["gpu"])
             },
         ]
     );
@@ -171,7 +175,7 @@ fn a_replicated_mode_is_said_nothing_about() {
 fn deploy_fields_left_out_keep_the_hash_of_a_spec_without_them() {
     let before = hash(&web("image: web:1"));
     let spec = spec("image: web:1");
-    assert_eq!(spec.mem_reservation, None);
+    assert_eq!(spec.resources.mem_reservation, None);
     assert!(spec.device_requests.is_empty());
     let json = serde_json::to_string(&spec).unwrap();
     for field in [

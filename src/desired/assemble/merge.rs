@@ -1,0 +1,395 @@
+//! Compose's merge rules on YAML trees: an override file onto its base, a service onto the one it
+//! `extends`. Mappings merge key by key; sequences append; `command`, `entrypoint` and
+//! `healthcheck.test` are replaced; `volumes`, `secrets`, `configs` and `ports` keep one entry
+//! per unique key; key=value lists (`environment`, `labels`, ...) merge as mappings.
+//!
+//! Nodes keep their line and file, so a problem in a merged value still names where it was written.
+
+use crate::desired::interpolate::raw_key;
+use crate::desired::yaml::{Node, Value};
+
+/// Service keys whose value the later file replaces whole.
+const REPLACED: &[&str] = &["command", "entrypoint"];
+/// Service keys written as a mapping or a `KEY=VALUE` list: merged as mappings.
+const KEY_VALUE: &[&str] = &["environment", "labels", "sysctls", "annotations"];
+/// Service keys written as a mapping or a list of names: merged as mappings.
+const NAMED: &[&str] = &["depends_on", "networks"];
+/// Service keys whose list entries are unique by a key: a later entry replaces an earlier one.
+const UNIQUE: &[&str] = &["volumes", "secrets", "configs", "ports", "devices"];
+
+/// `over` merged onto `base`, both whole Compose documents.
+pub fn merge_documents(base: Node, over: Node) -> Node {
+    merge_at(&[], base, over, &|path, base, over| {
+        if path.len() == 2 && path[0] == "services" {
+            Ok(merge_service(base, over))
+        } else {
+            Err((base, over))
+        }
+    })
+}
+
+/// A service definition `over` merged onto `base` (the service it extends, or its definition in
+/// an earlier file).
+pub fn merge_service(base: Node, over: Node) -> Node {
+    merge_at(&[], base, over, &|path, base, over| {
+        let key = path[0];
+        match path.len() {
+            1 if REPLACED.contains(&key) => Ok(over),
+            2 if key == "healthcheck" && path[1] == "test" => Ok(over),
+            1 if KEY_VALUE.contains(&key) => {
+                Ok(merge_plain(key_value_map(base), key_value_map(over)))
+            }
+            1 if NAMED.contains(&key) => Ok(merge_plain(named_map(base), named_map(over))),
+            1 if UNIQUE.contains(&key) => Ok(merge_unique(key, base, over)),
+            _ => Err((base, over)),
+        }
+    })
+}
+
+/// A special rule for the key at `path` (never empty): the merged node, or both nodes back for
+/// the default rules.
+type Rule<'r> = dyn Fn(&[&str], Node, Node) -> Result<Node, (Node, Node)> + 'r;
+
+fn merge_at(path: &[&str], base: Node, over: Node, rule: &Rule) -> Node {
+    let (base, over) = if path.is_empty() {
+        (base, over)
+    } else {
+        match rule(path, base, over) {
+            Ok(merged) => return merged,
+            Err(both) => both,
+        }
+    };
+    merge_default(path, base, over, rule)
+}
+
+/// Mappings merge key by key, sequences append, anything else is replaced by `over`.
+fn merge_default(path: &[&str], base: Node, over: Node, rule: &Rule) -> Node {
+    match (base.value, over.value) {
+        (Value::Map(base_entries), Value::Map(over_entries)) => {
+            let mut entries = base_entries;
+            for (k, v) in over_entries {
+                match entries
+                    .iter()
+                    .position(|(bk, _)| bk.key_text() == k.key_text())
+                {
+                    Some(i) => {
+                        let (bk, bv) = entries.remove(i);
+                        let mut child = path.to_vec();
+                        child.push(k.key_text());
+                        let merged = merge_at(&child, bv, v, rule);
+                        entries.insert(i, (bk, merged));
+                    }
+                    None => entries.push((k, v)),
+                }
+            }
+            Node {
+                value: Value::Map(entries),
+                ..base_header(base.line, base.file)
+            }
+        }
+        (Value::Seq(mut items), Value::Seq(more)) => {
+            for item in more {
+                if !items.contains(&item) {
+                    items.push(item);
+                }
+            }
+            Node {
+                value: Value::Seq(items),
+                ..base_header(base.line, base.file)
+            }
+        }
+        (base_value, over_value) => {
+            // A scalar and a one-item list mean the same for list keys (`dns: 1.1.1.1`).
+            if let (Value::Seq(mut items), scalar @ Value::Scalar { .. }) =
+                (base_value.clone(), over_value.clone())
+            {
+                let item = Node {
+                    line: over.line,
+                    file: over.file,
+                    value: scalar,
+                };
+                if !items.contains(&item) {
+                    items.push(item);
+                }
+                return Node {
+                    value: Value::Seq(items),
+                    ..base_header(base.line, base.file)
+                };
+            }
+            Node {
+                line: over.line,
+                file: over.file,
+                value: over_value,
+            }
+        }
+    }
+}
+
+fn base_header(line: usize, file: u16) -> Node {
+    Node {
+        line,
+        file,
+        value: Value::Null,
+    }
+}
+
+/// Mappings merged with `over` winning per key, no rule below.
+fn merge_plain(base: Node, over: Node) -> Node {
+    merge_default(&[], base, over, &|_, base, over| Err((base, over)))
+}
+
+/// A `KEY=VALUE` list as a mapping (`- A=1` -> `A: "1"`, `- A` -> `A:`); a mapping as it is.
+fn key_value_map(node: Node) -> Node {
+    let Value::Seq(items) = node.value else {
+        return node;
+    };
+    let entries = items
+        .into_iter()
+        .map(|item| {
+            let text = match &item.value {
+                Value::Scalar { text, .. } => text.clone(),
+                _ => {
+                    return (
+                        item.clone(),
+                        Node {
+                            value: Value::Null,
+                            ..item
+                        },
+                    )
+                }
+            };
+            let key = raw_key(&text).to_string();
+            let value = match text.get(key.len() + 1..) {
+                Some(rest) if text[key.len()..].starts_with('=') => Value::Scalar {
+                    text: rest.to_string(),
+                    plain: false,
+                },
+                _ => Value::Null,
+            };
+            (
+                Node {
+                    line: item.line,
+                    file: item.file,
+                    value: Value::Scalar {
+                        text: key,
+                        plain: true,
+                    },
+                },
+                Node {
+                    line: item.line,
+                    file: item.file,
+                    value,
+                },
+            )
+        })
+        .collect();
+    Node {
+        line: node.line,
+        file: node.file,
+        value: Value::Map(entries),
+    }
+}
+
+/// A list of names as a mapping of each name to nothing (`[db]` -> `db:`).
+fn named_map(node: Node) -> Node {
+    let Value::Seq(items) = node.value else {
+        return node;
+    };
+    let entries = items
+        .into_iter()
+        .map(|item| {
+            let null = Node {
+                line: item.line,
+                file: item.file,
+                value: Value::Null,
+            };
+            (item, null)
+        })
+        .collect();
+    Node {
+        line: node.line,
+        file: node.file,
+        value: Value::Map(entries),
+    }
+}
+
+/// `over`'s entries replace `base`'s entries with the same unique key, the rest append.
+fn merge_unique(key: &str, base: Node, over: Node) -> Node {
+    let (Value::Seq(mut items), Value::Seq(more)) = (base.value.clone(), over.value.clone()) else {
+        return over;
+    };
+    for item in more {
+        let id = unique_key(key, &item);
+        match id.as_ref().and_then(|id| {
+            items
+                .iter()
+                .position(|i| unique_key(key, i).as_ref() == Some(id))
+        }) {
+            Some(i) => items[i] = item,
+            None if !items.contains(&item) => items.push(item),
+            None => {}
+        }
+    }
+    Node {
+        line: base.line,
+        file: base.file,
+        value: Value::Seq(items),
+    }
+}
+
+/// What makes a list entry unique, as written (before interpolation): a mount's or device's
+/// target, a secret's or config's target, a port's whole definition.
+fn unique_key(key: &str, item: &Node) -> Option<String> {
+    let scalar = |n: &Node| match &n.value {
+        Value::Scalar { text, .. } => Some(text.clone()),
+        _ => None,
+    };
+    match (&item.value, key) {
+        (Value::Scalar { text, .. }, "volumes" | "devices") => {
+            let parts: Vec<&str> = text.split(':').collect();
+            Some(match parts.len() {
+                1 => parts[0].to_string(),
+                _ => parts[1].to_string(),
+            })
+        }
+        (Value::Scalar { text, .. }, "secrets") => Some(format!("/run/secrets/{text}")),
+        (Value::Scalar { text, .. }, "configs") => Some(format!("/{text}")),
+        (Value::Map(_), "volumes" | "devices") => item.get("target").and_then(scalar),
+        (Value::Map(_), "secrets") => item
+            .get("target")
+            .or_else(|| item.get("source"))
+            .and_then(scalar)
+            .map(|t| {
+                if t.starts_with('/') {
+                    t
+                } else {
+                    format!("/run/secrets/{t}")
+                }
+            }),
+        (Value::Map(_), "configs") => item
+            .get("target")
+            .or_else(|| item.get("source"))
+            .and_then(scalar)
+            .map(|t| {
+                if t.starts_with('/') {
+                    t
+                } else {
+                    format!("/{t}")
+                }
+            }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::yaml::parse;
+
+    fn merged(base: &str, over: &str) -> Node {
+        let mut over = parse(over).unwrap();
+        over.set_file(1);
+        merge_documents(parse(base).unwrap(), over)
+    }
+
+    fn texts(node: &Node) -> Vec<String> {
+        match &node.value {
+            Value::Seq(items) => items
+                .iter()
+                .map(|i| match &i.value {
+                    Value::Scalar { text, .. } => text.clone(),
+                    other => format!("{other:?}"),
+                })
+                .collect(),
+            other => panic!("not a list: {other:?}"),
+        }
+    }
+
+    fn text(node: &Node) -> &str {
+        node.key_text()
+    }
+
+    #[test]
+    fn an_override_adds_keys_replaces_scalars_and_appends_lists() {
+        let doc = merged(
+            "services:\n  web:\n    image: web:1\n    dns: [1.1.1.1]\n    restart: always\n",
+            "services:\n  web:\n    image: web:2\n    dns: [8.8.8.8]\n  db:\n    image: db:1\n",
+        );
+        let web = doc.get("services").unwrap().get("web").unwrap();
+        assert_eq!(text(web.get("image").unwrap()), "web:2");
+        assert_eq!(web.get("image").unwrap().file, 1);
+        assert_eq!(text(web.get("restart").unwrap()), "always");
+        assert_eq!(texts(web.get("dns").unwrap()), ["1.1.1.1", "8.8.8.8"]);
+        assert!(doc.get("services").unwrap().get("db").is_some());
+    }
+
+    #[test]
+    fn commands_and_healthcheck_tests_are_replaced_not_appended() {
+        let doc = merged(
+            "services:\n  web:\n    command: [a, b]\n    healthcheck:\n      test: [CMD, x]\n      interval: 5s\n",
+            "services:\n  web:\n    command: [c]\n    healthcheck:\n      test: [CMD, y]\n",
+        );
+        let web = doc.get("services").unwrap().get("web").unwrap();
+        assert_eq!(texts(web.get("command").unwrap()), ["c"]);
+        let health = web.get("healthcheck").unwrap();
+        assert_eq!(texts(health.get("test").unwrap()), ["CMD", "y"]);
+        assert_eq!(text(health.get("interval").unwrap()), "5s");
+    }
+
+    #[test]
+    fn environment_merges_by_key_across_list_and_mapping_forms() {
+        let doc = merged(
+            "services:\n  web:\n    environment:\n      - A=1\n      - B=2\n",
+            "services:\n  web:\n    environment:\n      B: three\n      C: \"4\"\n",
+        );
+        let env = doc
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .get("environment")
+            .unwrap();
+        assert_eq!(text(env.get("A").unwrap()), "1");
+        assert_eq!(text(env.get("B").unwrap()), "three");
+        assert_eq!(text(env.get("C").unwrap()), "4");
+    }
+
+    #[test]
+    fn a_mount_for_the_same_target_replaces_the_earlier_one() {
+        let doc = merged(
+            "services:\n  web:\n    volumes:\n      - ./a:/data\n      - logs:/logs\n",
+            "services:\n  web:\n    volumes:\n      - type: bind\n        source: ./b\n        target: /data\n      - ./c:/cache:ro\n",
+        );
+        let volumes = doc
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .get("volumes")
+            .unwrap();
+        let Value::Seq(items) = &volumes.value else {
+            panic!()
+        };
+        assert_eq!(items.len(), 3);
+        assert_eq!(text(items[0].get("source").unwrap()), "./b");
+        assert_eq!(text(&items[1]), "logs:/logs");
+        assert_eq!(text(&items[2]), "./c:/cache:ro");
+    }
+
+    #[test]
+    fn depends_on_merges_list_and_mapping_forms() {
+        let doc = merged(
+            "services:\n  web:\n    depends_on: [db]\n",
+            "services:\n  web:\n    depends_on:\n      cache:\n        condition: service_started\n",
+        );
+        let deps = doc
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .get("depends_on")
+            .unwrap();
+        assert!(deps.get("db").is_some());
+        assert!(deps.get("cache").unwrap().get("condition").is_some());
+    }
+}

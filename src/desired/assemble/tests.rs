@@ -1,0 +1,172 @@
+//! What the assembled stack holds: loaded through `load`, as `validate` and `apply` load it.
+
+use crate::desired::load::{load, LoadOptions};
+use crate::desired::{Desired, MountKind, Service};
+use std::path::Path;
+
+fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (rel, text) in files {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn loaded(dir: &Path) -> Desired {
+    load(dir, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn service<'d>(desired: &'d Desired, name: &str) -> &'d Service {
+    &desired.stacks[0].services[name]
+}
+
+#[test]
+fn the_override_file_is_merged_onto_the_main_file() {
+    let dir = repo(&[
+        ("shop/compose.yaml", "services:\n  web:\n    image: web:1\n    environment:\n      MODE: prod\n      KEEP: yes\n    command: [a, b]\n"),
+        ("shop/compose.override.yaml", "services:\n  web:\n    environment:\n      MODE: debug\n    command: [c]\n  extra:\n    image: extra:1\n"),
+    ]);
+    let desired = loaded(dir.path());
+    let web = service(&desired, "web");
+    assert_eq!(web.spec.environment["MODE"], "debug");
+    assert_eq!(web.spec.environment["KEEP"], "yes");
+    assert_eq!(web.spec.command, Some(vec!["c".to_string()]));
+    assert!(desired.stacks[0].services.contains_key("extra"));
+}
+
+#[test]
+fn compose_file_in_dot_env_names_the_files_and_replaces_the_default_pair() {
+    let dir = repo(&[
+        ("shop/.env", "COMPOSE_FILE=base.yaml:prod.yaml\n"),
+        (
+            "shop/compose.yaml",
+            "services:\n  ignored:\n    image: no:1\n",
+        ),
+        ("shop/base.yaml", "services:\n  web:\n    image: web:1\n"),
+        ("shop/prod.yaml", "services:\n  web:\n    image: web:2\n"),
+    ]);
+    let desired = loaded(dir.path());
+    assert_eq!(service(&desired, "web").spec.image, "web:2");
+    assert!(!desired.stacks[0].services.contains_key("ignored"));
+    assert_eq!(desired.stacks[0].file, "shop/base.yaml");
+}
+
+#[test]
+fn a_service_extended_from_another_file_keeps_that_files_relative_paths() {
+    let dir = repo(&[
+        ("shop/compose.yaml", "services:\n  web:\n    extends:\n      file: common/base.yaml\n      service: app\n    environment:\n      ROLE: web\n"),
+        ("shop/common/base.yaml", "services:\n  app:\n    image: app:1\n    env_file: app.env\n    volumes:\n      - ./conf:/etc/app:ro\n"),
+        ("shop/common/app.env", "LEVEL=info\n"),
+        ("shop/common/conf/app.conf", "x = 1\n"),
+    ]);
+    let desired = loaded(dir.path());
+    let web = service(&desired, "web");
+    assert_eq!(web.spec.image, "app:1");
+    assert_eq!(web.spec.environment["LEVEL"], "info");
+    assert_eq!(web.spec.environment["ROLE"], "web");
+    let bind = web
+        .spec
+        .mounts
+        .iter()
+        .find(|m| m.kind == MountKind::Bind)
+        .unwrap();
+    assert_eq!(bind.repo_relative.as_deref(), Some("common/conf"));
+}
+
+#[test]
+fn an_included_project_has_its_own_folder_and_dot_env() {
+    let dir = repo(&[
+        ("shop/compose.yaml", "include:\n  - db/compose.yaml\nservices:\n  web:\n    image: web:${TAG}\n    depends_on: [db]\n"),
+        ("shop/.env", "TAG=1\n"),
+        ("shop/db/compose.yaml", "services:\n  db:\n    image: db:${TAG}\n    volumes:\n      - ./init:/init:ro\n      - data:/data\nvolumes:\n  data:\n"),
+        ("shop/db/.env", "TAG=15\n"),
+        ("shop/db/init/schema.sql", "create table t (id int);\n"),
+    ]);
+    let desired = loaded(dir.path());
+    assert_eq!(service(&desired, "web").spec.image, "web:1");
+    let db = service(&desired, "db");
+    assert_eq!(db.spec.image, "db:15");
+    let bind = db
+        .spec
+        .mounts
+        .iter()
+        .find(|m| m.kind == MountKind::Bind)
+        .unwrap();
+    assert_eq!(bind.repo_relative.as_deref(), Some("db/init"));
+    // The included volume belongs to the including project, as in Compose.
+    assert_eq!(desired.stacks[0].volumes["data"].name, "shop_data");
+}
+
+#[test]
+fn services_of_inactive_profiles_are_not_deployed_until_compose_profiles_names_one() {
+    let files = [
+        ("shop/compose.yaml", "services:\n  web:\n    image: web:1\n  debug:\n    image: debug:1\n    profiles: [debug]\n"),
+    ];
+    let dir = repo(&files);
+    let desired = loaded(dir.path());
+    assert!(!desired.stacks[0].services.contains_key("debug"));
+    std::fs::write(dir.path().join("shop/.env"), "COMPOSE_PROFILES=debug\n").unwrap();
+    let desired = loaded(dir.path());
+    assert!(desired.stacks[0].services.contains_key("debug"));
+}
+
+#[test]
+fn compose_project_name_wins_over_the_name_key_as_in_compose() {
+    let dir = repo(&[
+        (
+            "shop/compose.yaml",
+            "name: other\nservices:\n  web:\n    image: web:1\n",
+        ),
+        ("shop/.env", "COMPOSE_PROJECT_NAME=store\n"),
+    ]);
+    assert_eq!(loaded(dir.path()).stacks[0].name, "store");
+}
+
+#[test]
+fn an_extends_chain_that_copies_a_large_service_is_bounded() {
+    // 400 services extend one with 1000 environment entries: 800k nodes once copied.
+    let mut base = String::from("services:\n  base:\n    image: b:1\n    environment:\n");
+    for i in 0..1000 {
+        base.push_str(&format!("      V{i}: x\n"));
+    }
+    for i in 0..400 {
+        base.push_str(&format!("  s{i}:\n    extends: base\n"));
+    }
+    let dir = repo(&[("shop/compose.yaml", &base)]);
+    let error = load(dir.path(), &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("more than 250000 nodes"), "{error}");
+}
+
+#[test]
+fn a_folder_whose_dot_env_names_its_compose_files_is_a_stack() {
+    let dir = repo(&[
+        (
+            "shop/.env",
+            "COMPOSE_FILE=deploy/base.yml:deploy/prod.yml\n",
+        ),
+        (
+            "shop/deploy/base.yml",
+            "services:\n  web:\n    image: web:1\n    volumes:\n      - ./conf:/etc/web:ro\n",
+        ),
+        (
+            "shop/deploy/prod.yml",
+            "services:\n  web:\n    image: web:2\n",
+        ),
+        ("shop/deploy/conf/web.conf", "x\n"),
+    ]);
+    let desired = loaded(dir.path());
+    let web = service(&desired, "web");
+    assert_eq!(web.spec.image, "web:2");
+    // Paths are relative to the first file's folder, in every file.
+    let bind = web
+        .spec
+        .mounts
+        .iter()
+        .find(|m| m.kind == MountKind::Bind)
+        .unwrap();
+    assert_eq!(bind.repo_relative.as_deref(), Some("deploy/conf"));
+}

@@ -1,0 +1,99 @@
+//! `links` and `volumes_from` name services of the stack: once every service is read, each
+//! name becomes that service's container, and the service an implicit `depends_on`, since
+//! Compose starts a linked service first.
+
+use super::Cx;
+use crate::desired::model::{DependsCondition, Service};
+use crate::desired::yaml::Node;
+use std::collections::BTreeMap;
+
+impl Cx<'_> {
+    pub(super) fn resolve_service_references(
+        &mut self,
+        doc: &Node,
+        project: &str,
+        services: &mut BTreeMap<String, Service>,
+    ) {
+        let containers: BTreeMap<String, String> = services
+            .iter()
+            .map(|(name, s)| {
+                let container =
+                    crate::labels::container_name(project, name, s.spec.container_name.as_deref());
+                (name.clone(), container)
+            })
+            .collect();
+        // A service left out for its own problems is still a service of the file: no second error.
+        let in_file: Vec<String> = doc
+            .get("services")
+            .and_then(Node::as_map)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|(k, _)| k.key_text().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (name, service) in services.iter_mut() {
+            let at = |field: &str| {
+                doc.get("services")
+                    .and_then(|s| s.get(name))
+                    .and_then(|s| s.get(field))
+                    .unwrap_or(doc)
+            };
+            let mut needs = Vec::new();
+            let mut resolve = |cx: &mut Self, field: &str, entry: &str| -> Option<String> {
+                // `SERVICE:ALIAS` (links) or `SERVICE[:ro]` (volumes_from).
+                let (target, rest) = match entry.split_once(':') {
+                    Some((t, r)) => (t, format!(":{r}")),
+                    None => (entry, String::new()),
+                };
+                match containers.get(target) {
+                    Some(container) => {
+                        needs.push(target.to_string());
+                        Some(format!("{container}{rest}"))
+                    }
+                    None => {
+                        if !in_file.iter().any(|s| s == target) {
+                            cx.problem(
+                                at(field),
+                                &format!("services.{name}.{field}"),
+                                format!("'{target}' is not a service of this stack"),
+                            );
+                        }
+                        None
+                    }
+                }
+            };
+            let links = std::mem::take(&mut service.spec.networking.links);
+            let mut resolved: Vec<String> = links
+                .iter()
+                .filter_map(|l| resolve(self, "links", l))
+                .collect();
+            resolved.sort();
+            resolved.dedup();
+            service.spec.networking.links = resolved;
+
+            let from = std::mem::take(&mut service.spec.storage.volumes_from);
+            let mut resolved: Vec<String> = from
+                .iter()
+                .filter_map(|v| {
+                    if v.starts_with("container:") {
+                        Some(v.clone())
+                    } else {
+                        resolve(self, "volumes_from", v)
+                    }
+                })
+                .collect();
+            resolved.sort();
+            resolved.dedup();
+            service.spec.storage.volumes_from = resolved;
+
+            for dependency in needs {
+                service
+                    .depends_on
+                    .entry(dependency)
+                    .or_insert(DependsCondition::ServiceStarted);
+            }
+        }
+    }
+}
