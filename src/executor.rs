@@ -91,6 +91,10 @@ pub struct Executor<'a, E: Engine> {
     pub settings: &'a ApplySettings,
     /// SIGTERM: services in progress finish, no other starts; pulls in flight are dropped.
     pub shutdown: &'a CancellationToken,
+    /// Held while git's files are written into a stack's data folder: services of a stack may
+    /// put their old revision's files back side by side, and the record of what was written is
+    /// one file per stack.
+    pub data_writer: std::sync::Mutex<()>,
 }
 
 impl<E: Engine> Executor<'_, E> {

@@ -562,6 +562,32 @@ pub fn nested_binds(stacks: &[Stack]) -> Vec<Problem> {
                     writable: !mount.read_only,
                 });
             }
+            // A named volume the local driver binds from a host path is a bind of that path.
+            for mount in service
+                .spec
+                .mounts
+                .iter()
+                .filter(|m| m.kind == MountKind::Volume)
+            {
+                let Some(def) = mount.source.as_ref().and_then(|k| stack.volumes.get(k)) else {
+                    continue;
+                };
+                let VolumeMount::Bind(device) = def.host_mount() else {
+                    continue;
+                };
+                let Ok(path) = resolve_on_host(Path::new(device)) else {
+                    continue; // refused by the policy check already
+                };
+                binds.push(Bind {
+                    stack,
+                    service: name,
+                    key: "volumes",
+                    target: &mount.target,
+                    path,
+                    in_repo: false,
+                    writable: !mount.read_only,
+                });
+            }
             // Secrets and configs from files are read-only binds: never outer, but inner ones.
             for (kind, file) in service.spec.file_mounts() {
                 let (path, in_repo) = match &file.from {

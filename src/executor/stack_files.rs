@@ -106,11 +106,10 @@ impl<E: Engine> Executor<'_, E> {
         source: &Path,
         rels: &BTreeSet<&str>,
     ) -> Result<(), String> {
-        static ONE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
         if rels.is_empty() {
             return Ok(());
         }
-        let _writing = ONE_WRITER.lock().unwrap_or_else(|p| p.into_inner());
+        let _writing = self.data_writer.lock().unwrap_or_else(|p| p.into_inner());
         let root = self.state_dir.data_dir(stack);
         let mut applied = self.state_dir.load_applied(stack);
         let mut written = Ok(());

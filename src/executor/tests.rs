@@ -88,6 +88,7 @@ async fn pass_with(
         state_dir,
         settings: &settings,
         shutdown: &shutdown,
+        data_writer: Default::default(),
     };
     let cache = DetailsCache::default();
     let mut observed = observe(engine, desired, &cache).await?;

@@ -208,6 +208,7 @@ pub async fn reconcile_once<E: Engine>(
         state_dir,
         settings,
         shutdown: &ctx.shutdown,
+        data_writer: Default::default(),
     };
     let recovered = !settings.dry_run && executor.recover(&observed).await?;
     if recovered {
