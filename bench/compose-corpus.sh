@@ -26,8 +26,14 @@ allow=$("$bin" validate --help | sed -n 's/.*Loosen host policy (comma list, rep
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# One line per distinct reason in a file: location, service names and quoted values blurred.
+blur() {
+    sed -E 's/^ *[^:]*:[0-9]+: //; s/services\.[^.: ]+/services.*/; s/\[[0-9,]+\]//g; s/'"'"'[^'"'"']*'"'"'/'"'"'…'"'"'/g' | sort -u
+}
+
 total=0 strict=0 loose=0 build_only=0
 : >"$work/problems"
+: >"$work/strict"
 while IFS= read -r -d '' file; do
     total=$((total + 1))
     dir=$(dirname "$file")
@@ -42,8 +48,10 @@ while IFS= read -r -d '' file; do
         *) mv "$stack/$(basename "$file")" "$stack/compose.yaml" ;;
     esac
     state="$work/state-$total"
-    if "$bin" -q validate --repo "$repo" --state-dir "$state" >/dev/null 2>&1; then
+    if strict_out=$("$bin" -q validate --repo "$repo" --state-dir "$state" 2>&1); then
         strict=$((strict + 1))
+    else
+        printf '%s\n' "$strict_out" | grep -E '^  ' | grep -v "'build' is not supported" | blur >>"$work/strict"
     fi
     out=$("$bin" -q validate --repo "$repo" --state-dir "$state" --allow "$allow" 2>&1) && code=0 || code=$?
     if [ "$code" = 0 ]; then
@@ -54,9 +62,7 @@ while IFS= read -r -d '' file; do
             build_only=$((build_only + 1))
         else
             # One line per distinct reason in this file, service names and values blurred.
-            printf '%s\n' "$problems" | grep -v "'build' is not supported" |
-                sed -E 's/^ *[^:]*:[0-9]+: //; s/services\.[^.: ]+/services.*/; s/'"'"'[^'"'"']*'"'"'/'"'"'…'"'"'/g' |
-                sort -u >>"$work/problems"
+            printf '%s\n' "$problems" | grep -v "'build' is not supported" | blur >>"$work/problems"
         fi
     fi
     rm -rf "$repo" "$state"
@@ -70,5 +76,8 @@ echo "compose files: $total ($build_only build-only, set aside)"
 echo "pass, host policy as shipped:  $strict of $runnable ($(pct "$strict" "$runnable"))"
 echo "pass, every --allow given:     $loose of $runnable ($(pct "$loose" "$runnable"))"
 echo
-echo "what stops the others (files per reason, every --allow given):"
-sort "$work/problems" | uniq -c | sort -rn | head -25
+echo "what stops the others, host policy as shipped (files per reason):"
+sort "$work/strict" | uniq -c | sort -rn | head -15
+echo
+echo "what stops the others, every --allow given (files per reason):"
+sort "$work/problems" | uniq -c | sort -rn | head -15
