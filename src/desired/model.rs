@@ -538,6 +538,28 @@ impl Service {
         hex(&Sha256::digest(self.label_spec().to_string().as_bytes()))
     }
 
+    /// A service as a file gives it when it says nothing but its container: Compose's and the
+    /// reconciler's defaults for everything else.
+    pub fn new(name: &str, spec: ContainerSpec) -> Self {
+        Service {
+            name: name.to_string(),
+            spec,
+            pull_policy: PullPolicy::Missing,
+            depends_on: BTreeMap::new(),
+            order: None,
+            monitor: Duration::ZERO,
+            health_timeout: Duration::from_secs(60),
+            min_ready: Duration::from_secs(5),
+            http_probe: None,
+            replicas: 1,
+            secret_env: BTreeSet::new(),
+            secret_fields: BTreeSet::new(),
+            label_key: LabelKey::default(),
+            repo_binds: vec![],
+            lines: BTreeMap::new(),
+        }
+    }
+
     /// `start-first` only for a plainly stateless service, unless the file says otherwise.
     pub fn effective_order(&self) -> UpdateOrder {
         if let Some(order) = self.order {
@@ -589,23 +611,7 @@ mod tests {
             image: "web:v1".into(),
             ..Default::default()
         };
-        let mut service = Service {
-            name: "web".into(),
-            spec: spec.clone(),
-            pull_policy: PullPolicy::Missing,
-            depends_on: BTreeMap::new(),
-            order: None,
-            monitor: Duration::ZERO,
-            health_timeout: Duration::from_secs(60),
-            min_ready: Duration::from_secs(5),
-            http_probe: None,
-            replicas: 1,
-            secret_env: BTreeSet::new(),
-            secret_fields: BTreeSet::new(),
-            label_key: LabelKey::default(),
-            repo_binds: vec![],
-            lines: BTreeMap::new(),
-        };
+        let mut service = Service::new("web", spec.clone());
         assert_eq!(service.effective_order(), UpdateOrder::StartFirst);
         spec.ports.push(PortSpec {
             host_ip: None,

@@ -2,13 +2,11 @@
 //! its content only as "changed" for a secret (a plain config shows short digests).
 
 use super::*;
-use crate::desired::{ContainerSpec, FileContent, FileMount, FileSource, LabelKey, PullPolicy};
+use crate::desired::{ContainerSpec, FileContent, FileMount, FileSource, LabelKey};
 use crate::observed::Health;
 use crate::state::State;
 use sha2::Digest as _;
-use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
 
 fn content(target: &str, source: &str, value: &str, secret: bool) -> FileMount {
     FileMount {
@@ -27,26 +25,16 @@ fn content(target: &str, source: &str, value: &str, secret: bool) -> FileMount {
 
 fn web(secrets: Vec<FileMount>, configs: Vec<FileMount>) -> Service {
     Service {
-        name: "web".into(),
-        spec: ContainerSpec {
-            image: "web:v1".into(),
-            secrets,
-            configs,
-            ..Default::default()
-        },
-        pull_policy: PullPolicy::Missing,
-        depends_on: BTreeMap::new(),
-        order: None,
-        monitor: Duration::ZERO,
-        health_timeout: Duration::from_secs(60),
-        min_ready: Duration::from_secs(5),
-        http_probe: None,
-        secret_env: BTreeSet::new(),
-        secret_fields: BTreeSet::new(),
         label_key: LabelKey::from_bytes([3; 32]),
-        repo_binds: vec![],
-        lines: BTreeMap::new(),
-        replicas: 1,
+        ..Service::new(
+            "web",
+            ContainerSpec {
+                image: "web:v1".into(),
+                secrets,
+                configs,
+                ..Default::default()
+            },
+        )
     }
 }
 

@@ -7,7 +7,6 @@ use crate::observed::{Details, Health};
 use crate::state::Failure;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
 
 const STACK: &str = "shop";
 const REVISION: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -15,27 +14,14 @@ const REVISION: &str = "0123456789abcdef0123456789abcdef01234567";
 // ---- builders --------------------------------------------------------------------------------
 
 fn service(name: &str, image: &str) -> Service {
-    Service {
-        name: name.into(),
-        spec: ContainerSpec {
+    Service::new(
+        name,
+        ContainerSpec {
             image: image.into(),
             networks: BTreeMap::from([("default".to_string(), vec![])]),
             ..Default::default()
         },
-        pull_policy: PullPolicy::Missing,
-        depends_on: BTreeMap::new(),
-        order: None,
-        monitor: Duration::ZERO,
-        health_timeout: Duration::from_secs(60),
-        min_ready: Duration::from_secs(5),
-        http_probe: None,
-        replicas: 1,
-        secret_env: BTreeSet::new(),
-        secret_fields: BTreeSet::new(),
-        label_key: Default::default(),
-        repo_binds: vec![],
-        lines: BTreeMap::new(),
-    }
+    )
 }
 
 fn with_env(mut s: Service, pairs: &[(&str, &str)]) -> Service {

@@ -335,16 +335,7 @@ impl Cx<'_> {
     /// Labels of a network or volume: Compose's own are refused, as on services.
     fn resource_labels(&mut self, node: &Node, key: &str) -> BTreeMap<String, String> {
         let labels = self.string_map(node, key);
-        if let Some(bad) = labels
-            .keys()
-            .find(|l| l.starts_with("com.docker.compose.") || l.starts_with(crate::labels::PREFIX))
-        {
-            self.problem(
-                node,
-                key,
-                format!("label '{bad}' is reserved for the reconciler and Compose"),
-            );
-        }
+        self.refuse_reserved_labels(node, key, &labels);
         labels
     }
 }

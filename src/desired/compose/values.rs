@@ -208,4 +208,24 @@ impl Cx<'_> {
             .map(|(k, v, _)| (k, v.map(|t| t.value).unwrap_or_default()))
             .collect()
     }
+
+    /// Labels Compose and the reconciler set themselves may not come from a file: they decide
+    /// which project and service a container or resource belongs to.
+    pub(super) fn refuse_reserved_labels(
+        &mut self,
+        node: &Node,
+        key: &str,
+        labels: &BTreeMap<String, String>,
+    ) {
+        if let Some(bad) = labels
+            .keys()
+            .find(|l| l.starts_with("com.docker.compose.") || l.starts_with(crate::labels::PREFIX))
+        {
+            self.problem(
+                node,
+                key,
+                format!("label '{bad}' is reserved for the reconciler and Compose"),
+            );
+        }
+    }
 }

@@ -22,7 +22,6 @@ use crate::desired::model::*;
 use crate::desired::yaml::{Node, Value};
 use crate::mask::is_secret_key;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 /// What the container keys give, before the keys about ordering and rollout are read.
 struct Container {
@@ -48,24 +47,14 @@ impl Cx<'_> {
         self.check_service_keys(entries, &path);
         let container = self.container(node, &path, volumes, networks);
         let mut service = Service {
-            name: name.to_string(),
-            spec: container.spec,
             pull_policy: container.pull_policy,
-            depends_on: BTreeMap::new(),
-            order: None,
-            monitor: Duration::ZERO,
-            health_timeout: Duration::from_secs(60),
-            min_ready: Duration::from_secs(5),
-            http_probe: None,
-            replicas: 1,
             secret_env: container.secret_env,
-            secret_fields: BTreeSet::new(),
-            label_key: LabelKey::default(),
             repo_binds: container.repo_binds,
             lines: entries
                 .iter()
                 .map(|(k, _)| (k.key_text().to_string(), k.line))
                 .collect(),
+            ..Service::new(name, container.spec)
         };
         self.ordering_and_rollout(node, &path, &mut service);
         self.finish_service(node, &path, &mut service);
@@ -215,16 +204,7 @@ impl Cx<'_> {
         if labels.keys().any(|k| is_secret_key(k)) {
             self.sensitive_keys.push(key.to_string());
         }
-        if let Some(bad) = labels
-            .keys()
-            .find(|l| l.starts_with("com.docker.compose.") || l.starts_with(crate::labels::PREFIX))
-        {
-            self.problem(
-                node,
-                key,
-                format!("label '{bad}' is reserved for the reconciler and Compose"),
-            );
-        }
+        self.refuse_reserved_labels(node, key, &labels);
         labels
     }
 

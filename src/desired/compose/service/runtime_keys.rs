@@ -86,16 +86,7 @@ impl Cx<'_> {
     ) -> BTreeMap<String, String> {
         let mut labels = BTreeMap::new();
         self.env_files(node, key, &mut labels);
-        if let Some(bad) = labels
-            .keys()
-            .find(|l| l.starts_with("com.docker.compose.") || l.starts_with(crate::labels::PREFIX))
-        {
-            self.problem(
-                node,
-                key,
-                format!("label '{bad}' is reserved for the reconciler and Compose"),
-            );
-        }
+        self.refuse_reserved_labels(node, key, &labels);
         // `API_TOKEN=...` in a label file: the labels' values are not shown or digested unkeyed.
         if labels.keys().any(|k| crate::mask::is_secret_key(k)) {
             self.sensitive_keys.push(labels_key.to_string());
