@@ -14,11 +14,14 @@ impl Cx<'_> {
         project: &str,
         services: &mut BTreeMap<String, Service>,
     ) {
-        let containers: BTreeMap<String, String> = services
+        // `None`: the service runs no container (replicas: 0), so its name may be any
+        // container's of the host, outside the stack and its policy.
+        let containers: BTreeMap<String, Option<String>> = services
             .iter()
             .map(|(name, s)| {
-                let container =
-                    crate::labels::container_name(project, name, s.spec.container_name.as_deref());
+                let container = (s.replicas > 0).then(|| {
+                    crate::labels::container_name(project, name, s.spec.container_name.as_deref())
+                });
                 (name.clone(), container)
             })
             .collect();
@@ -48,9 +51,17 @@ impl Cx<'_> {
                     None => (entry, String::new()),
                 };
                 match containers.get(target) {
-                    Some(container) => {
+                    Some(Some(container)) => {
                         needs.push(target.to_string());
                         Some(format!("{container}{rest}"))
+                    }
+                    Some(None) => {
+                        cx.problem(
+                            at(field),
+                            &format!("services.{name}.{field}"),
+                            format!("'{target}' runs no container (replicas: 0): there is nothing of this stack to take from, and its name could be another container's"),
+                        );
+                        None
                     }
                     None => {
                         if !in_file.iter().any(|s| s == target) {

@@ -430,6 +430,22 @@ fn volumes_from_resolves_services_to_their_containers_and_waits_for_them() {
 }
 
 #[test]
+fn volumes_from_or_links_to_a_service_that_runs_no_container_are_refused() {
+    // Its container name is free for any container of the host (`container_name: victim`,
+    // someone's database): the engine would take that one's volumes or environment.
+    for field in ["volumes_from", "links"] {
+        let text = format!("services:\n  web:\n    image: web:1\n    {field}: [a]\n  a:\n    image: web:1\n    container_name: victim\n    deploy: {{replicas: 0}}\n");
+        let p = problems(&text);
+        assert!(
+            p.iter().any(|p| p.contains(&format!(
+                "services.web.{field}: 'a' runs no container (replicas: 0)"
+            ))),
+            "{p:?}"
+        );
+    }
+}
+
+#[test]
 fn storage_opt_is_a_map() {
     assert_eq!(
         spec("storage_opt:\n  size: 1G").storage.storage_opt,
