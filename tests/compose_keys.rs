@@ -203,3 +203,31 @@ fn a_stack_using_the_runtime_keys_gets_each_of_them_and_a_second_apply_changes_n
     assert!(again.stdout.contains("0 services changed"), "{again}");
     assert_eq!(env.container_id("web"), web.id);
 }
+
+#[test]
+fn a_service_joins_another_services_network_namespace_as_in_compose() {
+    let env = TestEnv::new("i8k-netns");
+    let (web, worker) = (
+        env.registry.push(WEB_V1, "web:v1"),
+        env.registry.push(WORKER, "worker:v1"),
+    );
+    env.write_compose(&format!(
+        "services:\n  web:\n    image: {web}\n{HEALTHCHECK}  sidecar:\n    image: {worker}\n    network_mode: \"service:web\"\n    x-reconciler: {{min_ready: 1s}}\n"
+    ));
+    env.apply_ok();
+    let web_id = env.container_id("web");
+    let sidecar = inspect(&env.container("sidecar").name);
+    assert_eq!(
+        at(&sidecar, "/HostConfig/NetworkMode").as_str(),
+        Some(format!("container:{web_id}").as_str()),
+        "the sidecar joins web's network namespace"
+    );
+    // web serves on its own loopback, which the sidecar shares.
+    assert_eq!(
+        exec(
+            &env.container("sidecar").name,
+            "wget -q -O - http://127.0.0.1/"
+        ),
+        "v1\n"
+    );
+}

@@ -135,7 +135,7 @@ impl<E: Engine> Executor<'_, E> {
             name,
             project: stack.name.clone(),
             service: service.name.clone(),
-            spec: service.spec.clone(),
+            spec: joined_namespaces(stack, service),
             labels: extra,
             networks: stack
                 .networks
@@ -562,4 +562,22 @@ fn outcome(
         result,
         elapsed_ms: started.elapsed().as_millis() as u64,
     }
+}
+
+/// The spec with `service:NAME` namespaces (`network_mode`, `pid`, `ipc`) turned into the
+/// engine's `container:<its first replica>`, as Compose turns them; the spec (and its hash)
+/// keeps the service's name, which does not change when that container is recreated.
+fn joined_namespaces(stack: &Stack, service: &Service) -> crate::desired::ContainerSpec {
+    let mut spec = service.spec.clone();
+    for mode in [&mut spec.network_mode, &mut spec.pid, &mut spec.ipc] {
+        let joined = mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("service:"))
+            .and_then(|name| stack.services.get(name))
+            .map(|other| format!("container:{}", replica_name(stack, other, 1)));
+        if let Some(joined) = joined {
+            *mode = Some(joined);
+        }
+    }
+    spec
 }

@@ -9,6 +9,11 @@ use crate::desired::yaml::{Node, Value};
 use crate::mask::is_secret_key;
 use std::collections::BTreeMap;
 
+/// Most container ports one stack may publish or expose, ranges counted port by port: the
+/// whole port space. Each published port costs the host a proxy process and firewall rules,
+/// and a range is one line of YAML.
+pub(super) const MAX_PORTS_PER_STACK: usize = 65_536;
+
 /// A file with more problems than this is not a Compose file someone mistyped; listing them all
 /// (a hostile file can hold hundreds of thousands) would only cost time and memory.
 const MAX_PROBLEMS: usize = 200;
@@ -34,6 +39,9 @@ pub(super) struct Cx<'a> {
     warnings: Vec<Problem>,
     /// Services left out because their profiles are not active, with those profiles.
     pub(super) inactive: BTreeMap<String, Vec<String>>,
+    /// Ports the stack may still publish or expose ([`MAX_PORTS_PER_STACK`]).
+    ports_left: usize,
+    ports_refused: bool,
     /// Interpolated bytes left for this file: aliases may repeat a `${BIG}` scalar many times.
     budget: Budget,
     /// The top-level `secrets:` and `configs:`, which services refer to by name.
@@ -83,6 +91,8 @@ impl<'a> Cx<'a> {
             problems: Vec::new(),
             warnings: Vec::new(),
             inactive: BTreeMap::new(),
+            ports_left: MAX_PORTS_PER_STACK,
+            ports_refused: false,
             budget: Budget::per_file(),
             file_defs: FileDefs::default(),
         }
@@ -154,6 +164,28 @@ impl<'a> Cx<'a> {
         let warning = self.located(node, key, message);
         if !self.warnings.contains(&warning) {
             self.warnings.push(warning);
+        }
+    }
+
+    /// Take `count` ports from the stack's allowance; past it, a problem at `node` (said once:
+    /// later entries are refused without another word).
+    pub(super) fn spend_ports(&mut self, node: &Node, key: &str, count: usize) -> bool {
+        match self.ports_left.checked_sub(count) {
+            Some(left) => {
+                self.ports_left = left;
+                true
+            }
+            None => {
+                if !self.ports_refused {
+                    self.ports_refused = true;
+                    self.problem(
+                        node,
+                        key,
+                        format!("the stack publishes or exposes more than {MAX_PORTS_PER_STACK} ports (ranges counted port by port), the limit"),
+                    );
+                }
+                false
+            }
         }
     }
 

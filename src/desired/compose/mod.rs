@@ -30,6 +30,10 @@ use context::Cx;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+/// Most containers one stack may run, replicas counted: a commit is one line away from asking
+/// for thousands.
+pub const MAX_CONTAINERS_PER_STACK: u64 = 1000;
+
 /// Variables for `${VAR}` interpolation, and which of them came from the host-local (secret) file.
 #[derive(Debug, Clone, Default)]
 pub struct Variables {
@@ -177,6 +181,14 @@ impl Cx<'_> {
             }
         }
         self.check_dependencies(doc, &mut parts.services);
+        let containers: u64 = parts.services.values().map(|s| u64::from(s.replicas)).sum();
+        if containers > MAX_CONTAINERS_PER_STACK {
+            self.problem(
+                doc.get("services").unwrap_or(doc),
+                "services",
+                format!("the stack asks for {containers} containers (replicas counted), more than the {MAX_CONTAINERS_PER_STACK} one host runs for a stack; split it"),
+            );
+        }
         parts
     }
 

@@ -1,6 +1,7 @@
-//! `links` and `volumes_from` name services of the stack: once every service is read, each
-//! name becomes that service's container, and the service an implicit `depends_on`, since
-//! Compose starts a linked service first.
+//! `links`, `volumes_from` and `service:NAME` namespaces name services of the stack: once every
+//! service is read, each name becomes that service's container (for namespaces, when the
+//! executor creates the container), and the service an implicit `depends_on`, since Compose
+//! starts it first.
 
 use super::Cx;
 use crate::desired::model::{DependsCondition, Service};
@@ -99,6 +100,26 @@ impl Cx<'_> {
             resolved.dedup();
             service.spec.storage.volumes_from = resolved;
 
+            // `service:NAME` namespaces join that service's container (the executor names it).
+            for field in ["network_mode", "pid", "ipc"] {
+                let mode = match field {
+                    "network_mode" => &service.spec.network_mode,
+                    "pid" => &service.spec.pid,
+                    _ => &service.spec.ipc,
+                };
+                if let Some(target) = mode.as_deref().and_then(|m| m.strip_prefix("service:")) {
+                    let target = target.to_string();
+                    if target == *name {
+                        self.problem(
+                            at(field),
+                            &format!("services.{name}.{field}"),
+                            "a service cannot join its own namespace",
+                        );
+                    } else {
+                        resolve(self, field, &target);
+                    }
+                }
+            }
             for dependency in needs {
                 service
                     .depends_on

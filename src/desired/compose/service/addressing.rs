@@ -104,7 +104,11 @@ impl Cx<'_> {
                 continue;
             };
             match parse_expose(&text) {
-                Ok(port) => out.push(port),
+                Ok(port) => {
+                    if self.spend_ports(item, &k, expose_count(&port)) {
+                        out.push(port);
+                    }
+                }
                 Err(e) => self.problem(item, &k, e),
             }
         }
@@ -170,6 +174,15 @@ fn parse_expose(text: &str) -> Result<String, String> {
         }
         None => Ok(format!("{}/{protocol}", port(ports)?)),
     }
+}
+
+/// How many ports an `expose` entry (`80/tcp`, `8000-8010/tcp`) stands for.
+fn expose_count(port: &str) -> usize {
+    let ports = port.split('/').next().unwrap_or(port);
+    ports
+        .split_once('-')
+        .and_then(|(a, b)| Some(b.parse::<usize>().ok()?.saturating_sub(a.parse().ok()?) + 1))
+        .unwrap_or(1)
 }
 
 /// What the engine accepts as a container name or alias.

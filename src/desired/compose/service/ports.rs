@@ -42,6 +42,9 @@ impl Cx<'_> {
                         }
                         continue;
                     };
+                    if !self.spend_ports(item, &k, 1) {
+                        continue;
+                    }
                     out.push(PortSpec {
                         host_ip: item
                             .get("host_ip")
@@ -61,7 +64,12 @@ impl Cx<'_> {
                         continue;
                     };
                     match parse_port(&text) {
-                        Ok(ports) => out.extend(ports),
+                        Ok(ports) => {
+                            let count: usize = ports.iter().map(published_count).sum();
+                            if self.spend_ports(item, &k, count) {
+                                out.extend(ports);
+                            }
+                        }
                         Err(e) => self.problem(item, &k, format!("'{text}': {e}")),
                     }
                 }
@@ -71,4 +79,14 @@ impl Cx<'_> {
         out.dedup();
         out
     }
+}
+
+/// How many ports one entry takes: a host port range for one container port binds one of them
+/// per replica, and may bind all of them.
+fn published_count(port: &PortSpec) -> usize {
+    port.published
+        .as_deref()
+        .and_then(|p| p.split_once('-'))
+        .and_then(|(a, b)| Some(b.parse::<usize>().ok()?.saturating_sub(a.parse().ok()?) + 1))
+        .unwrap_or(1)
 }
