@@ -126,6 +126,14 @@ impl Assembler<'_> {
                 .filter(|n| !n.is_empty())
                 .map(str::to_string)
                 .collect();
+            if names.is_empty() {
+                return Err(problem(
+                    &self.shown(".env"),
+                    1,
+                    "COMPOSE_FILE",
+                    format!("names no file: '{list}' holds only the separator '{separator}'"),
+                ));
+            }
             if let Some(abs) = names.iter().find(|n| n.starts_with('/')) {
                 return Err(problem(
                     &self.shown(".env"),

@@ -170,3 +170,18 @@ fn a_folder_whose_dot_env_names_its_compose_files_is_a_stack() {
         .unwrap();
     assert_eq!(bind.repo_relative.as_deref(), Some("deploy/conf"));
 }
+
+#[test]
+fn a_compose_file_list_of_separators_only_is_a_problem_not_a_panic() {
+    let dir = repo(&[
+        ("shop/compose.yaml", "services:\n  web:\n    image: web:1\n"),
+        ("shop/.env", "COMPOSE_FILE=::\n"),
+    ]);
+    let error = load(dir.path(), &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("shop/.env:1: COMPOSE_FILE: names no file"),
+        "{error}"
+    );
+}
