@@ -52,10 +52,7 @@ pub fn assemble(
         var_sets: vec![vars],
         parsed: BTreeMap::new(),
     };
-    let names = a.main_files(main)?;
-    let mut doc = a.project(&names, 0)?;
-    a.extends(&mut doc, 0)?;
-    a.includes(&mut doc, &mut vec![names[0].clone()])?;
+    let mut doc = a.document(main).map_err(|problems| a.scrubbed(problems))?;
     let inactive = a.profiles(&mut doc);
     Ok(Assembled {
         doc,
@@ -107,6 +104,35 @@ fn scalar(node: &Node) -> Option<&str> {
 }
 
 impl Assembler<'_> {
+    /// The main files merged, their services extended, their includes added.
+    fn document(&mut self, main: &str) -> Result<Node, Vec<Problem>> {
+        let names = self.main_files(main)?;
+        let mut doc = self.project(&names, 0)?;
+        self.extends(&mut doc, 0)?;
+        self.includes(&mut doc, &mut vec![names[0].clone()])?;
+        Ok(doc)
+    }
+
+    /// Problems with every secret value masked: a message may quote a path or name built from
+    /// one, or a required variable's message (`${X:?${DB_PASS}}`).
+    fn scrubbed(&self, problems: Vec<Problem>) -> Vec<Problem> {
+        let secrets: Vec<&str> = self
+            .var_sets
+            .iter()
+            .flat_map(Variables::secret_values)
+            .collect();
+        let scrub = |text: &str| crate::mask::scrub(text, secrets.iter().copied());
+        problems
+            .into_iter()
+            .map(|p| Problem {
+                file: scrub(&p.file),
+                line: p.line,
+                key: scrub(&p.key),
+                message: scrub(&p.message),
+            })
+            .collect()
+    }
+
     fn shown(&self, rel: &str) -> String {
         format!("{}/{rel}", self.folder)
     }
@@ -226,11 +252,20 @@ impl Assembler<'_> {
                 format!("expected a value, found {}", node.kind()),
             ));
         };
-        let vars = &self.var_sets[self.sources[usize::from(node.file)].vars].values;
-        let lookup = |name: &str| vars.get(name).cloned();
-        interpolate(raw, &lookup)
-            .map(|out| out.text)
-            .map_err(|e| problem(shown, node.line, key, e.to_string()))
+        let vars = &self.var_sets[self.sources[usize::from(node.file)].vars];
+        let lookup = |name: &str| vars.values.get(name).cloned();
+        let out =
+            interpolate(raw, &lookup).map_err(|e| problem(shown, node.line, key, e.to_string()))?;
+        if out.used.iter().any(|v| vars.host_local.contains(v)) {
+            // The name would be shown in messages and logs, whether the file is there or not.
+            return Err(problem(
+                shown,
+                node.line,
+                key,
+                "a host-local (secret) variable may not name a file or a service: names are shown in messages and logs",
+            ));
+        }
+        Ok(out.text)
     }
 
     fn located(&self, node: &Node, key: &str, message: impl Into<String>) -> Vec<Problem> {

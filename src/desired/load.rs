@@ -320,12 +320,15 @@ pub(super) fn read_env_file(
         } else {
             let lookup = |name: &str| vars.values.get(name).cloned();
             let out = super::interpolate::interpolate(&entry.value, &lookup).map_err(|e| {
-                // An .env value is often a secret: the message names the variable, not the text.
+                // An .env value is often a secret: the message names the variable, not the text,
+                // and a required variable's message (`${X:?${DB_PASS}}`) is scrubbed.
                 let message = match e {
                     super::interpolate::InterpolateError::Syntax { .. } => {
                         format!("{}: invalid interpolation syntax in its value", entry.key)
                     }
-                    other => format!("{}: {other}", entry.key),
+                    other => {
+                        crate::mask::scrub(&format!("{}: {other}", entry.key), vars.secret_values())
+                    }
                 };
                 vec![located(entry.line, message)]
             })?;
@@ -344,6 +347,13 @@ pub(super) fn read_env_file(
                 .used
                 .iter()
                 .any(|v| vars.host_local.contains(v) || crate::mask::is_secret_key(v));
+            if secret && entry.key.starts_with("COMPOSE_") {
+                // These name the stack's files and project: shown in messages, names and labels.
+                return Err(vec![located(
+                    entry.line,
+                    format!("{}: may not be built from a host-local or secret-looking variable: it names files or the project, which are shown", entry.key),
+                )]);
+            }
             (out.text, secret)
         };
         if host_local || derived_secret {

@@ -185,3 +185,105 @@ fn a_compose_file_list_of_separators_only_is_a_problem_not_a_panic() {
         "{error}"
     );
 }
+
+/// A repository whose host has `DB_PASS` in its env file for stack `shop`, and what loading it
+/// says: the secret must be in none of it.
+fn refused_with_host_secret(files: &[(&str, &str)]) -> String {
+    let dir = repo(files);
+    let env = tempfile::tempdir().unwrap();
+    std::fs::write(env.path().join("shop.env"), "DB_PASS=S3cretValue\n").unwrap();
+    let options = LoadOptions {
+        host_env_dir: Some(env.path().to_path_buf()),
+        ..LoadOptions::default()
+    };
+    let error = load(dir.path(), &options).unwrap_err().to_string();
+    assert!(!error.contains("S3cretValue"), "{error}");
+    error
+}
+
+#[test]
+fn a_host_local_variable_may_not_name_an_included_or_extended_file_or_service() {
+    let error = refused_with_host_secret(&[(
+        "shop/compose.yaml",
+        "include: [\"${DB_PASS}.yaml\"]\nservices:\n  web:\n    image: web:1\n",
+    )]);
+    assert!(
+        error.contains(
+            "shop/compose.yaml:1: include[0]: a host-local (secret) variable may not name"
+        ),
+        "{error}"
+    );
+    let error = refused_with_host_secret(&[(
+        "shop/compose.yaml",
+        "services:\n  web:\n    image: web:1\n    extends:\n      service: ${DB_PASS}\n",
+    )]);
+    assert!(
+        error.contains("shop/compose.yaml:5: services.web.extends.service: a host-local (secret) variable may not name"),
+        "{error}"
+    );
+    // `x/..` is dropped when the path is read, so the file exists, but its name holds the secret.
+    let error = refused_with_host_secret(&[
+        (
+            "shop/compose.yaml",
+            "services:\n  web:\n    extends:\n      file: ${DB_PASS}/../base.yaml\n      service: web\n",
+        ),
+        ("shop/base.yaml", "services:\n  web:\n    image: web:1\n"),
+    ]);
+    assert!(
+        error.contains("services.web.extends.file: a host-local (secret) variable may not name"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_secret_in_a_required_variable_message_is_not_shown() {
+    let error = refused_with_host_secret(&[(
+        "shop/compose.yaml",
+        "include: [\"${NOPE:?${DB_PASS}}\"]\nservices:\n  web:\n    image: web:1\n",
+    )]);
+    assert!(
+        error.contains("shop/compose.yaml:1: include[0]: required variable 'NOPE' is not set"),
+        "{error}"
+    );
+    let error = refused_with_host_secret(&[
+        ("shop/compose.yaml", "services:\n  web:\n    image: web:1\n"),
+        ("shop/.env", "X=${NOPE:?${DB_PASS}}\n"),
+    ]);
+    assert!(
+        error.contains("shop/.env:1: X: required variable 'NOPE' is not set"),
+        "{error}"
+    );
+}
+
+#[test]
+fn compose_settings_in_dot_env_may_not_be_built_from_a_secret() {
+    // Valid as a project name, it would name every container and label of the stack.
+    for setting in [
+        "COMPOSE_PROJECT_NAME=x${DB_PASS}",
+        "COMPOSE_PROJECT_NAME=s3cretvalue${SOME_TOKEN}",
+        "COMPOSE_FILE=${DB_PASS}/../compose.yaml",
+    ] {
+        let env = format!("SOME_TOKEN=\n{setting}\n");
+        let error = refused_with_host_secret(&[
+            ("shop/compose.yaml", "services:\n  web:\n    image: web:1\n"),
+            ("shop/.env", &env),
+        ]);
+        assert!(
+            error.contains("shop/.env:2: COMPOSE_")
+                && error.contains("may not be built from a host-local or secret-looking variable"),
+            "{setting}: {error}"
+        );
+    }
+}
+
+#[test]
+fn the_hosts_own_compose_project_name_is_used() {
+    let dir = repo(&[("shop/compose.yaml", "services:\n  web:\n    image: web:1\n")]);
+    let env = tempfile::tempdir().unwrap();
+    std::fs::write(env.path().join("shop.env"), "COMPOSE_PROJECT_NAME=store\n").unwrap();
+    let options = LoadOptions {
+        host_env_dir: Some(env.path().to_path_buf()),
+        ..LoadOptions::default()
+    };
+    assert_eq!(load(dir.path(), &options).unwrap().stacks[0].name, "store");
+}
