@@ -229,3 +229,56 @@ fn a_duration_of_centuries_is_refused_not_a_crash() {
         answer.text
     );
 }
+
+#[test]
+fn services_extending_one_with_a_large_text_are_refused_naming_the_text_limit() {
+    // One 14 MB service (aliases of a 1 MB scalar), copied by 400 services that extend it:
+    // 5.6 GB once copied, from a 1 MB file.
+    let compose = format!(
+        "x-big: &big \"{}\"\nservices:\n  base:\n    image: b:1\n    command: [{}]\n{}",
+        "x".repeat(1_000_000),
+        vec!["*big"; 14].join(","),
+        (0..400)
+            .map(|i| format!("  s{i}: {{extends: base}}\n"))
+            .collect::<String>()
+    );
+    let repo = repo(&[("web/compose.yaml", &compose)]);
+    assert_refused(
+        &validate(repo.path()),
+        "web/compose.yaml:1: the stack's Compose files together expand to more than 16777216 bytes of text",
+    );
+}
+
+#[test]
+fn included_files_are_bounded_together_not_each() {
+    // 31 files of 14 MB each (aliases of a 1 MB scalar) under the per-file limit: 434 MB.
+    let big = format!("\"{}\"", "x".repeat(1_000_000));
+    let mut files = vec![(
+        "web/compose.yaml".to_string(),
+        format!(
+            "include: [{}]\nservices:\n  web:\n    image: web:1\n",
+            (0..31)
+                .map(|i| format!("f{i}.yaml"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )];
+    for i in 0..31 {
+        files.push((
+            format!("web/f{i}.yaml"),
+            format!(
+                "x-big: &big {big}\nservices:\n  s{i}:\n    image: b:1\n    command: [{}]\n",
+                vec!["*big"; 14].join(",")
+            ),
+        ));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let repo = repo(&files);
+    assert_refused(
+        &validate(repo.path()),
+        "web/f1.yaml:1: the stack's Compose files together expand to more than 16777216 bytes of text",
+    );
+}

@@ -3,8 +3,9 @@
 //! `extends` others, files brought in by `include`, and services left out by `profiles`.
 //!
 //! Every file is read through [`DirFiles`] (confined to the stack folder, bounded), and the whole
-//! is bounded too: at most [`MAX_FILES`] files, and the assembled tree at most
-//! [`yaml::MAX_NODES`] nodes however often `extends` copies a large service.
+//! is bounded too: at most [`MAX_FILES`] files, the files read together and the assembled tree
+//! each at most [`yaml::MAX_NODES`] nodes and [`yaml::MAX_TEXT_BYTES`] bytes of text, however
+//! often `extends` copies a large service or `include` adds files.
 
 mod merge;
 
@@ -51,6 +52,7 @@ pub fn assemble(
         sources: Vec::new(),
         var_sets: vec![vars],
         parsed: BTreeMap::new(),
+        read_size: Size::default(),
     };
     let mut doc = a.document(main).map_err(|problems| a.scrubbed(problems))?;
     let inactive = a.profiles(&mut doc);
@@ -69,6 +71,38 @@ struct Assembler<'a> {
     var_sets: Vec<Variables>,
     /// Files read for `extends: file:`, by path, so each is read once.
     parsed: BTreeMap<String, Node>,
+    /// Nodes and text of every file read so far: all of them may be held at once.
+    read_size: Size,
+}
+
+/// A tree's weight against the limits.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    text_bytes: usize,
+}
+
+impl Size {
+    fn of(node: &Node) -> Self {
+        Size {
+            nodes: node.size(),
+            text_bytes: node.text_bytes(),
+        }
+    }
+
+    fn plus(self, other: Size) -> Self {
+        Size {
+            nodes: self.nodes.saturating_add(other.nodes),
+            text_bytes: self.text_bytes.saturating_add(other.text_bytes),
+        }
+    }
+
+    fn minus(self, other: Size) -> Self {
+        Size {
+            nodes: self.nodes.saturating_sub(other.nodes),
+            text_bytes: self.text_bytes.saturating_sub(other.text_bytes),
+        }
+    }
 }
 
 fn problem(file: &str, line: usize, key: &str, message: impl Into<String>) -> Vec<Problem> {
@@ -201,6 +235,8 @@ impl Assembler<'_> {
                 format!("a Compose file is a mapping, found {}", doc.kind()),
             ));
         }
+        self.read_size = self.read_size.plus(Size::of(&doc));
+        self.check_size(self.read_size, &shown)?;
         let id = self.sources.len() as u16;
         doc.set_file(id);
         self.sources.push(SourceFile {
@@ -221,24 +257,25 @@ impl Assembler<'_> {
                 None => next,
                 Some(base) => merge::merge_documents(base, next),
             });
-            self.check_size(doc.as_ref().expect("set").size(), &self.shown(name))?;
+            self.check_size(Size::of(doc.as_ref().expect("set")), &self.shown(name))?;
         }
         Ok(doc.expect("at least one file"))
     }
 
-    fn check_size(&self, nodes: usize, shown: &str) -> Result<(), Vec<Problem>> {
-        if nodes > yaml::MAX_NODES {
-            return Err(problem(
-                shown,
-                1,
-                "",
-                format!(
-                    "the stack's Compose files together expand to more than {} nodes, the limit",
-                    yaml::MAX_NODES
-                ),
-            ));
-        }
-        Ok(())
+    fn check_size(&self, size: Size, shown: &str) -> Result<(), Vec<Problem>> {
+        let over = if size.nodes > yaml::MAX_NODES {
+            format!("{} nodes", yaml::MAX_NODES)
+        } else if size.text_bytes > yaml::MAX_TEXT_BYTES {
+            format!("{} bytes of text", yaml::MAX_TEXT_BYTES)
+        } else {
+            return Ok(());
+        };
+        Err(problem(
+            shown,
+            1,
+            "",
+            format!("the stack's Compose files together expand to more than {over}, the limit"),
+        ))
     }
 
     /// A scalar of a Compose file, interpolated with its file's variables.
@@ -288,16 +325,16 @@ impl Assembler<'_> {
             None => return Ok(()),
         };
         let original = doc.clone();
-        let mut nodes = doc.size();
+        let mut size = Size::of(doc);
         for name in names {
             let resolved = self.resolve(&original, file, &name, &mut Vec::new())?;
             if let Some(Value::Map(entries)) = doc.get_mut("services").map(|s| &mut s.value) {
                 if let Some((_, v)) = entries.iter_mut().find(|(k, _)| k.key_text() == name) {
-                    nodes = nodes - v.size() + resolved.size();
+                    size = size.minus(Size::of(v)).plus(Size::of(&resolved));
                     *v = resolved;
                 }
             }
-            self.check_size(nodes, &self.sources[usize::from(file)].shown)?;
+            self.check_size(size, &self.sources[usize::from(file)].shown)?;
         }
         Ok(())
     }
@@ -465,7 +502,10 @@ impl Assembler<'_> {
             seen.push(paths[0].clone());
             self.includes(&mut included, seen)?;
             seen.pop();
+            let shown = self.sources[usize::from(first)].shown.clone();
             self.add_included(doc, included)?;
+            // Each included project is bounded on its own; together they must be too.
+            self.check_size(Size::of(doc), &shown)?;
         }
         Ok(())
     }

@@ -98,6 +98,19 @@ impl Node {
         }
     }
 
+    /// How many bytes of scalar text the tree holds (keys count), as [`MAX_TEXT_BYTES`] counts.
+    pub fn text_bytes(&self) -> usize {
+        match &self.value {
+            Value::Scalar { text, .. } => text.len(),
+            Value::Seq(items) => items.iter().map(Node::text_bytes).sum(),
+            Value::Map(entries) => entries
+                .iter()
+                .map(|(k, v)| k.text_bytes() + v.text_bytes())
+                .sum(),
+            Value::Null => 0,
+        }
+    }
+
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
         match &mut self.value {
             Value::Map(entries) => entries

@@ -287,3 +287,39 @@ fn the_hosts_own_compose_project_name_is_used() {
     };
     assert_eq!(load(dir.path(), &options).unwrap().stacks[0].name, "store");
 }
+
+#[test]
+fn included_projects_each_within_the_limit_are_bounded_together() {
+    // Each included file: 100 services extend one with 1000 environment entries, 200k nodes
+    // once copied; two of them are 400k.
+    let project = |prefix: &str| {
+        let mut text = format!("services:\n  {prefix}base:\n    image: b:1\n    environment:\n");
+        for i in 0..1000 {
+            text.push_str(&format!("      V{i}: x\n"));
+        }
+        for i in 0..100 {
+            text.push_str(&format!("  {prefix}{i}:\n    extends: {prefix}base\n"));
+        }
+        text
+    };
+    let (a, b) = (project("a"), project("b"));
+    let dir = repo(&[
+        (
+            "shop/compose.yaml",
+            "include: [a.yaml, b.yaml]\nservices:\n  web:\n    image: web:1\n",
+        ),
+        ("shop/a.yaml", &a),
+        ("shop/b.yaml", &b),
+    ]);
+    // Not `unwrap_err`: the stack it would print is megabytes.
+    let Err(error) = load(dir.path(), &LoadOptions::default()) else {
+        panic!("loaded");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains(
+            "shop/b.yaml:1: the stack's Compose files together expand to more than 250000 nodes"
+        ),
+        "{error}"
+    );
+}
