@@ -282,3 +282,96 @@ fn included_files_are_bounded_together_not_each() {
         "web/f1.yaml:1: the stack's Compose files together expand to more than 16777216 bytes of text",
     );
 }
+
+#[test]
+fn large_files_are_merged_extended_and_included_in_linear_time() {
+    let lines = |n: usize, line: &dyn Fn(usize) -> String| (0..n).map(line).collect::<String>();
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        (
+            "an override's environment onto the main file's",
+            vec![
+                (
+                    "web/compose.yaml",
+                    "services:\n  web:\n    image: web:1\n    environment:\n".to_string()
+                        + &lines(30_000, &|i| format!("      A{i}: x\n")),
+                ),
+                (
+                    "web/compose.override.yaml",
+                    "services:\n  web:\n    environment:\n".to_string()
+                        + &lines(30_000, &|i| format!("      B{i}: x\n")),
+                ),
+            ],
+        ),
+        (
+            "an override's list onto the main file's",
+            vec![
+                (
+                    "web/compose.yaml",
+                    format!(
+                        "x-list: [{}]\nservices:\n  web:\n    image: web:1\n",
+                        (0..100_000)
+                            .map(|i| format!("a{i}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                ),
+                (
+                    "web/compose.override.yaml",
+                    format!(
+                        "x-list: [{}]\n",
+                        (0..100_000)
+                            .map(|i| format!("b{i}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                ),
+            ],
+        ),
+        (
+            "an override's mounts onto the main file's",
+            vec![
+                (
+                    "web/compose.yaml",
+                    "volumes:\n  v:\nservices:\n  web:\n    image: web:1\n    volumes:\n"
+                        .to_string()
+                        + &lines(30_000, &|i| format!("      - v:/a{i}\n")),
+                ),
+                (
+                    "web/compose.override.yaml",
+                    "services:\n  web:\n    volumes:\n".to_string()
+                        + &lines(30_000, &|i| format!("      - v:/b{i}\n")),
+                ),
+            ],
+        ),
+        (
+            "services that extend one",
+            vec![(
+                "web/compose.yaml",
+                "services:\n  base:\n    image: web:1\n".to_string()
+                    + &lines(30_000, &|i| format!("  s{i}: {{extends: base}}\n")),
+            )],
+        ),
+        (
+            "an included file's services",
+            vec![
+                (
+                    "web/compose.yaml",
+                    "include: [more.yaml]\nservices:\n  web:\n    image: web:1\n".to_string(),
+                ),
+                (
+                    "web/more.yaml",
+                    "services:\n".to_string()
+                        + &lines(40_000, &|i| format!("  s{i}: {{image: web:1}}\n")),
+                ),
+            ],
+        ),
+    ];
+    for (case, files) in cases {
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+        let repo = repo(&files);
+        // Each took 20 s to minutes with lookups by scanning; validate is killed after 10 s.
+        let answer = validate(repo.path());
+        assert_eq!(answer.code, 0, "{case}: {}", answer.text);
+        eprintln!("{case}: {:?}", answer.took);
+    }
+}

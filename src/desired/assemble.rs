@@ -14,7 +14,7 @@ use super::error::Problem;
 use super::interpolate::interpolate;
 use super::load::{read_env_file, DirFiles, MAX_DEFINITION_BYTES};
 use super::yaml::{self, Node, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Most Compose files one stack may be made of (overrides, `extends` and `include` together).
 pub const MAX_FILES: usize = 32;
@@ -70,9 +70,36 @@ struct Assembler<'a> {
     sources: Vec<SourceFile>,
     var_sets: Vec<Variables>,
     /// Files read for `extends: file:`, by path, so each is read once.
-    parsed: BTreeMap<String, Node>,
+    parsed: BTreeMap<String, Services>,
     /// Nodes and text of every file read so far: all of them may be held at once.
     read_size: Size,
+}
+
+/// A document's services by name, as `extends` looks them up: a file may hold thousands, and
+/// each of them may extend another.
+struct Services {
+    /// The document's source ([`Node::file`]).
+    file: u16,
+    /// Where `services:` is, for a problem naming a service that is not there.
+    line: usize,
+    by_name: HashMap<String, Node>,
+}
+
+impl Services {
+    fn of(doc: &Node) -> Self {
+        let section = doc.get("services");
+        let mut by_name = HashMap::new();
+        for (k, v) in section.and_then(Node::as_map).unwrap_or_default() {
+            by_name
+                .entry(k.key_text().to_string())
+                .or_insert_with(|| v.clone());
+        }
+        Services {
+            file: doc.file,
+            line: section.map_or(1, |s| s.line),
+            by_name,
+        }
+    }
 }
 
 /// A tree's weight against the limits.
@@ -316,24 +343,18 @@ impl Assembler<'_> {
 
     /// Every service of `doc` that `extends` another gets the other's definition under its own.
     fn extends(&mut self, doc: &mut Node, file: u16) -> Result<(), Vec<Problem>> {
-        let names: Vec<String> = match doc.get("services").and_then(Node::as_map) {
-            Some(entries) => entries
-                .iter()
-                .filter(|(_, v)| v.get("extends").is_some())
-                .map(|(k, _)| k.key_text().to_string())
-                .collect(),
-            None => return Ok(()),
-        };
-        let original = doc.clone();
+        let original = Services::of(doc);
         let mut size = Size::of(doc);
-        for name in names {
-            let resolved = self.resolve(&original, file, &name, &mut Vec::new())?;
-            if let Some(Value::Map(entries)) = doc.get_mut("services").map(|s| &mut s.value) {
-                if let Some((_, v)) = entries.iter_mut().find(|(k, _)| k.key_text() == name) {
-                    size = size.minus(Size::of(v)).plus(Size::of(&resolved));
-                    *v = resolved;
-                }
+        let Some(Value::Map(entries)) = doc.get_mut("services").map(|s| &mut s.value) else {
+            return Ok(());
+        };
+        for (k, v) in entries.iter_mut() {
+            if v.get("extends").is_none() {
+                continue;
             }
+            let resolved = self.resolve(&original, file, k.key_text(), &mut Vec::new())?;
+            size = size.minus(Size::of(v)).plus(Size::of(&resolved));
+            *v = resolved;
             self.check_size(size, &self.sources[usize::from(file)].shown)?;
         }
         Ok(())
@@ -342,16 +363,16 @@ impl Assembler<'_> {
     /// Service `name` of `doc` (read as source `file`) with its `extends` chain applied.
     fn resolve(
         &mut self,
-        doc: &Node,
+        doc: &Services,
         file: u16,
         name: &str,
         chain: &mut Vec<(u16, String)>,
     ) -> Result<Node, Vec<Problem>> {
         let key = format!("services.{name}");
-        let Some(service) = doc.get("services").and_then(|s| s.get(name)) else {
+        let Some(service) = doc.by_name.get(name) else {
             return Err(problem(
                 &self.sources[usize::from(file)].shown,
-                doc.get("services").map_or(1, |s| s.line),
+                doc.line,
                 &key,
                 format!(
                     "service '{name}' is not defined in {}",
@@ -432,7 +453,7 @@ impl Assembler<'_> {
 
     /// The file at `rel` (parsed once), for `extends: file:`; its own relative paths resolve
     /// from its folder. The caller puts it back in [`Self::parsed`].
-    fn parsed_file(&mut self, rel: &str, vars: usize, at: &Node) -> Result<Node, Vec<Problem>> {
+    fn parsed_file(&mut self, rel: &str, vars: usize, at: &Node) -> Result<Services, Vec<Problem>> {
         if let Some(doc) = self.parsed.remove(rel) {
             return Ok(doc);
         }
@@ -443,7 +464,7 @@ impl Assembler<'_> {
                 format!("'{rel}' must be a path inside the stack folder"),
             ));
         }
-        self.read(rel, &parent_dir(rel), vars)
+        Ok(Services::of(&self.read(rel, &parent_dir(rel), vars)?))
     }
 
     /// Top-level `include:` entries: each a project of its own files, merged into `doc`; a
@@ -623,11 +644,13 @@ impl Assembler<'_> {
                     format!("expected a mapping, found {}", target.kind()),
                 ));
             };
+            let mut defined: HashMap<String, usize> = HashMap::new();
+            for (i, (e, _)) in existing.iter().enumerate() {
+                defined.entry(e.key_text().to_string()).or_insert(i);
+            }
             for (name, def) in items {
-                if let Some((there, _)) = existing
-                    .iter()
-                    .find(|(e, _)| e.key_text() == name.key_text())
-                {
+                if let Some(&i) = defined.get(name.key_text()) {
+                    let there = &existing[i].0;
                     return Err(self.located(
                         &name,
                         &format!("{section}.{}", name.key_text()),
@@ -639,6 +662,7 @@ impl Assembler<'_> {
                         ),
                     ));
                 }
+                defined.insert(name.key_text().to_string(), existing.len());
                 existing.push((name, def));
             }
         }

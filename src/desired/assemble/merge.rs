@@ -7,6 +7,7 @@
 
 use crate::desired::interpolate::raw_key;
 use crate::desired::yaml::{Node, Value};
+use std::collections::{HashMap, HashSet};
 
 /// Service keys whose value the later file replaces whole.
 const REPLACED: &[&str] = &["command", "entrypoint"];
@@ -62,24 +63,28 @@ fn merge_at(path: &[&str], base: Node, over: Node, rule: &Rule) -> Node {
     merge_default(path, base, over, rule)
 }
 
-/// Mappings merge key by key, sequences append, anything else is replaced by `over`.
+/// Mappings merge key by key, sequences append, anything else is replaced by `over`. Keys and
+/// items are looked up by hash: a hostile file's lists and mappings may be 100k long.
 fn merge_default(path: &[&str], base: Node, over: Node, rule: &Rule) -> Node {
     match (base.value, over.value) {
         (Value::Map(base_entries), Value::Map(over_entries)) => {
             let mut entries = base_entries;
+            let mut index: HashMap<String, usize> = HashMap::new();
+            for (i, (k, _)) in entries.iter().enumerate() {
+                index.entry(k.key_text().to_string()).or_insert(i);
+            }
             for (k, v) in over_entries {
-                match entries
-                    .iter()
-                    .position(|(bk, _)| bk.key_text() == k.key_text())
-                {
-                    Some(i) => {
-                        let (bk, bv) = entries.remove(i);
+                match index.get(k.key_text()) {
+                    Some(&i) => {
+                        let bv = std::mem::replace(&mut entries[i].1, base_header(0, 0));
                         let mut child = path.to_vec();
                         child.push(k.key_text());
-                        let merged = merge_at(&child, bv, v, rule);
-                        entries.insert(i, (bk, merged));
+                        entries[i].1 = merge_at(&child, bv, v, rule);
                     }
-                    None => entries.push((k, v)),
+                    None => {
+                        index.insert(k.key_text().to_string(), entries.len());
+                        entries.push((k, v));
+                    }
                 }
             }
             Node {
@@ -87,41 +92,46 @@ fn merge_default(path: &[&str], base: Node, over: Node, rule: &Rule) -> Node {
                 ..base_header(base.line, base.file)
             }
         }
-        (Value::Seq(mut items), Value::Seq(more)) => {
-            for item in more {
-                if !items.contains(&item) {
-                    items.push(item);
-                }
-            }
+        (Value::Seq(items), Value::Seq(more)) => Node {
+            value: Value::Seq(append_new(items, more)),
+            ..base_header(base.line, base.file)
+        },
+        // A scalar and a one-item list mean the same for list keys (`dns: 1.1.1.1`).
+        (Value::Seq(items), scalar @ Value::Scalar { .. }) => {
+            let item = Node {
+                line: over.line,
+                file: over.file,
+                value: scalar,
+            };
             Node {
-                value: Value::Seq(items),
+                value: Value::Seq(append_new(items, vec![item])),
                 ..base_header(base.line, base.file)
             }
         }
-        (base_value, over_value) => {
-            // A scalar and a one-item list mean the same for list keys (`dns: 1.1.1.1`).
-            if let (Value::Seq(mut items), scalar @ Value::Scalar { .. }) =
-                (base_value.clone(), over_value.clone())
-            {
-                let item = Node {
-                    line: over.line,
-                    file: over.file,
-                    value: scalar,
-                };
-                if !items.contains(&item) {
-                    items.push(item);
-                }
-                return Node {
-                    value: Value::Seq(items),
-                    ..base_header(base.line, base.file)
-                };
-            }
-            Node {
-                line: over.line,
-                file: over.file,
-                value: over_value,
-            }
+        (_, over_value) => Node {
+            line: over.line,
+            file: over.file,
+            value: over_value,
+        },
+    }
+}
+
+/// `items` then `more`, leaving out a scalar already in the list (`dns`, `cap_add`: Compose keeps
+/// one of each).
+fn append_new(mut items: Vec<Node>, more: Vec<Node>) -> Vec<Node> {
+    let mut seen: HashSet<String> = items.iter().filter_map(scalar_text).collect();
+    for item in more {
+        if scalar_text(&item).is_none_or(|text| seen.insert(text)) {
+            items.push(item);
         }
+    }
+    items
+}
+
+fn scalar_text(node: &Node) -> Option<String> {
+    match &node.value {
+        Value::Scalar { text, .. } => Some(text.clone()),
+        _ => None,
     }
 }
 
@@ -218,15 +228,23 @@ fn merge_unique(key: &str, base: Node, over: Node) -> Node {
     let (Value::Seq(mut items), Value::Seq(more)) = (base.value.clone(), over.value.clone()) else {
         return over;
     };
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(id) = unique_key(key, item) {
+            index.entry(id).or_insert(i);
+        }
+    }
+    let mut seen: HashSet<String> = items.iter().filter_map(scalar_text).collect();
     for item in more {
-        let id = unique_key(key, &item);
-        match id.as_ref().and_then(|id| {
-            items
-                .iter()
-                .position(|i| unique_key(key, i).as_ref() == Some(id))
-        }) {
-            Some(i) => items[i] = item,
-            None if !items.contains(&item) => items.push(item),
+        match unique_key(key, &item) {
+            Some(id) => match index.get(&id) {
+                Some(&i) => items[i] = item,
+                None => {
+                    index.insert(id, items.len());
+                    items.push(item);
+                }
+            },
+            None if scalar_text(&item).is_none_or(|text| seen.insert(text)) => items.push(item),
             None => {}
         }
     }
@@ -321,6 +339,17 @@ mod tests {
         assert_eq!(text(web.get("restart").unwrap()), "always");
         assert_eq!(texts(web.get("dns").unwrap()), ["1.1.1.1", "8.8.8.8"]);
         assert!(doc.get("services").unwrap().get("db").is_some());
+    }
+
+    #[test]
+    fn a_value_already_in_a_list_is_not_repeated_as_compose_keeps_one() {
+        let doc = merged(
+            "services:\n  web:\n    cap_add: [CHOWN]\n    dns: [1.1.1.1]\n",
+            "services:\n  web:\n    cap_add: [CHOWN, NET_RAW]\n    dns: 1.1.1.1\n",
+        );
+        let web = doc.get("services").unwrap().get("web").unwrap();
+        assert_eq!(texts(web.get("cap_add").unwrap()), ["CHOWN", "NET_RAW"]);
+        assert_eq!(texts(web.get("dns").unwrap()), ["1.1.1.1"]);
     }
 
     #[test]
