@@ -108,6 +108,11 @@ fn merge_default(path: &[&str], base: Node, over: Node, rule: &Rule) -> Node {
                 ..base_header(base.line, base.file)
             }
         }
+        // As in Compose, a key left empty (its entries commented out) changes nothing.
+        (base_value, Value::Null) => Node {
+            value: base_value,
+            ..base_header(base.line, base.file)
+        },
         (_, over_value) => Node {
             line: over.line,
             file: over.file,
@@ -225,6 +230,9 @@ fn named_map(node: Node) -> Node {
 
 /// `over`'s entries replace `base`'s entries with the same unique key, the rest append.
 fn merge_unique(key: &str, base: Node, over: Node) -> Node {
+    if over.value == Value::Null {
+        return base;
+    }
     let (Value::Seq(mut items), Value::Seq(more)) = (base.value.clone(), over.value.clone()) else {
         return over;
     };
@@ -339,6 +347,21 @@ mod tests {
         assert_eq!(text(web.get("restart").unwrap()), "always");
         assert_eq!(texts(web.get("dns").unwrap()), ["1.1.1.1", "8.8.8.8"]);
         assert!(doc.get("services").unwrap().get("db").is_some());
+    }
+
+    #[test]
+    fn an_empty_key_in_an_override_keeps_the_base_value_as_in_compose() {
+        // `environment:` with its entries commented out is null, not "no environment".
+        let doc = merged(
+            "services:\n  web:\n    image: web:1\n    environment:\n      A: \"1\"\n    volumes: [./a:/data]\n    restart: always\n    command: [run]\n",
+            "services:\n  web:\n    environment:\n    volumes:\n    restart:\n    command:\n",
+        );
+        let web = doc.get("services").unwrap().get("web").unwrap();
+        assert_eq!(text(web.get("environment").unwrap().get("A").unwrap()), "1");
+        assert_eq!(texts(web.get("volumes").unwrap()), ["./a:/data"]);
+        assert_eq!(text(web.get("restart").unwrap()), "always");
+        // As in Compose, command, entrypoint and healthcheck.test are replaced, even by nothing.
+        assert_eq!(web.get("command").unwrap().value, Value::Null);
     }
 
     #[test]
