@@ -264,7 +264,8 @@ fn merge_unique(key: &str, base: Node, over: Node) -> Node {
 }
 
 /// What makes a list entry unique, as written (before interpolation): a mount's or device's
-/// target, a secret's or config's target, a port's whole definition.
+/// target, a secret's or config's target, a port's whole definition (Compose's defaults filled
+/// in for the long form).
 fn unique_key(key: &str, item: &Node) -> Option<String> {
     let scalar = |n: &Node| match &n.value {
         Value::Scalar { text, .. } => Some(text.clone()),
@@ -277,6 +278,21 @@ fn unique_key(key: &str, item: &Node) -> Option<String> {
                 1 => parts[0].to_string(),
                 _ => parts[1].to_string(),
             })
+        }
+        (Value::Scalar { text, .. }, "ports") => Some(text.clone()),
+        (Value::Map(_), "ports") => {
+            let field = |name: &str, default: &str| {
+                item.get(name)
+                    .and_then(scalar)
+                    .unwrap_or_else(|| default.to_string())
+            };
+            Some(format!(
+                "{}:{}:{}/{}",
+                field("host_ip", "0.0.0.0"),
+                field("published", ""),
+                field("target", ""),
+                field("protocol", "tcp")
+            ))
         }
         (Value::Scalar { text, .. }, "secrets") => Some(format!("/run/secrets/{text}")),
         (Value::Scalar { text, .. }, "configs") => Some(format!("/{text}")),
@@ -362,6 +378,30 @@ mod tests {
         assert_eq!(text(web.get("restart").unwrap()), "always");
         // As in Compose, command, entrypoint and healthcheck.test are replaced, even by nothing.
         assert_eq!(web.get("command").unwrap().value, Value::Null);
+    }
+
+    #[test]
+    fn the_same_port_in_an_override_is_published_once() {
+        let doc = merged(
+            "services:\n  web:\n    ports:\n      - \"8080:80\"\n      - target: 443\n        published: \"8443\"\n",
+            "services:\n  web:\n    ports:\n      - \"8080:80\"\n      - target: 443\n        published: \"8443\"\n        protocol: tcp\n      - \"9090:90\"\n",
+        );
+        let ports = doc
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .get("ports")
+            .unwrap();
+        let Value::Seq(items) = &ports.value else {
+            panic!()
+        };
+        assert_eq!(items.len(), 3, "{items:?}");
+        assert_eq!(
+            items[1].get("protocol").unwrap().file,
+            1,
+            "the later one wins"
+        );
     }
 
     #[test]
