@@ -36,6 +36,8 @@ pub struct Assembled {
     pub var_sets: Vec<Variables>,
     /// Services not deployed because none of their profiles is active, with their profiles.
     pub inactive: BTreeMap<String, Vec<String>>,
+    /// What reading the included projects' env files had to say (an unset variable).
+    pub warnings: Vec<Problem>,
 }
 
 /// Assemble the stack in `files`; `main` is the Compose file discovery found (shown as
@@ -53,6 +55,7 @@ pub fn assemble(
         var_sets: vec![vars],
         parsed: BTreeMap::new(),
         read_size: Size::default(),
+        warnings: Vec::new(),
     };
     let mut doc = a.document(main).map_err(|problems| a.scrubbed(problems))?;
     let inactive = a.profiles(&mut doc);
@@ -61,6 +64,7 @@ pub fn assemble(
         sources: a.sources,
         var_sets: a.var_sets,
         inactive,
+        warnings: a.warnings,
     })
 }
 
@@ -73,6 +77,7 @@ struct Assembler<'a> {
     parsed: BTreeMap<String, Services>,
     /// Nodes and text of every file read so far: all of them may be held at once.
     read_size: Size,
+    warnings: Vec<Problem>,
 }
 
 /// A document's services by name, as `extends` looks them up: a file may hold thousands, and
@@ -610,13 +615,18 @@ impl Assembler<'_> {
             }
         };
         let mut vars = self.var_sets[parent].clone();
-        let mut warnings = Vec::new();
         for rel in env_files {
             let text = self
                 .files
                 .read_text(&rel, MAX_DEFINITION_BYTES)
                 .map_err(|e| self.located(item, key, e))?;
-            read_env_file(&text, &self.shown(&rel), false, &mut vars, &mut warnings)?;
+            read_env_file(
+                &text,
+                &self.shown(&rel),
+                false,
+                &mut vars,
+                &mut self.warnings,
+            )?;
         }
         self.var_sets.push(vars);
         Ok(self.var_sets.len() - 1)

@@ -237,7 +237,11 @@ fn load_stack(found: &FoundStack, options: &LoadOptions) -> Result<Stack, Vec<Pr
         services: parts.services,
         volumes: parts.volumes,
         networks: parts.networks,
-        warnings: warnings.into_iter().chain(parts.warnings).collect(),
+        warnings: warnings
+            .into_iter()
+            .chain(assembled.warnings)
+            .chain(parts.warnings)
+            .collect(),
     };
     let problems = options.policy.check(&stack);
     if problems.is_empty() {

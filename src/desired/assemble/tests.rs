@@ -323,3 +323,29 @@ fn included_projects_each_within_the_limit_are_bounded_together() {
         "{error}"
     );
 }
+
+#[test]
+fn an_unset_variable_in_an_included_projects_dot_env_is_warned_about() {
+    let dir = repo(&[
+        (
+            "shop/compose.yaml",
+            "include: [db/compose.yaml]\nservices:\n  web:\n    image: web:1\n",
+        ),
+        (
+            "shop/db/compose.yaml",
+            "services:\n  db:\n    image: db:1\n",
+        ),
+        ("shop/db/.env", "URL=postgres://${DB_HOST}/app\n"),
+    ]);
+    let warnings: Vec<String> = loaded(dir.path()).stacks[0]
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("shop/db/.env:1: URL: the variable 'DB_HOST' is not set")),
+        "{warnings:?}"
+    );
+}
