@@ -153,7 +153,8 @@ fn merge_plain(base: Node, over: Node) -> Node {
     merge_default(&[], base, over, &|_, base, over| Err((base, over)))
 }
 
-/// A `KEY=VALUE` list as a mapping (`- A=1` -> `A: "1"`, `- A` -> `A:`); a mapping as it is.
+/// A `KEY=VALUE` list as a mapping (`- A=1` -> `A: "1"`, `- A` -> `A:`), one entry per key
+/// (the later value in the earlier place, as Compose keeps them); a mapping as it is.
 fn key_value_map(node: Node) -> Node {
     let Value::Seq(items) = node.value else {
         return node;
@@ -201,8 +202,25 @@ fn key_value_map(node: Node) -> Node {
     Node {
         line: node.line,
         file: node.file,
-        value: Value::Map(entries),
+        value: Value::Map(one_per_key(entries)),
     }
+}
+
+/// `entries` with a repeated key's later value put in place of the earlier one: merging looks a
+/// key up once, so a repeat left behind would win over the override.
+fn one_per_key(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<(Node, Node)> = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        match index.get(k.key_text()) {
+            Some(&i) => out[i].1 = v,
+            None => {
+                index.insert(k.key_text().to_string(), out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    out
 }
 
 /// A list of names as a mapping of each name to nothing (`[db]` -> `db:`).

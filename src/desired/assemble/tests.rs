@@ -349,3 +349,21 @@ fn an_unset_variable_in_an_included_projects_dot_env_is_warned_about() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn an_override_wins_over_a_variable_the_main_files_list_repeats() {
+    let dir = repo(&[
+        (
+            "shop/compose.yaml",
+            "services:\n  web:\n    image: web:1\n    environment:\n      - A=1\n      - A=2\n    labels: [l=1, l=2]\n",
+        ),
+        (
+            "shop/compose.override.yaml",
+            "services:\n  web:\n    environment:\n      A: \"3\"\n    labels:\n      l: \"3\"\n",
+        ),
+    ]);
+    let desired = loaded(dir.path());
+    let web = service(&desired, "web");
+    assert_eq!(web.spec.environment["A"], "3");
+    assert_eq!(web.spec.labels["l"], "3");
+}
