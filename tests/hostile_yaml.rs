@@ -352,6 +352,18 @@ fn large_files_are_merged_extended_and_included_in_linear_time() {
             )],
         ),
         (
+            "services that extend the end of a chain from a large service",
+            vec![(
+                "web/compose.yaml",
+                format!(
+                    "services:\n  b0:\n    image: web:1\n    command: [{}]\n",
+                    vec!["a"; 100_000].join(",")
+                ) + &lines(14, &|i| {
+                    format!("  b{}:\n    extends: b{i}\n    command: [x]\n", i + 1)
+                }) + &lines(5_000, &|i| format!("  s{i}: {{extends: b14}}\n")),
+            )],
+        ),
+        (
             "an included file's services",
             vec![
                 (
@@ -369,7 +381,8 @@ fn large_files_are_merged_extended_and_included_in_linear_time() {
     for (case, files) in cases {
         let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
         let repo = repo(&files);
-        // Each took 20 s to minutes with lookups by scanning; validate is killed after 10 s.
+        // Each took 20 s to minutes (lookups by scanning, a chain resolved again for each service
+        // at its end); validate is killed after 10 s.
         let answer = validate(repo.path());
         assert_eq!(answer.code, 0, "{case}: {}", answer.text);
         eprintln!("{case}: {:?}", answer.took);

@@ -55,6 +55,8 @@ pub fn assemble(
         var_sets: vec![vars],
         parsed: BTreeMap::new(),
         read_size: Size::default(),
+        resolved: HashMap::new(),
+        resolved_size: Size::default(),
         warnings: Vec::new(),
     };
     let mut doc = a.document(main).map_err(|problems| a.scrubbed(problems))?;
@@ -77,6 +79,11 @@ struct Assembler<'a> {
     parsed: BTreeMap<String, Services>,
     /// Nodes and text of every file read so far: all of them may be held at once.
     read_size: Size,
+    /// Services with `extends` already resolved, by source and name: thousands of services may
+    /// extend the end of one long chain.
+    resolved: HashMap<(u16, String), Node>,
+    /// Nodes and text held in [`Self::resolved`].
+    resolved_size: Size,
     warnings: Vec<Problem>,
 }
 
@@ -373,6 +380,9 @@ impl Assembler<'_> {
         name: &str,
         chain: &mut Vec<(u16, String)>,
     ) -> Result<Node, Vec<Problem>> {
+        if let Some(done) = self.resolved.get(&(file, name.to_string())) {
+            return Ok(done.clone());
+        }
         let key = format!("services.{name}");
         let Some(service) = doc.by_name.get(name) else {
             return Err(problem(
@@ -453,7 +463,12 @@ impl Assembler<'_> {
         if let Value::Map(entries) = &mut local.value {
             entries.retain(|(k, _)| k.key_text() != "extends");
         }
-        Ok(merge::merge_service(base, local))
+        let merged = merge::merge_service(base, local);
+        self.resolved_size = self.resolved_size.plus(Size::of(&merged));
+        self.check_size(self.resolved_size, &self.sources[usize::from(file)].shown)?;
+        self.resolved
+            .insert((file, name.to_string()), merged.clone());
+        Ok(merged)
     }
 
     /// The file at `rel` (parsed once), for `extends: file:`; its own relative paths resolve
