@@ -388,3 +388,25 @@ fn large_files_are_merged_extended_and_included_in_linear_time() {
         eprintln!("{case}: {:?}", answer.took);
     }
 }
+
+#[test]
+fn aliases_repeating_an_extends_of_a_large_path_are_refused_naming_the_file_limit() {
+    // A 1 MB path (`./` 500k times, then the file) for each of 20,000 services: 20 GB copied.
+    let env = format!("A={}\n", "./".repeat(16_000));
+    let compose = format!(
+        "x-e: &e {{file: \"{}x.yaml\", service: base}}\nservices:\n{}",
+        "${A}".repeat(32),
+        (0..20_000)
+            .map(|i| format!("  s{i}: {{image: web:1, extends: *e}}\n"))
+            .collect::<String>()
+    );
+    let repo = repo(&[
+        ("web/.env", &env),
+        ("web/compose.yaml", &compose),
+        ("web/x.yaml", "services:\n  base:\n    image: web:1\n"),
+    ]);
+    assert_refused(
+        &validate(repo.path()),
+        "web/compose.yaml:1: services.s16.extends.file: interpolation yields more than 16777216 bytes for the whole file",
+    );
+}

@@ -11,9 +11,10 @@ mod merge;
 
 use super::compose::{SourceFile, StackFiles, Variables};
 use super::error::Problem;
-use super::interpolate::interpolate;
+use super::interpolate::{interpolate_within, Budget};
 use super::load::{read_env_file, DirFiles, MAX_DEFINITION_BYTES};
 use super::yaml::{self, Node, Value};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Most Compose files one stack may be made of (overrides, `extends` and `include` together).
@@ -57,6 +58,7 @@ pub fn assemble(
         read_size: Size::default(),
         resolved: HashMap::new(),
         resolved_size: Size::default(),
+        budget: RefCell::new(Budget::per_file()),
         warnings: Vec::new(),
     };
     let mut doc = a.document(main).map_err(|problems| a.scrubbed(problems))?;
@@ -84,6 +86,9 @@ struct Assembler<'a> {
     resolved: HashMap<(u16, String), Node>,
     /// Nodes and text held in [`Self::resolved`].
     resolved_size: Size,
+    /// Interpolated bytes left for the names of files and services: aliases may repeat an
+    /// `extends` whose file is a `${BIG}` path thousands of times.
+    budget: RefCell<Budget>,
     warnings: Vec<Problem>,
 }
 
@@ -330,8 +335,8 @@ impl Assembler<'_> {
         };
         let vars = &self.var_sets[self.sources[usize::from(node.file)].vars];
         let lookup = |name: &str| vars.values.get(name).cloned();
-        let out =
-            interpolate(raw, &lookup).map_err(|e| problem(shown, node.line, key, e.to_string()))?;
+        let out = interpolate_within(raw, &lookup, &mut self.budget.borrow_mut())
+            .map_err(|e| problem(shown, node.line, key, e.to_string()))?;
         if out.used.iter().any(|v| vars.host_local.contains(v)) {
             // The name would be shown in messages and logs, whether the file is there or not.
             return Err(problem(
