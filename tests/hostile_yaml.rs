@@ -410,3 +410,31 @@ fn aliases_repeating_an_extends_of_a_large_path_are_refused_naming_the_file_limi
         "web/compose.yaml:1: services.s16.extends.file: interpolation yields more than 16777216 bytes for the whole file",
     );
 }
+
+#[test]
+fn a_file_named_by_a_padded_path_is_named_short_in_every_problem() {
+    // `./` 500k times, then the file: a 1 MB name for a file that exists, in each of 200
+    // problems of the file it names (200 MB of output from a 4 kB repository).
+    let env = format!("A={}\n", "./".repeat(16_000));
+    let compose = format!(
+        "services:\n  web:\n    extends: {{file: \"{}base.yaml\", service: base}}\n",
+        "${A}".repeat(31)
+    );
+    let base = "services:\n  base:\n    image: web:1\n".to_string()
+        + &(0..300)
+            .map(|i| format!("    wrong{i}: 1\n"))
+            .collect::<String>();
+    let repo = repo(&[
+        ("web/.env", &env),
+        ("web/compose.yaml", &compose),
+        ("web/base.yaml", &base),
+    ]);
+    let answer = validate(repo.path());
+    // 200 problems of half a kilobyte each.
+    assert!(
+        answer.text.len() < 256 << 10,
+        "{} bytes of output",
+        answer.text.len()
+    );
+    assert_refused(&answer, "web/base.yaml:4: services.web.wrong0: unknown key");
+}

@@ -12,7 +12,7 @@ mod merge;
 use super::compose::{SourceFile, StackFiles, Variables};
 use super::error::Problem;
 use super::interpolate::{interpolate_within, Budget};
-use super::load::{read_env_file, DirFiles, MAX_DEFINITION_BYTES};
+use super::load::{normalize, read_env_file, DirFiles, MAX_DEFINITION_BYTES};
 use super::yaml::{self, Node, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -238,15 +238,11 @@ impl Assembler<'_> {
                     format!("names no file: '{list}' holds only the separator '{separator}'"),
                 ));
             }
-            if let Some(abs) = names.iter().find(|n| n.starts_with('/')) {
-                return Err(problem(
-                    &self.shown(".env"),
-                    1,
-                    "COMPOSE_FILE",
-                    format!("'{abs}' must be a path inside the stack folder"),
-                ));
-            }
-            return Ok(names);
+            return names
+                .iter()
+                .map(|n| normalize(n))
+                .collect::<Result<_, _>>()
+                .map_err(|e| problem(&self.shown(".env"), 1, "COMPOSE_FILE", e));
         }
         let mut names = vec![main.to_string()];
         if let Some(over) = OVERRIDE_NAMES.iter().find(|n| self.files.exists(n)) {
@@ -453,11 +449,12 @@ impl Assembler<'_> {
             None => self.resolve(doc, file, &base_name, chain)?,
             Some(path) => {
                 let source = &self.sources[usize::from(file)];
-                let rel = join_dir(&source.dir, &path);
                 let vars = source.vars;
+                let rel = normalize(&join_dir(&source.dir, &path))
+                    .map_err(|e| self.located(ext, &format!("{ext_key}.file"), e))?;
                 // Taken out while in use rather than cloned: a file many services extend may
                 // be large. A chain that comes back to it reads it again, within MAX_FILES.
-                let other = self.parsed_file(&rel, vars, ext)?;
+                let other = self.parsed_file(&rel, vars)?;
                 let base = self.resolve(&other, other.file, &base_name, chain);
                 self.parsed.insert(rel, other);
                 base?
@@ -476,18 +473,11 @@ impl Assembler<'_> {
         Ok(merged)
     }
 
-    /// The file at `rel` (parsed once), for `extends: file:`; its own relative paths resolve
-    /// from its folder. The caller puts it back in [`Self::parsed`].
-    fn parsed_file(&mut self, rel: &str, vars: usize, at: &Node) -> Result<Services, Vec<Problem>> {
+    /// The file at `rel` (normalized, parsed once), for `extends: file:`; its own relative paths
+    /// resolve from its folder. The caller puts it back in [`Self::parsed`].
+    fn parsed_file(&mut self, rel: &str, vars: usize) -> Result<Services, Vec<Problem>> {
         if let Some(doc) = self.parsed.remove(rel) {
             return Ok(doc);
-        }
-        if rel.starts_with('/') {
-            return Err(self.located(
-                at,
-                "extends.file",
-                format!("'{rel}' must be a path inside the stack folder"),
-            ));
         }
         Ok(Services::of(&self.read(rel, &parent_dir(rel), vars)?))
     }
@@ -514,14 +504,13 @@ impl Assembler<'_> {
             let including = &self.sources[usize::from(item.file)];
             let (base_dir, parent_vars) = (including.dir.clone(), including.vars);
             let (paths, project_dir, env_files) = self.include_entry(item, &key)?;
-            let paths: Vec<String> = paths.iter().map(|p| join_dir(&base_dir, p)).collect();
-            if let Some(abs) = paths.iter().find(|p| p.starts_with('/')) {
-                return Err(self.located(
-                    item,
-                    &key,
-                    format!("'{abs}' must be a path inside the stack folder"),
-                ));
-            }
+            let inside = |p: &str| {
+                normalize(&join_dir(&base_dir, p)).map_err(|e| self.located(item, &key, e))
+            };
+            let paths = paths
+                .iter()
+                .map(|p| inside(p))
+                .collect::<Result<Vec<_>, _>>()?;
             if seen.contains(&paths[0]) || seen.len() >= MAX_CHAIN {
                 return Err(self.located(
                     item,
@@ -533,7 +522,7 @@ impl Assembler<'_> {
                 ));
             }
             let project_dir = match project_dir {
-                Some(d) => join_dir(&base_dir, &d),
+                Some(d) => inside(&d)?,
                 None => parent_dir(&paths[0]),
             };
             let vars =
@@ -625,7 +614,10 @@ impl Assembler<'_> {
         parent: usize,
     ) -> Result<usize, Vec<Problem>> {
         let env_files: Vec<String> = match env_files {
-            Some(files) => files.iter().map(|f| join_dir(base_dir, f)).collect(),
+            Some(files) => files
+                .iter()
+                .map(|f| normalize(&join_dir(base_dir, f)).map_err(|e| self.located(item, key, e)))
+                .collect::<Result<_, _>>()?,
             None => {
                 let default = join_dir(project_dir, ".env");
                 if !self.files.exists(&default) {

@@ -535,7 +535,7 @@ fn open_regular(path: &Path) -> Result<(fs::File, u64), String> {
 
 /// Normalize a path a file names, relative to the stack folder, lexically: `.` dropped, `..`
 /// may not climb above the folder, absolute paths refused.
-fn normalize(rel: &str) -> Result<String, String> {
+pub(super) fn normalize(rel: &str) -> Result<String, String> {
     if rel.starts_with('/') {
         return Err(format!("'{rel}' must be relative to the stack folder"));
     }
