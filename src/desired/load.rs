@@ -21,6 +21,8 @@ pub const MAX_DEFINITION_BYTES: u64 = 1 << 20;
 pub const MAX_READ_BYTES: u64 = 16 << 20;
 /// Largest single file digested (mounted into a container); streamed, so this bounds time only.
 pub const MAX_DIGESTED_FILE_BYTES: u64 = 1 << 30;
+/// Most warnings the env files of a stack give, as a Compose file's are capped: each is logged.
+const MAX_ENV_WARNINGS: usize = 200;
 
 pub const COMPOSE_FILE_NAMES: &[&str] = &[
     "compose.yaml",
@@ -336,7 +338,11 @@ pub(super) fn read_env_file(
                 };
                 vec![located(entry.line, message)]
             })?;
-            for name in &out.unset {
+            for name in out
+                .unset
+                .iter()
+                .take(MAX_ENV_WARNINGS.saturating_sub(warnings.len()))
+            {
                 warnings.push(Problem {
                     key: entry.key.clone(),
                     ..located(

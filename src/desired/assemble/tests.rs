@@ -367,3 +367,17 @@ fn an_override_wins_over_a_variable_the_main_files_list_repeats() {
     assert_eq!(web.spec.environment["A"], "3");
     assert_eq!(web.spec.labels["l"], "3");
 }
+
+#[test]
+fn unset_variables_in_dot_env_are_warned_about_a_bounded_number_of_times() {
+    let env: String = (0..5_000).map(|i| format!("V{i}=$UNSET{i}\n")).collect();
+    let dir = repo(&[
+        ("shop/compose.yaml", "services:\n  web:\n    image: web:1\n"),
+        ("shop/.env", &env),
+    ]);
+    let warnings = &loaded(dir.path()).stacks[0].warnings;
+    assert!(warnings.len() <= 200, "{} warnings", warnings.len());
+    assert!(warnings[0]
+        .to_string()
+        .contains("the variable 'UNSET0' is not set"));
+}
