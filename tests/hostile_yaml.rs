@@ -438,3 +438,23 @@ fn a_file_named_by_a_padded_path_is_named_short_in_every_problem() {
     );
     assert_refused(&answer, "web/base.yaml:4: services.web.wrong0: unknown key");
 }
+
+#[test]
+fn dot_env_values_expanded_into_gigabytes_are_refused_naming_the_file_limit() {
+    // 3,000 values of 1 MB each from a 530 kB .env.
+    let env = format!(
+        "B={}\n{}",
+        "x".repeat(500_000),
+        (0..3_000)
+            .map(|i| format!("A{i}=${{B}}${{B}}\n"))
+            .collect::<String>()
+    );
+    let repo = repo(&[
+        ("web/.env", &env),
+        ("web/compose.yaml", "services:\n  web:\n    image: web:1\n"),
+    ]);
+    assert_refused(
+        &validate(repo.path()),
+        "web/.env:18: A16: interpolation yields more than 16777216 bytes for the whole file",
+    );
+}

@@ -49,6 +49,7 @@ pub fn assemble(
     main: &str,
     vars: Variables,
 ) -> Result<Assembled, Vec<Problem>> {
+    let var_bytes = vars_bytes(&vars);
     let mut a = Assembler {
         files,
         folder,
@@ -59,6 +60,7 @@ pub fn assemble(
         resolved: HashMap::new(),
         resolved_size: Size::default(),
         budget: RefCell::new(Budget::per_file()),
+        var_bytes,
         warnings: Vec::new(),
     };
     let mut doc = a.document(main).map_err(|problems| a.scrubbed(problems))?;
@@ -86,9 +88,11 @@ struct Assembler<'a> {
     resolved: HashMap<(u16, String), Node>,
     /// Nodes and text held in [`Self::resolved`].
     resolved_size: Size,
-    /// Interpolated bytes left for the names of files and services: aliases may repeat an
-    /// `extends` whose file is a `${BIG}` path thousands of times.
+    /// Interpolated bytes left for the names of files and services and included env files:
+    /// aliases may repeat an `extends` whose file is a `${BIG}` path thousands of times.
     budget: RefCell<Budget>,
+    /// Bytes of names and values in [`Self::var_sets`].
+    var_bytes: usize,
     warnings: Vec<Problem>,
 }
 
@@ -165,6 +169,10 @@ pub fn join_dir(dir: &str, rel: &str) -> String {
     } else {
         format!("{dir}/{rel}")
     }
+}
+
+fn vars_bytes(vars: &Variables) -> usize {
+    vars.values.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
 fn parent_dir(path: &str) -> String {
@@ -638,7 +646,20 @@ impl Assembler<'_> {
                 false,
                 &mut vars,
                 &mut self.warnings,
+                &mut self.budget.borrow_mut(),
             )?;
+        }
+        // Each set holds the includer's too: 31 copies of a large one would be gigabytes.
+        self.var_bytes = self.var_bytes.saturating_add(vars_bytes(&vars));
+        if self.var_bytes > yaml::MAX_TEXT_BYTES {
+            return Err(self.located(
+                item,
+                key,
+                format!(
+                    "the stack's variables together hold more than {} bytes, the limit (an included project with env files of its own copies the includer's)",
+                    yaml::MAX_TEXT_BYTES
+                ),
+            ));
         }
         self.var_sets.push(vars);
         Ok(self.var_sets.len() - 1)

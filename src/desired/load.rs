@@ -6,6 +6,7 @@
 use super::compose::{self, StackFiles, Variables};
 use super::dotenv;
 use super::error::{DesiredError, Problem};
+use super::interpolate::{interpolate_within, Budget};
 use super::model::{hex, Desired, Stack};
 use super::policy::Policy;
 use super::yaml::Value;
@@ -265,6 +266,8 @@ fn variables(
     warnings: &mut Vec<Problem>,
 ) -> Result<Variables, Vec<Problem>> {
     let mut vars = Variables::default();
+    // `.env` values are expanded: a few bytes may name a megabyte, and thousands may do so.
+    let mut budget = Budget::per_file();
     let unreadable = |shown: String, message: String| {
         vec![Problem {
             file: shown,
@@ -278,7 +281,7 @@ fn variables(
         let path = env_dir.join(format!("{folder}.env"));
         let shown = path.display().to_string();
         match fs::read_to_string(&path) {
-            Ok(text) => read_env_file(&text, &shown, true, &mut vars, warnings)?,
+            Ok(text) => read_env_file(&text, &shown, true, &mut vars, warnings, &mut budget)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(unreadable(shown, format!("cannot read: {e}"))),
         }
@@ -289,19 +292,20 @@ fn variables(
         let text = files
             .read_text(".env", MAX_DEFINITION_BYTES)
             .map_err(|e| unreadable(shown.clone(), e))?;
-        read_env_file(&text, &shown, false, &mut vars, warnings)?;
+        read_env_file(&text, &shown, false, &mut vars, warnings, &mut budget)?;
     }
     Ok(vars)
 }
 
-/// Add one env file's entries to `vars`, expanded. The host-local file is read first and wins:
-/// a repository entry for a variable it sets is skipped.
+/// Add one env file's entries to `vars`, expanded within `budget`. The host-local file is read
+/// first and wins: a repository entry for a variable it sets is skipped.
 pub(super) fn read_env_file(
     text: &str,
     shown: &str,
     host_local: bool,
     vars: &mut Variables,
     warnings: &mut Vec<Problem>,
+    budget: &mut Budget,
 ) -> Result<(), Vec<Problem>> {
     let located = |line: usize, message: String| Problem {
         file: shown.to_string(),
@@ -325,7 +329,7 @@ pub(super) fn read_env_file(
             (entry.value, false)
         } else {
             let lookup = |name: &str| vars.values.get(name).cloned();
-            let out = super::interpolate::interpolate(&entry.value, &lookup).map_err(|e| {
+            let out = interpolate_within(&entry.value, &lookup, budget).map_err(|e| {
                 // An .env value is often a secret: the message names the variable, not the text,
                 // and a required variable's message (`${X:?${DB_PASS}}`) is scrubbed.
                 let message = match e {

@@ -381,3 +381,38 @@ fn unset_variables_in_dot_env_are_warned_about_a_bounded_number_of_times() {
         .to_string()
         .contains("the variable 'UNSET0' is not set"));
 }
+
+#[test]
+fn the_variables_of_included_projects_are_bounded_together() {
+    // 10 MB of variables, which an included project with a .env of its own copies.
+    let mut env = format!("B={}\n", "x".repeat(500_000));
+    for i in 0..10 {
+        env.push_str(&format!("A{i}=${{B}}${{B}}\n"));
+    }
+    let mut files = vec![
+        (
+            "shop/compose.yaml".to_string(),
+            "include: [a/compose.yaml, b/compose.yaml, c/compose.yaml]\nservices:\n  web:\n    image: web:1\n".to_string(),
+        ),
+        ("shop/.env".to_string(), env),
+    ];
+    for p in ["a", "b", "c"] {
+        files.push((
+            format!("shop/{p}/compose.yaml"),
+            format!("services:\n  {p}:\n    image: {p}:1\n"),
+        ));
+        files.push((format!("shop/{p}/.env"), "X=1\n".to_string()));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let Err(error) = load(repo(&files).path(), &LoadOptions::default()) else {
+        panic!("loaded");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("shop/compose.yaml:1: include[0]: the stack's variables together hold more than 16777216 bytes"),
+        "{error}"
+    );
+}
