@@ -1,7 +1,8 @@
 //! Compose's merge rules on YAML trees: an override file onto its base, a service onto the one it
 //! `extends`. Mappings merge key by key; sequences append; `command`, `entrypoint` and
-//! `healthcheck.test` are replaced; `volumes`, `secrets`, `configs` and `ports` keep one entry
-//! per unique key; key=value lists (`environment`, `labels`, ...) merge as mappings.
+//! `healthcheck.test` are replaced, and `logging` is when it names another driver; `volumes`,
+//! `secrets`, `configs` and `ports` keep one entry per unique key; key=value lists
+//! (`environment`, `labels`, ...) merge as mappings.
 //!
 //! Nodes keep their line and file, so a problem in a merged value still names where it was written.
 
@@ -36,6 +37,8 @@ pub fn merge_service(base: Node, over: Node) -> Node {
         let key = path[0];
         match path.len() {
             1 if REPLACED.contains(&key) => Ok(over),
+            // Options belong to their driver: another driver's would stop the container.
+            1 if key == "logging" && other_driver(&base, &over) => Ok(over),
             2 if key == "healthcheck" && path[1] == "test" => Ok(over),
             1 if KEY_VALUE.contains(&key) => {
                 Ok(merge_plain(key_value_map(base), key_value_map(over)))
@@ -45,6 +48,14 @@ pub fn merge_service(base: Node, over: Node) -> Node {
             _ => Err((base, over)),
         }
     })
+}
+
+/// Whether both `logging` mappings name a driver, and not the same one.
+fn other_driver(base: &Node, over: &Node) -> bool {
+    match (base.get("driver"), over.get("driver")) {
+        (Some(a), Some(b)) => a.key_text() != b.key_text(),
+        _ => false,
+    }
 }
 
 /// A special rule for the key at `path` (never empty): the merged node, or both nodes back for
@@ -396,6 +407,39 @@ mod tests {
         assert_eq!(text(web.get("restart").unwrap()), "always");
         // As in Compose, command, entrypoint and healthcheck.test are replaced, even by nothing.
         assert_eq!(web.get("command").unwrap().value, Value::Null);
+    }
+
+    #[test]
+    fn logging_options_are_kept_only_for_the_same_driver_as_in_compose() {
+        let base = "services:\n  web:\n    logging:\n      driver: json-file\n      options:\n        max-size: 10m\n";
+        let doc = merged(
+            base,
+            "services:\n  web:\n    logging:\n      driver: syslog\n      options:\n        tag: web\n",
+        );
+        let logging = doc
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .get("logging")
+            .unwrap();
+        assert_eq!(text(logging.get("driver").unwrap()), "syslog");
+        // json-file's max-size would make syslog refuse to start the container.
+        assert!(logging.get("options").unwrap().get("max-size").is_none());
+        let doc = merged(
+            base,
+            "services:\n  web:\n    logging:\n      options:\n        max-file: \"3\"\n",
+        );
+        let options = doc
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .get("logging")
+            .unwrap()
+            .get("options")
+            .unwrap();
+        assert!(options.get("max-size").is_some() && options.get("max-file").is_some());
     }
 
     #[test]
