@@ -229,3 +229,232 @@ fn a_duration_of_centuries_is_refused_not_a_crash() {
         answer.text
     );
 }
+
+#[test]
+fn services_extending_one_with_a_large_text_are_refused_naming_the_text_limit() {
+    // One 14 MB service (aliases of a 1 MB scalar), copied by 400 services that extend it:
+    // 5.6 GB once copied, from a 1 MB file.
+    let compose = format!(
+        "x-big: &big \"{}\"\nservices:\n  base:\n    image: b:1\n    command: [{}]\n{}",
+        "x".repeat(1_000_000),
+        vec!["*big"; 14].join(","),
+        (0..400)
+            .map(|i| format!("  s{i}: {{extends: base}}\n"))
+            .collect::<String>()
+    );
+    let repo = repo(&[("web/compose.yaml", &compose)]);
+    assert_refused(
+        &validate(repo.path()),
+        "web/compose.yaml:1: the stack's Compose files together expand to more than 16777216 bytes of text",
+    );
+}
+
+#[test]
+fn included_files_are_bounded_together_not_each() {
+    // 31 files of 14 MB each (aliases of a 1 MB scalar) under the per-file limit: 434 MB.
+    let big = format!("\"{}\"", "x".repeat(1_000_000));
+    let mut files = vec![(
+        "web/compose.yaml".to_string(),
+        format!(
+            "include: [{}]\nservices:\n  web:\n    image: web:1\n",
+            (0..31)
+                .map(|i| format!("f{i}.yaml"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )];
+    for i in 0..31 {
+        files.push((
+            format!("web/f{i}.yaml"),
+            format!(
+                "x-big: &big {big}\nservices:\n  s{i}:\n    image: b:1\n    command: [{}]\n",
+                vec!["*big"; 14].join(",")
+            ),
+        ));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let repo = repo(&files);
+    assert_refused(
+        &validate(repo.path()),
+        "web/f1.yaml:1: the stack's Compose files together expand to more than 16777216 bytes of text",
+    );
+}
+
+#[test]
+fn large_files_are_merged_extended_and_included_in_linear_time() {
+    let lines = |n: usize, line: &dyn Fn(usize) -> String| (0..n).map(line).collect::<String>();
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        (
+            "an override's environment onto the main file's",
+            vec![
+                (
+                    "web/compose.yaml",
+                    "services:\n  web:\n    image: web:1\n    environment:\n".to_string()
+                        + &lines(30_000, &|i| format!("      A{i}: x\n")),
+                ),
+                (
+                    "web/compose.override.yaml",
+                    "services:\n  web:\n    environment:\n".to_string()
+                        + &lines(30_000, &|i| format!("      B{i}: x\n")),
+                ),
+            ],
+        ),
+        (
+            "an override's list onto the main file's",
+            vec![
+                (
+                    "web/compose.yaml",
+                    format!(
+                        "x-list: [{}]\nservices:\n  web:\n    image: web:1\n",
+                        (0..100_000)
+                            .map(|i| format!("a{i}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                ),
+                (
+                    "web/compose.override.yaml",
+                    format!(
+                        "x-list: [{}]\n",
+                        (0..100_000)
+                            .map(|i| format!("b{i}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                ),
+            ],
+        ),
+        (
+            "an override's mounts onto the main file's",
+            vec![
+                (
+                    "web/compose.yaml",
+                    "volumes:\n  v:\nservices:\n  web:\n    image: web:1\n    volumes:\n"
+                        .to_string()
+                        + &lines(30_000, &|i| format!("      - v:/a{i}\n")),
+                ),
+                (
+                    "web/compose.override.yaml",
+                    "services:\n  web:\n    volumes:\n".to_string()
+                        + &lines(30_000, &|i| format!("      - v:/b{i}\n")),
+                ),
+            ],
+        ),
+        (
+            "services that extend one",
+            vec![(
+                "web/compose.yaml",
+                "services:\n  base:\n    image: web:1\n".to_string()
+                    + &lines(30_000, &|i| format!("  s{i}: {{extends: base}}\n")),
+            )],
+        ),
+        (
+            "services that extend the end of a chain from a large service",
+            vec![(
+                "web/compose.yaml",
+                format!(
+                    "services:\n  b0:\n    image: web:1\n    command: [{}]\n",
+                    vec!["a"; 100_000].join(",")
+                ) + &lines(14, &|i| {
+                    format!("  b{}:\n    extends: b{i}\n    command: [x]\n", i + 1)
+                }) + &lines(5_000, &|i| format!("  s{i}: {{extends: b14}}\n")),
+            )],
+        ),
+        (
+            "an included file's services",
+            vec![
+                (
+                    "web/compose.yaml",
+                    "include: [more.yaml]\nservices:\n  web:\n    image: web:1\n".to_string(),
+                ),
+                (
+                    "web/more.yaml",
+                    "services:\n".to_string()
+                        + &lines(40_000, &|i| format!("  s{i}: {{image: web:1}}\n")),
+                ),
+            ],
+        ),
+    ];
+    for (case, files) in cases {
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+        let repo = repo(&files);
+        // Each took 20 s to minutes (lookups by scanning, a chain resolved again for each service
+        // at its end); validate is killed after 10 s.
+        let answer = validate(repo.path());
+        assert_eq!(answer.code, 0, "{case}: {}", answer.text);
+        eprintln!("{case}: {:?}", answer.took);
+    }
+}
+
+#[test]
+fn aliases_repeating_an_extends_of_a_large_path_are_refused_naming_the_file_limit() {
+    // A 1 MB path (`./` 500k times, then the file) for each of 20,000 services: 20 GB copied.
+    let env = format!("A={}\n", "./".repeat(16_000));
+    let compose = format!(
+        "x-e: &e {{file: \"{}x.yaml\", service: base}}\nservices:\n{}",
+        "${A}".repeat(32),
+        (0..20_000)
+            .map(|i| format!("  s{i}: {{image: web:1, extends: *e}}\n"))
+            .collect::<String>()
+    );
+    let repo = repo(&[
+        ("web/.env", &env),
+        ("web/compose.yaml", &compose),
+        ("web/x.yaml", "services:\n  base:\n    image: web:1\n"),
+    ]);
+    assert_refused(
+        &validate(repo.path()),
+        "web/compose.yaml:1: services.s16.extends.file: interpolation yields more than 16777216 bytes for the whole file",
+    );
+}
+
+#[test]
+fn a_file_named_by_a_padded_path_is_named_short_in_every_problem() {
+    // `./` 500k times, then the file: a 1 MB name for a file that exists, in each of 200
+    // problems of the file it names (200 MB of output from a 4 kB repository).
+    let env = format!("A={}\n", "./".repeat(16_000));
+    let compose = format!(
+        "services:\n  web:\n    extends: {{file: \"{}base.yaml\", service: base}}\n",
+        "${A}".repeat(31)
+    );
+    let base = "services:\n  base:\n    image: web:1\n".to_string()
+        + &(0..300)
+            .map(|i| format!("    wrong{i}: 1\n"))
+            .collect::<String>();
+    let repo = repo(&[
+        ("web/.env", &env),
+        ("web/compose.yaml", &compose),
+        ("web/base.yaml", &base),
+    ]);
+    let answer = validate(repo.path());
+    // 200 problems of half a kilobyte each.
+    assert!(
+        answer.text.len() < 256 << 10,
+        "{} bytes of output",
+        answer.text.len()
+    );
+    assert_refused(&answer, "web/base.yaml:4: services.web.wrong0: unknown key");
+}
+
+#[test]
+fn dot_env_values_expanded_into_gigabytes_are_refused_naming_the_file_limit() {
+    // 3,000 values of 1 MB each from a 530 kB .env.
+    let env = format!(
+        "B={}\n{}",
+        "x".repeat(500_000),
+        (0..3_000)
+            .map(|i| format!("A{i}=${{B}}${{B}}\n"))
+            .collect::<String>()
+    );
+    let repo = repo(&[
+        ("web/.env", &env),
+        ("web/compose.yaml", "services:\n  web:\n    image: web:1\n"),
+    ]);
+    assert_refused(
+        &validate(repo.path()),
+        "web/.env:18: A16: interpolation yields more than 16777216 bytes for the whole file",
+    );
+}

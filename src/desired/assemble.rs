@@ -3,17 +3,19 @@
 //! `extends` others, files brought in by `include`, and services left out by `profiles`.
 //!
 //! Every file is read through [`DirFiles`] (confined to the stack folder, bounded), and the whole
-//! is bounded too: at most [`MAX_FILES`] files, and the assembled tree at most
-//! [`yaml::MAX_NODES`] nodes however often `extends` copies a large service.
+//! is bounded too: at most [`MAX_FILES`] files, the files read together and the assembled tree
+//! each at most [`yaml::MAX_NODES`] nodes and [`yaml::MAX_TEXT_BYTES`] bytes of text, however
+//! often `extends` copies a large service or `include` adds files.
 
 mod merge;
 
 use super::compose::{SourceFile, StackFiles, Variables};
 use super::error::Problem;
-use super::interpolate::interpolate;
-use super::load::{read_env_file, DirFiles, MAX_DEFINITION_BYTES};
+use super::interpolate::{interpolate_within, Budget};
+use super::load::{normalize, read_env_file, DirFiles, MAX_DEFINITION_BYTES};
 use super::yaml::{self, Node, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Most Compose files one stack may be made of (overrides, `extends` and `include` together).
 pub const MAX_FILES: usize = 32;
@@ -35,6 +37,8 @@ pub struct Assembled {
     pub var_sets: Vec<Variables>,
     /// Services not deployed because none of their profiles is active, with their profiles.
     pub inactive: BTreeMap<String, Vec<String>>,
+    /// What reading the included projects' env files had to say (an unset variable).
+    pub warnings: Vec<Problem>,
 }
 
 /// Assemble the stack in `files`; `main` is the Compose file discovery found (shown as
@@ -45,23 +49,28 @@ pub fn assemble(
     main: &str,
     vars: Variables,
 ) -> Result<Assembled, Vec<Problem>> {
+    let var_bytes = vars_bytes(&vars);
     let mut a = Assembler {
         files,
         folder,
         sources: Vec::new(),
         var_sets: vec![vars],
         parsed: BTreeMap::new(),
+        read_size: Size::default(),
+        resolved: HashMap::new(),
+        resolved_size: Size::default(),
+        budget: RefCell::new(Budget::per_file()),
+        var_bytes,
+        warnings: Vec::new(),
     };
-    let names = a.main_files(main)?;
-    let mut doc = a.project(&names, 0)?;
-    a.extends(&mut doc, 0)?;
-    a.includes(&mut doc, &mut vec![names[0].clone()])?;
+    let mut doc = a.document(main).map_err(|problems| a.scrubbed(problems))?;
     let inactive = a.profiles(&mut doc);
     Ok(Assembled {
         doc,
         sources: a.sources,
         var_sets: a.var_sets,
         inactive,
+        warnings: a.warnings,
     })
 }
 
@@ -71,7 +80,77 @@ struct Assembler<'a> {
     sources: Vec<SourceFile>,
     var_sets: Vec<Variables>,
     /// Files read for `extends: file:`, by path, so each is read once.
-    parsed: BTreeMap<String, Node>,
+    parsed: BTreeMap<String, Services>,
+    /// Nodes and text of every file read so far: all of them may be held at once.
+    read_size: Size,
+    /// Services with `extends` already resolved, by source and name: thousands of services may
+    /// extend the end of one long chain.
+    resolved: HashMap<(u16, String), Node>,
+    /// Nodes and text held in [`Self::resolved`].
+    resolved_size: Size,
+    /// Interpolated bytes left for the names of files and services and included env files:
+    /// aliases may repeat an `extends` whose file is a `${BIG}` path thousands of times.
+    budget: RefCell<Budget>,
+    /// Bytes of names and values in [`Self::var_sets`].
+    var_bytes: usize,
+    warnings: Vec<Problem>,
+}
+
+/// A document's services by name, as `extends` looks them up: a file may hold thousands, and
+/// each of them may extend another.
+struct Services {
+    /// The document's source ([`Node::file`]).
+    file: u16,
+    /// Where `services:` is, for a problem naming a service that is not there.
+    line: usize,
+    by_name: HashMap<String, Node>,
+}
+
+impl Services {
+    fn of(doc: &Node) -> Self {
+        let section = doc.get("services");
+        let mut by_name = HashMap::new();
+        for (k, v) in section.and_then(Node::as_map).unwrap_or_default() {
+            by_name
+                .entry(k.key_text().to_string())
+                .or_insert_with(|| v.clone());
+        }
+        Services {
+            file: doc.file,
+            line: section.map_or(1, |s| s.line),
+            by_name,
+        }
+    }
+}
+
+/// A tree's weight against the limits.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    text_bytes: usize,
+}
+
+impl Size {
+    fn of(node: &Node) -> Self {
+        Size {
+            nodes: node.size(),
+            text_bytes: node.text_bytes(),
+        }
+    }
+
+    fn plus(self, other: Size) -> Self {
+        Size {
+            nodes: self.nodes.saturating_add(other.nodes),
+            text_bytes: self.text_bytes.saturating_add(other.text_bytes),
+        }
+    }
+
+    fn minus(self, other: Size) -> Self {
+        Size {
+            nodes: self.nodes.saturating_sub(other.nodes),
+            text_bytes: self.text_bytes.saturating_sub(other.text_bytes),
+        }
+    }
 }
 
 fn problem(file: &str, line: usize, key: &str, message: impl Into<String>) -> Vec<Problem> {
@@ -92,6 +171,10 @@ pub fn join_dir(dir: &str, rel: &str) -> String {
     }
 }
 
+fn vars_bytes(vars: &Variables) -> usize {
+    vars.values.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
 fn parent_dir(path: &str) -> String {
     match path.rsplit_once('/') {
         Some((dir, _)) => dir.to_string(),
@@ -107,6 +190,35 @@ fn scalar(node: &Node) -> Option<&str> {
 }
 
 impl Assembler<'_> {
+    /// The main files merged, their services extended, their includes added.
+    fn document(&mut self, main: &str) -> Result<Node, Vec<Problem>> {
+        let names = self.main_files(main)?;
+        let mut doc = self.project(&names, 0)?;
+        self.extends(&mut doc, 0)?;
+        self.includes(&mut doc, &mut vec![names[0].clone()])?;
+        Ok(doc)
+    }
+
+    /// Problems with every secret value masked: a message may quote a path or name built from
+    /// one, or a required variable's message (`${X:?${DB_PASS}}`).
+    fn scrubbed(&self, problems: Vec<Problem>) -> Vec<Problem> {
+        let secrets: Vec<&str> = self
+            .var_sets
+            .iter()
+            .flat_map(Variables::secret_values)
+            .collect();
+        let scrub = |text: &str| crate::mask::scrub(text, secrets.iter().copied());
+        problems
+            .into_iter()
+            .map(|p| Problem {
+                file: scrub(&p.file),
+                line: p.line,
+                key: scrub(&p.key),
+                message: scrub(&p.message),
+            })
+            .collect()
+    }
+
     fn shown(&self, rel: &str) -> String {
         format!("{}/{rel}", self.folder)
     }
@@ -126,15 +238,19 @@ impl Assembler<'_> {
                 .filter(|n| !n.is_empty())
                 .map(str::to_string)
                 .collect();
-            if let Some(abs) = names.iter().find(|n| n.starts_with('/')) {
+            if names.is_empty() {
                 return Err(problem(
                     &self.shown(".env"),
                     1,
                     "COMPOSE_FILE",
-                    format!("'{abs}' must be a path inside the stack folder"),
+                    format!("names no file: '{list}' holds only the separator '{separator}'"),
                 ));
             }
-            return Ok(names);
+            return names
+                .iter()
+                .map(|n| normalize(n))
+                .collect::<Result<_, _>>()
+                .map_err(|e| problem(&self.shown(".env"), 1, "COMPOSE_FILE", e));
         }
         let mut names = vec![main.to_string()];
         if let Some(over) = OVERRIDE_NAMES.iter().find(|n| self.files.exists(n)) {
@@ -167,6 +283,8 @@ impl Assembler<'_> {
                 format!("a Compose file is a mapping, found {}", doc.kind()),
             ));
         }
+        self.read_size = self.read_size.plus(Size::of(&doc));
+        self.check_size(self.read_size, &shown)?;
         let id = self.sources.len() as u16;
         doc.set_file(id);
         self.sources.push(SourceFile {
@@ -187,24 +305,25 @@ impl Assembler<'_> {
                 None => next,
                 Some(base) => merge::merge_documents(base, next),
             });
-            self.check_size(doc.as_ref().expect("set").size(), &self.shown(name))?;
+            self.check_size(Size::of(doc.as_ref().expect("set")), &self.shown(name))?;
         }
         Ok(doc.expect("at least one file"))
     }
 
-    fn check_size(&self, nodes: usize, shown: &str) -> Result<(), Vec<Problem>> {
-        if nodes > yaml::MAX_NODES {
-            return Err(problem(
-                shown,
-                1,
-                "",
-                format!(
-                    "the stack's Compose files together expand to more than {} nodes, the limit",
-                    yaml::MAX_NODES
-                ),
-            ));
-        }
-        Ok(())
+    fn check_size(&self, size: Size, shown: &str) -> Result<(), Vec<Problem>> {
+        let over = if size.nodes > yaml::MAX_NODES {
+            format!("{} nodes", yaml::MAX_NODES)
+        } else if size.text_bytes > yaml::MAX_TEXT_BYTES {
+            format!("{} bytes of text", yaml::MAX_TEXT_BYTES)
+        } else {
+            return Ok(());
+        };
+        Err(problem(
+            shown,
+            1,
+            "",
+            format!("the stack's Compose files together expand to more than {over}, the limit"),
+        ))
     }
 
     /// A scalar of a Compose file, interpolated with its file's variables.
@@ -218,11 +337,20 @@ impl Assembler<'_> {
                 format!("expected a value, found {}", node.kind()),
             ));
         };
-        let vars = &self.var_sets[self.sources[usize::from(node.file)].vars].values;
-        let lookup = |name: &str| vars.get(name).cloned();
-        interpolate(raw, &lookup)
-            .map(|out| out.text)
-            .map_err(|e| problem(shown, node.line, key, e.to_string()))
+        let vars = &self.var_sets[self.sources[usize::from(node.file)].vars];
+        let lookup = |name: &str| vars.values.get(name).cloned();
+        let out = interpolate_within(raw, &lookup, &mut self.budget.borrow_mut())
+            .map_err(|e| problem(shown, node.line, key, e.to_string()))?;
+        if out.used.iter().any(|v| vars.host_local.contains(v)) {
+            // The name would be shown in messages and logs, whether the file is there or not.
+            return Err(problem(
+                shown,
+                node.line,
+                key,
+                "a host-local (secret) variable may not name a file or a service: names are shown in messages and logs",
+            ));
+        }
+        Ok(out.text)
     }
 
     fn located(&self, node: &Node, key: &str, message: impl Into<String>) -> Vec<Problem> {
@@ -236,25 +364,19 @@ impl Assembler<'_> {
 
     /// Every service of `doc` that `extends` another gets the other's definition under its own.
     fn extends(&mut self, doc: &mut Node, file: u16) -> Result<(), Vec<Problem>> {
-        let names: Vec<String> = match doc.get("services").and_then(Node::as_map) {
-            Some(entries) => entries
-                .iter()
-                .filter(|(_, v)| v.get("extends").is_some())
-                .map(|(k, _)| k.key_text().to_string())
-                .collect(),
-            None => return Ok(()),
+        let original = Services::of(doc);
+        let mut size = Size::of(doc);
+        let Some(Value::Map(entries)) = doc.get_mut("services").map(|s| &mut s.value) else {
+            return Ok(());
         };
-        let original = doc.clone();
-        let mut nodes = doc.size();
-        for name in names {
-            let resolved = self.resolve(&original, file, &name, &mut Vec::new())?;
-            if let Some(Value::Map(entries)) = doc.get_mut("services").map(|s| &mut s.value) {
-                if let Some((_, v)) = entries.iter_mut().find(|(k, _)| k.key_text() == name) {
-                    nodes = nodes - v.size() + resolved.size();
-                    *v = resolved;
-                }
+        for (k, v) in entries.iter_mut() {
+            if v.get("extends").is_none() {
+                continue;
             }
-            self.check_size(nodes, &self.sources[usize::from(file)].shown)?;
+            let resolved = self.resolve(&original, file, k.key_text(), &mut Vec::new())?;
+            size = size.minus(Size::of(v)).plus(Size::of(&resolved));
+            *v = resolved;
+            self.check_size(size, &self.sources[usize::from(file)].shown)?;
         }
         Ok(())
     }
@@ -262,16 +384,19 @@ impl Assembler<'_> {
     /// Service `name` of `doc` (read as source `file`) with its `extends` chain applied.
     fn resolve(
         &mut self,
-        doc: &Node,
+        doc: &Services,
         file: u16,
         name: &str,
         chain: &mut Vec<(u16, String)>,
     ) -> Result<Node, Vec<Problem>> {
+        if let Some(done) = self.resolved.get(&(file, name.to_string())) {
+            return Ok(done.clone());
+        }
         let key = format!("services.{name}");
-        let Some(service) = doc.get("services").and_then(|s| s.get(name)) else {
+        let Some(service) = doc.by_name.get(name) else {
             return Err(problem(
                 &self.sources[usize::from(file)].shown,
-                doc.get("services").map_or(1, |s| s.line),
+                doc.line,
                 &key,
                 format!(
                     "service '{name}' is not defined in {}",
@@ -332,11 +457,12 @@ impl Assembler<'_> {
             None => self.resolve(doc, file, &base_name, chain)?,
             Some(path) => {
                 let source = &self.sources[usize::from(file)];
-                let rel = join_dir(&source.dir, &path);
                 let vars = source.vars;
+                let rel = normalize(&join_dir(&source.dir, &path))
+                    .map_err(|e| self.located(ext, &format!("{ext_key}.file"), e))?;
                 // Taken out while in use rather than cloned: a file many services extend may
                 // be large. A chain that comes back to it reads it again, within MAX_FILES.
-                let other = self.parsed_file(&rel, vars, ext)?;
+                let other = self.parsed_file(&rel, vars)?;
                 let base = self.resolve(&other, other.file, &base_name, chain);
                 self.parsed.insert(rel, other);
                 base?
@@ -347,23 +473,21 @@ impl Assembler<'_> {
         if let Value::Map(entries) = &mut local.value {
             entries.retain(|(k, _)| k.key_text() != "extends");
         }
-        Ok(merge::merge_service(base, local))
+        let merged = merge::merge_service(base, local);
+        self.resolved_size = self.resolved_size.plus(Size::of(&merged));
+        self.check_size(self.resolved_size, &self.sources[usize::from(file)].shown)?;
+        self.resolved
+            .insert((file, name.to_string()), merged.clone());
+        Ok(merged)
     }
 
-    /// The file at `rel` (parsed once), for `extends: file:`; its own relative paths resolve
-    /// from its folder. The caller puts it back in [`Self::parsed`].
-    fn parsed_file(&mut self, rel: &str, vars: usize, at: &Node) -> Result<Node, Vec<Problem>> {
+    /// The file at `rel` (normalized, parsed once), for `extends: file:`; its own relative paths
+    /// resolve from its folder. The caller puts it back in [`Self::parsed`].
+    fn parsed_file(&mut self, rel: &str, vars: usize) -> Result<Services, Vec<Problem>> {
         if let Some(doc) = self.parsed.remove(rel) {
             return Ok(doc);
         }
-        if rel.starts_with('/') {
-            return Err(self.located(
-                at,
-                "extends.file",
-                format!("'{rel}' must be a path inside the stack folder"),
-            ));
-        }
-        self.read(rel, &parent_dir(rel), vars)
+        Ok(Services::of(&self.read(rel, &parent_dir(rel), vars)?))
     }
 
     /// Top-level `include:` entries: each a project of its own files, merged into `doc`; a
@@ -388,14 +512,13 @@ impl Assembler<'_> {
             let including = &self.sources[usize::from(item.file)];
             let (base_dir, parent_vars) = (including.dir.clone(), including.vars);
             let (paths, project_dir, env_files) = self.include_entry(item, &key)?;
-            let paths: Vec<String> = paths.iter().map(|p| join_dir(&base_dir, p)).collect();
-            if let Some(abs) = paths.iter().find(|p| p.starts_with('/')) {
-                return Err(self.located(
-                    item,
-                    &key,
-                    format!("'{abs}' must be a path inside the stack folder"),
-                ));
-            }
+            let inside = |p: &str| {
+                normalize(&join_dir(&base_dir, p)).map_err(|e| self.located(item, &key, e))
+            };
+            let paths = paths
+                .iter()
+                .map(|p| inside(p))
+                .collect::<Result<Vec<_>, _>>()?;
             if seen.contains(&paths[0]) || seen.len() >= MAX_CHAIN {
                 return Err(self.located(
                     item,
@@ -407,7 +530,7 @@ impl Assembler<'_> {
                 ));
             }
             let project_dir = match project_dir {
-                Some(d) => join_dir(&base_dir, &d),
+                Some(d) => inside(&d)?,
                 None => parent_dir(&paths[0]),
             };
             let vars =
@@ -422,7 +545,10 @@ impl Assembler<'_> {
             seen.push(paths[0].clone());
             self.includes(&mut included, seen)?;
             seen.pop();
+            let shown = self.sources[usize::from(first)].shown.clone();
             self.add_included(doc, included)?;
+            // Each included project is bounded on its own; together they must be too.
+            self.check_size(Size::of(doc), &shown)?;
         }
         Ok(())
     }
@@ -496,7 +622,10 @@ impl Assembler<'_> {
         parent: usize,
     ) -> Result<usize, Vec<Problem>> {
         let env_files: Vec<String> = match env_files {
-            Some(files) => files.iter().map(|f| join_dir(base_dir, f)).collect(),
+            Some(files) => files
+                .iter()
+                .map(|f| normalize(&join_dir(base_dir, f)).map_err(|e| self.located(item, key, e)))
+                .collect::<Result<_, _>>()?,
             None => {
                 let default = join_dir(project_dir, ".env");
                 if !self.files.exists(&default) {
@@ -506,13 +635,31 @@ impl Assembler<'_> {
             }
         };
         let mut vars = self.var_sets[parent].clone();
-        let mut warnings = Vec::new();
         for rel in env_files {
             let text = self
                 .files
                 .read_text(&rel, MAX_DEFINITION_BYTES)
                 .map_err(|e| self.located(item, key, e))?;
-            read_env_file(&text, &self.shown(&rel), false, &mut vars, &mut warnings)?;
+            read_env_file(
+                &text,
+                &self.shown(&rel),
+                false,
+                &mut vars,
+                &mut self.warnings,
+                &mut self.budget.borrow_mut(),
+            )?;
+        }
+        // Each set holds the includer's too: 31 copies of a large one would be gigabytes.
+        self.var_bytes = self.var_bytes.saturating_add(vars_bytes(&vars));
+        if self.var_bytes > yaml::MAX_TEXT_BYTES {
+            return Err(self.located(
+                item,
+                key,
+                format!(
+                    "the stack's variables together hold more than {} bytes, the limit (an included project with env files of its own copies the includer's)",
+                    yaml::MAX_TEXT_BYTES
+                ),
+            ));
         }
         self.var_sets.push(vars);
         Ok(self.var_sets.len() - 1)
@@ -540,11 +687,13 @@ impl Assembler<'_> {
                     format!("expected a mapping, found {}", target.kind()),
                 ));
             };
+            let mut defined: HashMap<String, usize> = HashMap::new();
+            for (i, (e, _)) in existing.iter().enumerate() {
+                defined.entry(e.key_text().to_string()).or_insert(i);
+            }
             for (name, def) in items {
-                if let Some((there, _)) = existing
-                    .iter()
-                    .find(|(e, _)| e.key_text() == name.key_text())
-                {
+                if let Some(&i) = defined.get(name.key_text()) {
+                    let there = &existing[i].0;
                     return Err(self.located(
                         &name,
                         &format!("{section}.{}", name.key_text()),
@@ -556,6 +705,7 @@ impl Assembler<'_> {
                         ),
                     ));
                 }
+                defined.insert(name.key_text().to_string(), existing.len());
                 existing.push((name, def));
             }
         }

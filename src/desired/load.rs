@@ -6,6 +6,7 @@
 use super::compose::{self, BindSource, StackFiles, Variables};
 use super::dotenv;
 use super::error::{DesiredError, Problem};
+use super::interpolate::{interpolate_within, Budget};
 use super::model::{hex, Desired, Stack};
 use super::policy::Policy;
 use super::yaml::Value;
@@ -21,6 +22,8 @@ pub const MAX_DEFINITION_BYTES: u64 = 1 << 20;
 pub const MAX_READ_BYTES: u64 = 16 << 20;
 /// Largest single file digested (mounted into a container); streamed, so this bounds time only.
 pub const MAX_DIGESTED_FILE_BYTES: u64 = 1 << 30;
+/// Most warnings the env files of a stack give, as a Compose file's are capped: each is logged.
+const MAX_ENV_WARNINGS: usize = 200;
 
 pub const COMPOSE_FILE_NAMES: &[&str] = &[
     "compose.yaml",
@@ -237,7 +240,11 @@ fn load_stack(found: &FoundStack, options: &LoadOptions) -> Result<Stack, Vec<Pr
         services: parts.services,
         volumes: parts.volumes,
         networks: parts.networks,
-        warnings: warnings.into_iter().chain(parts.warnings).collect(),
+        warnings: warnings
+            .into_iter()
+            .chain(assembled.warnings)
+            .chain(parts.warnings)
+            .collect(),
     };
     let problems = options.policy.check(&stack);
     if problems.is_empty() {
@@ -259,6 +266,8 @@ fn variables(
     warnings: &mut Vec<Problem>,
 ) -> Result<Variables, Vec<Problem>> {
     let mut vars = Variables::default();
+    // `.env` values are expanded: a few bytes may name a megabyte, and thousands may do so.
+    let mut budget = Budget::per_file();
     let unreadable = |shown: String, message: String| {
         vec![Problem {
             file: shown,
@@ -272,7 +281,7 @@ fn variables(
         let path = env_dir.join(format!("{folder}.env"));
         let shown = path.display().to_string();
         match fs::read_to_string(&path) {
-            Ok(text) => read_env_file(&text, &shown, true, &mut vars, warnings)?,
+            Ok(text) => read_env_file(&text, &shown, true, &mut vars, warnings, &mut budget)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(unreadable(shown, format!("cannot read: {e}"))),
         }
@@ -283,19 +292,20 @@ fn variables(
         let text = files
             .read_text(".env", MAX_DEFINITION_BYTES)
             .map_err(|e| unreadable(shown.clone(), e))?;
-        read_env_file(&text, &shown, false, &mut vars, warnings)?;
+        read_env_file(&text, &shown, false, &mut vars, warnings, &mut budget)?;
     }
     Ok(vars)
 }
 
-/// Add one env file's entries to `vars`, expanded. The host-local file is read first and wins:
-/// a repository entry for a variable it sets is skipped.
+/// Add one env file's entries to `vars`, expanded within `budget`. The host-local file is read
+/// first and wins: a repository entry for a variable it sets is skipped.
 pub(super) fn read_env_file(
     text: &str,
     shown: &str,
     host_local: bool,
     vars: &mut Variables,
     warnings: &mut Vec<Problem>,
+    budget: &mut Budget,
 ) -> Result<(), Vec<Problem>> {
     let located = |line: usize, message: String| Problem {
         file: shown.to_string(),
@@ -319,17 +329,24 @@ pub(super) fn read_env_file(
             (entry.value, false)
         } else {
             let lookup = |name: &str| vars.values.get(name).cloned();
-            let out = super::interpolate::interpolate(&entry.value, &lookup).map_err(|e| {
-                // An .env value is often a secret: the message names the variable, not the text.
+            let out = interpolate_within(&entry.value, &lookup, budget).map_err(|e| {
+                // An .env value is often a secret: the message names the variable, not the text,
+                // and a required variable's message (`${X:?${DB_PASS}}`) is scrubbed.
                 let message = match e {
                     super::interpolate::InterpolateError::Syntax { .. } => {
                         format!("{}: invalid interpolation syntax in its value", entry.key)
                     }
-                    other => format!("{}: {other}", entry.key),
+                    other => {
+                        crate::mask::scrub(&format!("{}: {other}", entry.key), vars.secret_values())
+                    }
                 };
                 vec![located(entry.line, message)]
             })?;
-            for name in &out.unset {
+            for name in out
+                .unset
+                .iter()
+                .take(MAX_ENV_WARNINGS.saturating_sub(warnings.len()))
+            {
                 warnings.push(Problem {
                     key: entry.key.clone(),
                     ..located(
@@ -344,6 +361,13 @@ pub(super) fn read_env_file(
                 .used
                 .iter()
                 .any(|v| vars.host_local.contains(v) || crate::mask::is_secret_key(v));
+            if secret && entry.key.starts_with("COMPOSE_") {
+                // These name the stack's files and project: shown in messages, names and labels.
+                return Err(vec![located(
+                    entry.line,
+                    format!("{}: may not be built from a host-local or secret-looking variable: it names files or the project, which are shown", entry.key),
+                )]);
+            }
             (out.text, secret)
         };
         if host_local || derived_secret {
@@ -521,7 +545,7 @@ fn open_regular(path: &Path) -> Result<(fs::File, u64), String> {
 
 /// Normalize a path a file names, relative to the stack folder, lexically: `.` dropped, `..`
 /// may not climb above the folder, absolute paths refused.
-fn normalize(rel: &str) -> Result<String, String> {
+pub(super) fn normalize(rel: &str) -> Result<String, String> {
     if rel.starts_with('/') {
         return Err(format!("'{rel}' must be relative to the stack folder"));
     }

@@ -10,7 +10,7 @@
 //! `Parser::load` recurses once per nesting level) and parsing stops at the first limit hit.
 
 use std::collections::{HashMap, HashSet};
-use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// Deepest nesting of mappings and sequences, aliases expanded. A Compose file needs a handful of
@@ -95,6 +95,19 @@ impl Node {
             Value::Seq(items) => items.iter().map(Node::size).sum(),
             Value::Map(entries) => entries.iter().map(|(k, v)| k.size() + v.size()).sum(),
             Value::Null | Value::Scalar { .. } => 0,
+        }
+    }
+
+    /// How many bytes of scalar text the tree holds (keys count), as [`MAX_TEXT_BYTES`] counts.
+    pub fn text_bytes(&self) -> usize {
+        match &self.value {
+            Value::Scalar { text, .. } => text.len(),
+            Value::Seq(items) => items.iter().map(Node::text_bytes).sum(),
+            Value::Map(entries) => entries
+                .iter()
+                .map(|(k, v)| k.text_bytes() + v.text_bytes())
+                .sum(),
+            Value::Null => 0,
         }
     }
 
@@ -365,6 +378,28 @@ impl Builder {
         }
     }
 
+    /// Compose's merge tags change what an override does; read as plain values they would merge
+    /// what the author meant to remove or replace, so they are refused until supported.
+    fn tag_known(&mut self, line: usize, tag: Option<&Tag>) -> bool {
+        match tag {
+            Some(Tag { handle, suffix })
+                if handle == "!" && matches!(suffix.as_str(), "reset" | "override") =>
+            {
+                let meant = if suffix == "reset" {
+                    "removed"
+                } else {
+                    "replaced"
+                };
+                self.fail(
+                    line,
+                    format!("Compose's `!{suffix}` tag is not supported: the value would be merged, not {meant}; edit the file that sets it instead"),
+                );
+                false
+            }
+            _ => true,
+        }
+    }
+
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let line = mark.line();
         match ev {
@@ -372,7 +407,10 @@ impl Builder {
                 line,
                 "a Compose file holds one YAML document; found a second one (`---`)".into(),
             ),
-            Event::Scalar(text, style, anchor, _tag) => {
+            Event::Scalar(text, style, anchor, tag) => {
+                if !self.tag_known(line, tag.as_ref()) {
+                    return;
+                }
                 let size = Size {
                     nodes: 1,
                     text_bytes: text.len(),
@@ -411,6 +449,8 @@ impl Builder {
                 let node = self.anchors[&id].0.clone();
                 self.push_node(line, node, size, 0);
             }
+            Event::SequenceStart(_, tag) | Event::MappingStart(_, tag)
+                if !self.tag_known(line, tag.as_ref()) => {}
             Event::SequenceStart(anchor, _) => self.start(line, anchor, FrameKind::Seq(Vec::new())),
             Event::MappingStart(anchor, _) => self.start(
                 line,
@@ -435,6 +475,21 @@ mod tests {
             Value::Scalar { text, .. } => text,
             other => panic!("expected scalar, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn composes_merge_tags_are_refused_at_their_line_and_other_tags_are_read_as_values() {
+        for (text, line) in [
+            ("a: 1\nports: !reset []\n", 2),
+            ("a: 1\nimage: !reset null\n", 2),
+            ("env: !override\n  A: 1\n", 2),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.line, line, "{text}: {err}");
+            assert!(err.message.contains("tag is not supported"), "{err}");
+        }
+        let doc = parse("port: !!str 80\n").unwrap();
+        assert_eq!(scalar(doc.get("port").unwrap()), "80");
     }
 
     #[test]

@@ -95,19 +95,22 @@ pub async fn read_desired(
 }
 
 /// The loader's warnings already logged: a loop that reads the same files every minute says
-/// each once, not once a pass.
+/// each once, not once a pass. Only the last pass's are kept: every push may move them.
 #[derive(Debug, Default)]
 pub struct WarningsSaid(std::sync::Mutex<std::collections::BTreeSet<String>>);
 
 impl WarningsSaid {
     fn say(&self, desired: &Desired) {
         let mut said = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now = std::collections::BTreeSet::new();
         for warning in desired.stacks.iter().flat_map(|s| &s.warnings) {
             let text = warning.to_string();
-            if said.insert(text.clone()) {
+            if !said.contains(&text) && !now.contains(&text) {
                 tracing::warn!("{text}");
             }
+            now.insert(text);
         }
+        *said = now;
     }
 }
 
@@ -355,4 +358,42 @@ fn service_statuses(desired: &Desired, observed: &Observed, state: &State) -> Ve
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{Problem, Stack};
+
+    fn warning_at(line: usize) -> Desired {
+        Desired {
+            stacks: vec![Stack {
+                name: "shop".into(),
+                dir: "/repo/shop".into(),
+                file: "shop/compose.yaml".into(),
+                revision: "r1".into(),
+                services: Default::default(),
+                volumes: Default::default(),
+                networks: Default::default(),
+                warnings: vec![Problem {
+                    file: "shop/compose.yaml".into(),
+                    line,
+                    key: "services.web.build".into(),
+                    message: "'build' is ignored".into(),
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn warnings_said_are_only_those_of_the_last_pass_so_pushes_do_not_grow_them() {
+        let said = WarningsSaid::default();
+        // Each push moves the warning to another line: a new text each time.
+        for line in 1..=100 {
+            said.say(&warning_at(line));
+        }
+        let kept = said.0.lock().unwrap();
+        assert_eq!(kept.len(), 1, "{} kept", kept.len());
+        assert!(kept.contains("shop/compose.yaml:100: services.web.build: 'build' is ignored"));
+    }
 }

@@ -1,12 +1,14 @@
 //! Compose's merge rules on YAML trees: an override file onto its base, a service onto the one it
 //! `extends`. Mappings merge key by key; sequences append; `command`, `entrypoint` and
-//! `healthcheck.test` are replaced; `volumes`, `secrets`, `configs` and `ports` keep one entry
-//! per unique key; key=value lists (`environment`, `labels`, ...) merge as mappings.
+//! `healthcheck.test` are replaced, and `logging` is when it names another driver; `volumes`,
+//! `secrets`, `configs` and `ports` keep one entry per unique key; key=value lists
+//! (`environment`, `labels`, ...) merge as mappings.
 //!
 //! Nodes keep their line and file, so a problem in a merged value still names where it was written.
 
 use crate::desired::interpolate::raw_key;
 use crate::desired::yaml::{Node, Value};
+use std::collections::{HashMap, HashSet};
 
 /// Service keys whose value the later file replaces whole.
 const REPLACED: &[&str] = &["command", "entrypoint"];
@@ -35,6 +37,8 @@ pub fn merge_service(base: Node, over: Node) -> Node {
         let key = path[0];
         match path.len() {
             1 if REPLACED.contains(&key) => Ok(over),
+            // Options belong to their driver: another driver's would stop the container.
+            1 if key == "logging" && other_driver(&base, &over) => Ok(over),
             2 if key == "healthcheck" && path[1] == "test" => Ok(over),
             1 if KEY_VALUE.contains(&key) => {
                 Ok(merge_plain(key_value_map(base), key_value_map(over)))
@@ -44,6 +48,14 @@ pub fn merge_service(base: Node, over: Node) -> Node {
             _ => Err((base, over)),
         }
     })
+}
+
+/// Whether both `logging` mappings name a driver, and not the same one.
+fn other_driver(base: &Node, over: &Node) -> bool {
+    match (base.get("driver"), over.get("driver")) {
+        (Some(a), Some(b)) => a.key_text() != b.key_text(),
+        _ => false,
+    }
 }
 
 /// A special rule for the key at `path` (never empty): the merged node, or both nodes back for
@@ -62,24 +74,28 @@ fn merge_at(path: &[&str], base: Node, over: Node, rule: &Rule) -> Node {
     merge_default(path, base, over, rule)
 }
 
-/// Mappings merge key by key, sequences append, anything else is replaced by `over`.
+/// Mappings merge key by key, sequences append, anything else is replaced by `over`. Keys and
+/// items are looked up by hash: a hostile file's lists and mappings may be 100k long.
 fn merge_default(path: &[&str], base: Node, over: Node, rule: &Rule) -> Node {
     match (base.value, over.value) {
         (Value::Map(base_entries), Value::Map(over_entries)) => {
             let mut entries = base_entries;
+            let mut index: HashMap<String, usize> = HashMap::new();
+            for (i, (k, _)) in entries.iter().enumerate() {
+                index.entry(k.key_text().to_string()).or_insert(i);
+            }
             for (k, v) in over_entries {
-                match entries
-                    .iter()
-                    .position(|(bk, _)| bk.key_text() == k.key_text())
-                {
-                    Some(i) => {
-                        let (bk, bv) = entries.remove(i);
+                match index.get(k.key_text()) {
+                    Some(&i) => {
+                        let bv = std::mem::replace(&mut entries[i].1, base_header(0, 0));
                         let mut child = path.to_vec();
                         child.push(k.key_text());
-                        let merged = merge_at(&child, bv, v, rule);
-                        entries.insert(i, (bk, merged));
+                        entries[i].1 = merge_at(&child, bv, v, rule);
                     }
-                    None => entries.push((k, v)),
+                    None => {
+                        index.insert(k.key_text().to_string(), entries.len());
+                        entries.push((k, v));
+                    }
                 }
             }
             Node {
@@ -87,41 +103,51 @@ fn merge_default(path: &[&str], base: Node, over: Node, rule: &Rule) -> Node {
                 ..base_header(base.line, base.file)
             }
         }
-        (Value::Seq(mut items), Value::Seq(more)) => {
-            for item in more {
-                if !items.contains(&item) {
-                    items.push(item);
-                }
-            }
+        (Value::Seq(items), Value::Seq(more)) => Node {
+            value: Value::Seq(append_new(items, more)),
+            ..base_header(base.line, base.file)
+        },
+        // A scalar and a one-item list mean the same for list keys (`dns: 1.1.1.1`).
+        (Value::Seq(items), scalar @ Value::Scalar { .. }) => {
+            let item = Node {
+                line: over.line,
+                file: over.file,
+                value: scalar,
+            };
             Node {
-                value: Value::Seq(items),
+                value: Value::Seq(append_new(items, vec![item])),
                 ..base_header(base.line, base.file)
             }
         }
-        (base_value, over_value) => {
-            // A scalar and a one-item list mean the same for list keys (`dns: 1.1.1.1`).
-            if let (Value::Seq(mut items), scalar @ Value::Scalar { .. }) =
-                (base_value.clone(), over_value.clone())
-            {
-                let item = Node {
-                    line: over.line,
-                    file: over.file,
-                    value: scalar,
-                };
-                if !items.contains(&item) {
-                    items.push(item);
-                }
-                return Node {
-                    value: Value::Seq(items),
-                    ..base_header(base.line, base.file)
-                };
-            }
-            Node {
-                line: over.line,
-                file: over.file,
-                value: over_value,
-            }
+        // As in Compose, a key left empty (its entries commented out) changes nothing.
+        (base_value, Value::Null) => Node {
+            value: base_value,
+            ..base_header(base.line, base.file)
+        },
+        (_, over_value) => Node {
+            line: over.line,
+            file: over.file,
+            value: over_value,
+        },
+    }
+}
+
+/// `items` then `more`, leaving out a scalar already in the list (`dns`, `cap_add`: Compose keeps
+/// one of each).
+fn append_new(mut items: Vec<Node>, more: Vec<Node>) -> Vec<Node> {
+    let mut seen: HashSet<String> = items.iter().filter_map(scalar_text).collect();
+    for item in more {
+        if scalar_text(&item).is_none_or(|text| seen.insert(text)) {
+            items.push(item);
         }
+    }
+    items
+}
+
+fn scalar_text(node: &Node) -> Option<String> {
+    match &node.value {
+        Value::Scalar { text, .. } => Some(text.clone()),
+        _ => None,
     }
 }
 
@@ -138,7 +164,8 @@ fn merge_plain(base: Node, over: Node) -> Node {
     merge_default(&[], base, over, &|_, base, over| Err((base, over)))
 }
 
-/// A `KEY=VALUE` list as a mapping (`- A=1` -> `A: "1"`, `- A` -> `A:`); a mapping as it is.
+/// A `KEY=VALUE` list as a mapping (`- A=1` -> `A: "1"`, `- A` -> `A:`), one entry per key
+/// (the later value in the earlier place, as Compose keeps them); a mapping as it is.
 fn key_value_map(node: Node) -> Node {
     let Value::Seq(items) = node.value else {
         return node;
@@ -186,8 +213,25 @@ fn key_value_map(node: Node) -> Node {
     Node {
         line: node.line,
         file: node.file,
-        value: Value::Map(entries),
+        value: Value::Map(one_per_key(entries)),
     }
+}
+
+/// `entries` with a repeated key's later value put in place of the earlier one: merging looks a
+/// key up once, so a repeat left behind would win over the override.
+fn one_per_key(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<(Node, Node)> = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        match index.get(k.key_text()) {
+            Some(&i) => out[i].1 = v,
+            None => {
+                index.insert(k.key_text().to_string(), out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    out
 }
 
 /// A list of names as a mapping of each name to nothing (`[db]` -> `db:`).
@@ -215,18 +259,29 @@ fn named_map(node: Node) -> Node {
 
 /// `over`'s entries replace `base`'s entries with the same unique key, the rest append.
 fn merge_unique(key: &str, base: Node, over: Node) -> Node {
+    if over.value == Value::Null {
+        return base;
+    }
     let (Value::Seq(mut items), Value::Seq(more)) = (base.value.clone(), over.value.clone()) else {
         return over;
     };
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(id) = unique_key(key, item) {
+            index.entry(id).or_insert(i);
+        }
+    }
+    let mut seen: HashSet<String> = items.iter().filter_map(scalar_text).collect();
     for item in more {
-        let id = unique_key(key, &item);
-        match id.as_ref().and_then(|id| {
-            items
-                .iter()
-                .position(|i| unique_key(key, i).as_ref() == Some(id))
-        }) {
-            Some(i) => items[i] = item,
-            None if !items.contains(&item) => items.push(item),
+        match unique_key(key, &item) {
+            Some(id) => match index.get(&id) {
+                Some(&i) => items[i] = item,
+                None => {
+                    index.insert(id, items.len());
+                    items.push(item);
+                }
+            },
+            None if scalar_text(&item).is_none_or(|text| seen.insert(text)) => items.push(item),
             None => {}
         }
     }
@@ -238,7 +293,8 @@ fn merge_unique(key: &str, base: Node, over: Node) -> Node {
 }
 
 /// What makes a list entry unique, as written (before interpolation): a mount's or device's
-/// target, a secret's or config's target, a port's whole definition.
+/// target, a secret's or config's target, a port's whole definition (Compose's defaults filled
+/// in for the long form).
 fn unique_key(key: &str, item: &Node) -> Option<String> {
     let scalar = |n: &Node| match &n.value {
         Value::Scalar { text, .. } => Some(text.clone()),
@@ -251,6 +307,21 @@ fn unique_key(key: &str, item: &Node) -> Option<String> {
                 1 => parts[0].to_string(),
                 _ => parts[1].to_string(),
             })
+        }
+        (Value::Scalar { text, .. }, "ports") => Some(text.clone()),
+        (Value::Map(_), "ports") => {
+            let field = |name: &str, default: &str| {
+                item.get(name)
+                    .and_then(scalar)
+                    .unwrap_or_else(|| default.to_string())
+            };
+            Some(format!(
+                "{}:{}:{}/{}",
+                field("host_ip", "0.0.0.0"),
+                field("published", ""),
+                field("target", ""),
+                field("protocol", "tcp")
+            ))
         }
         (Value::Scalar { text, .. }, "secrets") => Some(format!("/run/secrets/{text}")),
         (Value::Scalar { text, .. }, "configs") => Some(format!("/{text}")),
@@ -321,6 +392,89 @@ mod tests {
         assert_eq!(text(web.get("restart").unwrap()), "always");
         assert_eq!(texts(web.get("dns").unwrap()), ["1.1.1.1", "8.8.8.8"]);
         assert!(doc.get("services").unwrap().get("db").is_some());
+    }
+
+    #[test]
+    fn an_empty_key_in_an_override_keeps_the_base_value_as_in_compose() {
+        // `environment:` with its entries commented out is null, not "no environment".
+        let doc = merged(
+            "services:\n  web:\n    image: web:1\n    environment:\n      A: \"1\"\n    volumes: [./a:/data]\n    restart: always\n    command: [run]\n",
+            "services:\n  web:\n    environment:\n    volumes:\n    restart:\n    command:\n",
+        );
+        let web = doc.get("services").unwrap().get("web").unwrap();
+        assert_eq!(text(web.get("environment").unwrap().get("A").unwrap()), "1");
+        assert_eq!(texts(web.get("volumes").unwrap()), ["./a:/data"]);
+        assert_eq!(text(web.get("restart").unwrap()), "always");
+        // As in Compose, command, entrypoint and healthcheck.test are replaced, even by nothing.
+        assert_eq!(web.get("command").unwrap().value, Value::Null);
+    }
+
+    #[test]
+    fn logging_options_are_kept_only_for_the_same_driver_as_in_compose() {
+        let base = "services:\n  web:\n    logging:\n      driver: json-file\n      options:\n        max-size: 10m\n";
+        let doc = merged(
+            base,
+            "services:\n  web:\n    logging:\n      driver: syslog\n      options:\n        tag: web\n",
+        );
+        let logging = doc
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .get("logging")
+            .unwrap();
+        assert_eq!(text(logging.get("driver").unwrap()), "syslog");
+        // json-file's max-size would make syslog refuse to start the container.
+        assert!(logging.get("options").unwrap().get("max-size").is_none());
+        let doc = merged(
+            base,
+            "services:\n  web:\n    logging:\n      options:\n        max-file: \"3\"\n",
+        );
+        let options = doc
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .get("logging")
+            .unwrap()
+            .get("options")
+            .unwrap();
+        assert!(options.get("max-size").is_some() && options.get("max-file").is_some());
+    }
+
+    #[test]
+    fn the_same_port_in_an_override_is_published_once() {
+        let doc = merged(
+            "services:\n  web:\n    ports:\n      - \"8080:80\"\n      - target: 443\n        published: \"8443\"\n",
+            "services:\n  web:\n    ports:\n      - \"8080:80\"\n      - target: 443\n        published: \"8443\"\n        protocol: tcp\n      - \"9090:90\"\n",
+        );
+        let ports = doc
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .get("ports")
+            .unwrap();
+        let Value::Seq(items) = &ports.value else {
+            panic!()
+        };
+        assert_eq!(items.len(), 3, "{items:?}");
+        assert_eq!(
+            items[1].get("protocol").unwrap().file,
+            1,
+            "the later one wins"
+        );
+    }
+
+    #[test]
+    fn a_value_already_in_a_list_is_not_repeated_as_compose_keeps_one() {
+        let doc = merged(
+            "services:\n  web:\n    cap_add: [CHOWN]\n    dns: [1.1.1.1]\n",
+            "services:\n  web:\n    cap_add: [CHOWN, NET_RAW]\n    dns: 1.1.1.1\n",
+        );
+        let web = doc.get("services").unwrap().get("web").unwrap();
+        assert_eq!(texts(web.get("cap_add").unwrap()), ["CHOWN", "NET_RAW"]);
+        assert_eq!(texts(web.get("dns").unwrap()), ["1.1.1.1"]);
     }
 
     #[test]

@@ -170,3 +170,249 @@ fn a_folder_whose_dot_env_names_its_compose_files_is_a_stack() {
         .unwrap();
     assert_eq!(bind.repo_relative.as_deref(), Some("deploy/conf"));
 }
+
+#[test]
+fn a_compose_file_list_of_separators_only_is_a_problem_not_a_panic() {
+    let dir = repo(&[
+        ("shop/compose.yaml", "services:\n  web:\n    image: web:1\n"),
+        ("shop/.env", "COMPOSE_FILE=::\n"),
+    ]);
+    let error = load(dir.path(), &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("shop/.env:1: COMPOSE_FILE: names no file"),
+        "{error}"
+    );
+}
+
+/// A repository whose host has `DB_PASS` in its env file for stack `shop`, and what loading it
+/// says: the secret must be in none of it.
+fn refused_with_host_secret(files: &[(&str, &str)]) -> String {
+    let dir = repo(files);
+    let env = tempfile::tempdir().unwrap();
+    std::fs::write(env.path().join("shop.env"), "DB_PASS=S3cretValue\n").unwrap();
+    let options = LoadOptions {
+        host_env_dir: Some(env.path().to_path_buf()),
+        ..LoadOptions::default()
+    };
+    let error = load(dir.path(), &options).unwrap_err().to_string();
+    assert!(!error.contains("S3cretValue"), "{error}");
+    error
+}
+
+#[test]
+fn a_host_local_variable_may_not_name_an_included_or_extended_file_or_service() {
+    let error = refused_with_host_secret(&[(
+        "shop/compose.yaml",
+        "include: [\"${DB_PASS}.yaml\"]\nservices:\n  web:\n    image: web:1\n",
+    )]);
+    assert!(
+        error.contains(
+            "shop/compose.yaml:1: include[0]: a host-local (secret) variable may not name"
+        ),
+        "{error}"
+    );
+    let error = refused_with_host_secret(&[(
+        "shop/compose.yaml",
+        "services:\n  web:\n    image: web:1\n    extends:\n      service: ${DB_PASS}\n",
+    )]);
+    assert!(
+        error.contains("shop/compose.yaml:5: services.web.extends.service: a host-local (secret) variable may not name"),
+        "{error}"
+    );
+    // `x/..` is dropped when the path is read, so the file exists, but its name holds the secret.
+    let error = refused_with_host_secret(&[
+        (
+            "shop/compose.yaml",
+            "services:\n  web:\n    extends:\n      file: ${DB_PASS}/../base.yaml\n      service: web\n",
+        ),
+        ("shop/base.yaml", "services:\n  web:\n    image: web:1\n"),
+    ]);
+    assert!(
+        error.contains("services.web.extends.file: a host-local (secret) variable may not name"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_secret_in_a_required_variable_message_is_not_shown() {
+    let error = refused_with_host_secret(&[(
+        "shop/compose.yaml",
+        "include: [\"${NOPE:?${DB_PASS}}\"]\nservices:\n  web:\n    image: web:1\n",
+    )]);
+    assert!(
+        error.contains("shop/compose.yaml:1: include[0]: required variable 'NOPE' is not set"),
+        "{error}"
+    );
+    let error = refused_with_host_secret(&[
+        ("shop/compose.yaml", "services:\n  web:\n    image: web:1\n"),
+        ("shop/.env", "X=${NOPE:?${DB_PASS}}\n"),
+    ]);
+    assert!(
+        error.contains("shop/.env:1: X: required variable 'NOPE' is not set"),
+        "{error}"
+    );
+}
+
+#[test]
+fn compose_settings_in_dot_env_may_not_be_built_from_a_secret() {
+    // Valid as a project name, it would name every container and label of the stack.
+    for setting in [
+        "COMPOSE_PROJECT_NAME=x${DB_PASS}",
+        "COMPOSE_PROJECT_NAME=s3cretvalue${SOME_TOKEN}",
+        "COMPOSE_FILE=${DB_PASS}/../compose.yaml",
+    ] {
+        let env = format!("SOME_TOKEN=\n{setting}\n");
+        let error = refused_with_host_secret(&[
+            ("shop/compose.yaml", "services:\n  web:\n    image: web:1\n"),
+            ("shop/.env", &env),
+        ]);
+        assert!(
+            error.contains("shop/.env:2: COMPOSE_")
+                && error.contains("may not be built from a host-local or secret-looking variable"),
+            "{setting}: {error}"
+        );
+    }
+}
+
+#[test]
+fn the_hosts_own_compose_project_name_is_used() {
+    let dir = repo(&[("shop/compose.yaml", "services:\n  web:\n    image: web:1\n")]);
+    let env = tempfile::tempdir().unwrap();
+    std::fs::write(env.path().join("shop.env"), "COMPOSE_PROJECT_NAME=store\n").unwrap();
+    let options = LoadOptions {
+        host_env_dir: Some(env.path().to_path_buf()),
+        ..LoadOptions::default()
+    };
+    assert_eq!(load(dir.path(), &options).unwrap().stacks[0].name, "store");
+}
+
+#[test]
+fn included_projects_each_within_the_limit_are_bounded_together() {
+    // Each included file: 100 services extend one with 1000 environment entries, 200k nodes
+    // once copied; two of them are 400k.
+    let project = |prefix: &str| {
+        let mut text = format!("services:\n  {prefix}base:\n    image: b:1\n    environment:\n");
+        for i in 0..1000 {
+            text.push_str(&format!("      V{i}: x\n"));
+        }
+        for i in 0..100 {
+            text.push_str(&format!("  {prefix}{i}:\n    extends: {prefix}base\n"));
+        }
+        text
+    };
+    let (a, b) = (project("a"), project("b"));
+    let dir = repo(&[
+        (
+            "shop/compose.yaml",
+            "include: [a.yaml, b.yaml]\nservices:\n  web:\n    image: web:1\n",
+        ),
+        ("shop/a.yaml", &a),
+        ("shop/b.yaml", &b),
+    ]);
+    // Not `unwrap_err`: the stack it would print is megabytes.
+    let Err(error) = load(dir.path(), &LoadOptions::default()) else {
+        panic!("loaded");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains(
+            "shop/b.yaml:1: the stack's Compose files together expand to more than 250000 nodes"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unset_variable_in_an_included_projects_dot_env_is_warned_about() {
+    let dir = repo(&[
+        (
+            "shop/compose.yaml",
+            "include: [db/compose.yaml]\nservices:\n  web:\n    image: web:1\n",
+        ),
+        (
+            "shop/db/compose.yaml",
+            "services:\n  db:\n    image: db:1\n",
+        ),
+        ("shop/db/.env", "URL=postgres://${DB_HOST}/app\n"),
+    ]);
+    let warnings: Vec<String> = loaded(dir.path()).stacks[0]
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("shop/db/.env:1: URL: the variable 'DB_HOST' is not set")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn an_override_wins_over_a_variable_the_main_files_list_repeats() {
+    let dir = repo(&[
+        (
+            "shop/compose.yaml",
+            "services:\n  web:\n    image: web:1\n    environment:\n      - A=1\n      - A=2\n    labels: [l=1, l=2]\n",
+        ),
+        (
+            "shop/compose.override.yaml",
+            "services:\n  web:\n    environment:\n      A: \"3\"\n    labels:\n      l: \"3\"\n",
+        ),
+    ]);
+    let desired = loaded(dir.path());
+    let web = service(&desired, "web");
+    assert_eq!(web.spec.environment["A"], "3");
+    assert_eq!(web.spec.labels["l"], "3");
+}
+
+#[test]
+fn unset_variables_in_dot_env_are_warned_about_a_bounded_number_of_times() {
+    let env: String = (0..5_000).map(|i| format!("V{i}=$UNSET{i}\n")).collect();
+    let dir = repo(&[
+        ("shop/compose.yaml", "services:\n  web:\n    image: web:1\n"),
+        ("shop/.env", &env),
+    ]);
+    let warnings = &loaded(dir.path()).stacks[0].warnings;
+    assert!(warnings.len() <= 200, "{} warnings", warnings.len());
+    assert!(warnings[0]
+        .to_string()
+        .contains("the variable 'UNSET0' is not set"));
+}
+
+#[test]
+fn the_variables_of_included_projects_are_bounded_together() {
+    // 10 MB of variables, which an included project with a .env of its own copies.
+    let mut env = format!("B={}\n", "x".repeat(500_000));
+    for i in 0..10 {
+        env.push_str(&format!("A{i}=${{B}}${{B}}\n"));
+    }
+    let mut files = vec![
+        (
+            "shop/compose.yaml".to_string(),
+            "include: [a/compose.yaml, b/compose.yaml, c/compose.yaml]\nservices:\n  web:\n    image: web:1\n".to_string(),
+        ),
+        ("shop/.env".to_string(), env),
+    ];
+    for p in ["a", "b", "c"] {
+        files.push((
+            format!("shop/{p}/compose.yaml"),
+            format!("services:\n  {p}:\n    image: {p}:1\n"),
+        ));
+        files.push((format!("shop/{p}/.env"), "X=1\n".to_string()));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let Err(error) = load(repo(&files).path(), &LoadOptions::default()) else {
+        panic!("loaded");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("shop/compose.yaml:1: include[0]: the stack's variables together hold more than 16777216 bytes"),
+        "{error}"
+    );
+}

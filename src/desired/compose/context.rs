@@ -76,12 +76,8 @@ impl<'a> Cx<'a> {
             sensitive_keys: Vec::new(),
             secret_values: var_sets
                 .iter()
-                .flat_map(|vars| {
-                    vars.values
-                        .iter()
-                        .filter(|(name, _)| vars.host_local.contains(*name) || is_secret_key(name))
-                        .map(|(_, value)| value.clone())
-                })
+                .flat_map(Variables::secret_values)
+                .map(str::to_string)
                 .collect(),
             file,
             sources,

@@ -41,6 +41,16 @@ pub struct Variables {
     pub host_local: BTreeSet<String>,
 }
 
+impl Variables {
+    /// Values never part of a message: host-local ones and those of secret-looking names.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.values
+            .iter()
+            .filter(|(name, _)| self.host_local.contains(*name) || crate::mask::is_secret_key(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
 /// Read access to the files of one stack folder, confined to it.
 pub trait StackFiles {
     /// Normalize a path the file names, relative to the stack folder; refuse escapes and symlinks
