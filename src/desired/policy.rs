@@ -219,7 +219,7 @@ impl Policy {
                     .bind_refusal(device, guarded)
                     .map(|m| format!("the volume binds a host path: {m}")),
                 VolumeMount::Bind(device) => Some(format!("the volume binds '{device}', which is not an absolute host path")),
-                VolumeMount::Filesystem(what) if !self.allow_volume_mounts => Some(format!("the volume makes the host mount {what} (the host's kernel mounts it as root: a server the file names, or a host device) and is refused by host policy; the host can allow it with --allow volume-mounts")),
+                VolumeMount::Filesystem(what) if !self.allow_volume_mounts => Some(format!("the volume makes the host mount {what} (the host's kernel mounts it as root: a server the file names, a host device, or host folders layered by overlay) and is refused by host policy; the host can allow it with --allow volume-mounts")),
                 VolumeMount::Filesystem(_) => None,
             };
             if let Some(message) = message {
