@@ -100,6 +100,30 @@ impl Cx<'_> {
         }
     }
 
+    /// The entries of a list of strings, each with its node and its key (`key[i]`), for readers
+    /// that judge entries one by one. Not a list is a problem: "expected `what`, found ...".
+    /// An entry that is not a string is reported by [`Self::string`] and left out.
+    pub(super) fn located_strings<'n>(
+        &mut self,
+        node: &'n Node,
+        key: &str,
+        what: &str,
+    ) -> Vec<(&'n Node, String, String)> {
+        let Value::Seq(items) = &node.value else {
+            self.problem(node, key, format!("expected {what}, found {}", node.kind()));
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let k = format!("{key}[{i}]");
+                let text = self.string(item, &k)?;
+                Some((item, k, text))
+            })
+            .collect()
+    }
+
     /// `command`/`entrypoint`: a list, or a string split like a shell would.
     pub(super) fn command(&mut self, node: &Node, key: &str) -> Option<Vec<String>> {
         match &node.value {

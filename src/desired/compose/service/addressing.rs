@@ -6,7 +6,7 @@
 
 use crate::desired::compose::{join, valid_service_name, Cx};
 use crate::desired::model::{ContainerSpec, NetworkingSpec};
-use crate::desired::yaml::{Node, Value};
+use crate::desired::yaml::Node;
 use std::net::IpAddr;
 
 impl Cx<'_> {
@@ -89,20 +89,8 @@ impl Cx<'_> {
 
     /// `expose`: `PORT`, `START-END`, either with `/tcp`, `/udp` or `/sctp`; sorted.
     fn expose(&mut self, node: &Node, key: &str) -> Vec<String> {
-        let Value::Seq(items) = &node.value else {
-            self.problem(
-                node,
-                key,
-                format!("expected a list of ports, found {}", node.kind()),
-            );
-            return Vec::new();
-        };
         let mut out = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let k = format!("{key}[{i}]");
-            let Some(text) = self.string(item, &k) else {
-                continue;
-            };
+        for (item, k, text) in self.located_strings(node, key, "a list of ports") {
             match parse_expose(&text) {
                 Ok(port) => {
                     if self.spend_ports(item, &k, expose_count(&port)) {
@@ -120,16 +108,8 @@ impl Cx<'_> {
     /// `NAME[:ALIAS]` entries as `NAME:ALIAS`, sorted; `NAME` is a service of the stack for
     /// `links`, a container for `external_links`.
     fn links(&mut self, node: &Node, key: &str, services: bool) -> Vec<String> {
-        let Value::Seq(items) = &node.value else {
-            self.problem(node, key, format!("expected a list, found {}", node.kind()));
-            return Vec::new();
-        };
         let mut out = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let k = format!("{key}[{i}]");
-            let Some(text) = self.string(item, &k) else {
-                continue;
-            };
+        for (item, k, text) in self.located_strings(node, key, "a list") {
             let (name, alias) = text.split_once(':').unwrap_or((&text, &text));
             let name_ok = if services {
                 valid_service_name(name)

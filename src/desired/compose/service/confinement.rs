@@ -132,24 +132,9 @@ impl Cx<'_> {
     /// `security_opt`, each entry with its line for the policy; `seccomp=<file>` read from the
     /// stack folder.
     fn security_opt(&mut self, node: &Node, key: &str) -> (Vec<String>, Option<SeccompProfile>) {
-        let items: Vec<&Node> = match &node.value {
-            Value::Seq(items) => items.iter().collect(),
-            _ => {
-                self.problem(
-                    node,
-                    key,
-                    format!("expected a list of options, found {}", node.kind()),
-                );
-                return (Vec::new(), None);
-            }
-        };
         let mut options = Vec::new();
         let mut profile = None;
-        for (i, item) in items.into_iter().enumerate() {
-            let k = format!("{key}[{i}]");
-            let Some(written) = self.string(item, &k) else {
-                continue;
-            };
+        for (item, k, written) in self.located_strings(node, key, "a list of options") {
             let option = match normalize_security_opt(&written) {
                 Ok(option) => option,
                 Err(e) => {

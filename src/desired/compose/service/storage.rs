@@ -113,16 +113,8 @@ impl Cx<'_> {
     /// `SERVICE[:ro|:rw]` or `container:NAME[:ro|:rw]`; `:rw` (the default) is dropped, so
     /// both spellings hash alike. Services are resolved to their containers later.
     fn volumes_from(&mut self, node: &Node, key: &str) -> Vec<String> {
-        let Value::Seq(items) = &node.value else {
-            self.problem(node, key, format!("expected a list, found {}", node.kind()));
-            return Vec::new();
-        };
         let mut out = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let k = format!("{key}[{i}]");
-            let Some(text) = self.string(item, &k) else {
-                continue;
-            };
+        for (item, k, text) in self.located_strings(node, key, "a list") {
             let (container, rest) = match text.strip_prefix("container:") {
                 Some(rest) => (true, rest),
                 None => (false, text.as_str()),
