@@ -538,19 +538,28 @@ pub fn nested_binds(stacks: &[Stack]) -> Vec<Problem> {
     let mut binds = Vec::new();
     for stack in stacks {
         for (name, service) in &stack.services {
-            for mount in service
-                .spec
-                .mounts
-                .iter()
-                .filter(|m| m.kind == MountKind::Bind)
-            {
-                let (path, in_repo) = match (&mount.repo_relative, &mount.source) {
-                    (Some(rel), _) => (in_stack_folder(&stack.dir, rel), true),
-                    (None, Some(source)) => match resolve_on_host(Path::new(source)) {
-                        Ok(path) => (path, false),
-                        Err(_) => continue, // refused by the policy check already
-                    },
-                    (None, None) => continue,
+            for mount in &service.spec.mounts {
+                let (path, in_repo) = match (mount.kind, &mount.repo_relative, &mount.source) {
+                    (MountKind::Bind, Some(rel), _) => (in_stack_folder(&stack.dir, rel), true),
+                    (MountKind::Bind, None, Some(source)) => {
+                        match resolve_on_host(Path::new(source)) {
+                            Ok(path) => (path, false),
+                            Err(_) => continue, // refused by the policy check already
+                        }
+                    }
+                    // A named volume the local driver binds from a host path is a bind of it.
+                    (MountKind::Volume, _, Some(key)) => {
+                        let Some(VolumeMount::Bind(device)) =
+                            stack.volumes.get(key).map(|def| def.host_mount())
+                        else {
+                            continue;
+                        };
+                        match resolve_on_host(Path::new(device)) {
+                            Ok(path) => (path, false),
+                            Err(_) => continue, // refused by the policy check already
+                        }
+                    }
+                    _ => continue,
                 };
                 binds.push(Bind {
                     stack,
@@ -559,32 +568,6 @@ pub fn nested_binds(stacks: &[Stack]) -> Vec<Problem> {
                     target: &mount.target,
                     path,
                     in_repo,
-                    writable: !mount.read_only,
-                });
-            }
-            // A named volume the local driver binds from a host path is a bind of that path.
-            for mount in service
-                .spec
-                .mounts
-                .iter()
-                .filter(|m| m.kind == MountKind::Volume)
-            {
-                let Some(def) = mount.source.as_ref().and_then(|k| stack.volumes.get(k)) else {
-                    continue;
-                };
-                let VolumeMount::Bind(device) = def.host_mount() else {
-                    continue;
-                };
-                let Ok(path) = resolve_on_host(Path::new(device)) else {
-                    continue; // refused by the policy check already
-                };
-                binds.push(Bind {
-                    stack,
-                    service: name,
-                    key: "volumes",
-                    target: &mount.target,
-                    path,
-                    in_repo: false,
                     writable: !mount.read_only,
                 });
             }
