@@ -240,6 +240,7 @@ pub async fn run(
             heartbeat: heartbeat.clone(),
             unhealthy_after: looping.unhealthy_after(),
             idle_timeout: looping.limits.http_idle_timeout,
+            state_dir: std::sync::Arc::new(crate::state::StateDir::new(host.state_dir.root())),
         });
         let limits = crate::server::HttpLimits {
             idle_timeout: looping.limits.http_idle_timeout,
@@ -411,6 +412,7 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
         ..Default::default()
     };
     let suspended = host.state_dir.suspended();
+    let activities = host.state_dir.activities();
     let mut rows = Vec::new();
     let mut replicated = false;
     for (stack, st) in &state.stacks {
@@ -437,6 +439,11 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
                 "revision": sv.running_revision,
                 "since": sv.since,
                 "last_error": sv.failed.as_ref().map(|f| f.reason.clone()),
+                // A backup, a migration job, a watch window or a restore in progress.
+                "activity": activities
+                    .iter()
+                    .find(|a| a.stack == *stack && a.service == *service)
+                    .map(|a| a.activity.clone()),
             }));
         }
     }
@@ -446,6 +453,10 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
     }
     let cell = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::Object(_) => {
+            serde_json::from_value::<crate::state::runbook::Activity>(v.clone())
+                .map_or_else(|_| v.to_string(), |a| a.summary())
+        }
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string().trim_matches('"').to_string(),
     };
@@ -461,10 +472,12 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
         "sync",
         "revision",
         "since",
+        "activity",
         "last_error",
     ]
     .into_iter()
     .filter(|c| replicated || *c != "replicas")
+    .filter(|c| !activities.is_empty() || *c != "activity")
     .collect();
     let table: Vec<Vec<String>> = rows
         .iter()

@@ -25,6 +25,14 @@ pub const SPEC: &str = "reconciler.spec";
 pub const FILES: &str = "reconciler.files";
 /// Marks a container as created by the reconciler (as opposed to adopted from Compose).
 pub const MANAGED: &str = "reconciler.managed";
+/// On a one-off container the reconciler makes for a service (with Compose's `oneoff=True`):
+/// what it is for, one of the `ONEOFF_*` values. Such a container never outlives its step; one
+/// a crash left behind is removed by the next pass.
+pub const ONEOFF_ROLE: &str = "reconciler.oneoff";
+/// A container created (never started) only to read or write a volume through the engine.
+pub const ONEOFF_VOLUME_HOLDER: &str = "volume-holder";
+/// A `pre_deploy` job.
+pub const ONEOFF_JOB: &str = "pre-deploy";
 
 /// Suffixes of the transient names used during an update. A restart after a crash finds them
 /// by name and finishes or undoes the update.

@@ -36,6 +36,11 @@ struct StackLabels {
     stack: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
 /// What one pass changed, as the counters count it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassCounts {
@@ -60,6 +65,12 @@ pub struct Metrics {
     /// A family of one unlabelled series, so the metric is absent until the first fetch
     /// rather than claiming one in 1970.
     last_fetch: Family<Vec<(String, String)>, Gauge>,
+    /// Runbook steps, counted in the state dir by whichever process did them
+    /// ([`Metrics::show_runbook_counts`]).
+    backups: Family<ResultLabels, Counter>,
+    restores: Family<ResultLabels, Counter>,
+    jobs: Family<ResultLabels, Counter>,
+    window_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -81,6 +92,10 @@ impl Metrics {
             rollbacks: Counter::default(),
             passes: Counter::default(),
             last_fetch: Family::default(),
+            backups: Family::default(),
+            restores: Family::default(),
+            jobs: Family::default(),
+            window_failures: Counter::default(),
         };
         let mut registry = Registry::default();
         // The registry adds the final "." to each help text, and "_total" to each counter.
@@ -129,9 +144,54 @@ impl Metrics {
             "When desired state was last read",
             metrics.last_fetch.clone(),
         );
+        registry.register(
+            "reconciler_backups",
+            "Volume backups taken before an update, by result",
+            metrics.backups.clone(),
+        );
+        registry.register(
+            "reconciler_restores",
+            "Volume restores (reconciler restore), by result",
+            metrics.restores.clone(),
+        );
+        registry.register(
+            "reconciler_jobs",
+            "pre_deploy jobs run, by result",
+            metrics.jobs.clone(),
+        );
+        registry.register(
+            "reconciler_watch_window_failures",
+            "New containers that failed inside their monitor window and were rolled back",
+            metrics.window_failures.clone(),
+        );
         Self {
             registry,
             ..metrics
+        }
+    }
+
+    /// Bring the runbook counters up to the state dir's counts (kept there so a restore run by
+    /// hand counts too, and counts survive a restart); they only ever grow.
+    pub fn show_runbook_counts(&self, counts: &crate::state::runbook::Counts) {
+        use crate::state::runbook::RunbookCounter as C;
+        let raise = |counter: &Counter, to: u64| {
+            let now = counter.get();
+            if to > now {
+                counter.inc_by(to - now);
+            }
+        };
+        for c in C::ALL {
+            let n = counts.get(c.key()).copied().unwrap_or(0);
+            let result = |r: &'static str| ResultLabels { result: r };
+            match c {
+                C::BackupOk => raise(&self.backups.get_or_create(&result("ok")), n),
+                C::BackupFailed => raise(&self.backups.get_or_create(&result("failed")), n),
+                C::RestoreOk => raise(&self.restores.get_or_create(&result("ok")), n),
+                C::RestoreFailed => raise(&self.restores.get_or_create(&result("failed")), n),
+                C::JobOk => raise(&self.jobs.get_or_create(&result("ok")), n),
+                C::JobFailed => raise(&self.jobs.get_or_create(&result("failed")), n),
+                C::WindowFailure => raise(&self.window_failures, n),
+            }
         }
     }
 

@@ -32,6 +32,8 @@ pub struct ServerState {
     pub unhealthy_after: Duration,
     /// Also the longest a webhook body may take to arrive.
     pub idle_timeout: Duration,
+    /// Where services' current runbook activities and the runbook counters are read from.
+    pub state_dir: Arc<crate::state::StateDir>,
 }
 
 /// Bounds on what clients of `--listen` can hold.
@@ -114,12 +116,16 @@ async fn status(State(s): State<ServerState>) -> Response {
         "seconds_since_last_success": since(st.last_success),
         "passes": st.passes(),
         "recent_passes": st.recent,
+        "activities": s.state_dir.activities(),
     });
     axum::Json(body).into_response()
 }
 
 async fn metrics(State(s): State<ServerState>) -> Response {
-    let body = s.status.lock().expect("status lock").metrics.encode();
+    let counts = s.state_dir.counters();
+    let st = s.status.lock().expect("status lock");
+    st.metrics.show_runbook_counts(&counts);
+    let body = st.metrics.encode();
     ([("content-type", crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
@@ -238,6 +244,9 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_are_served_as_prometheus_text_from_the_shared_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = crate::state::StateDir::new(dir.path());
+        state_dir.count(crate::state::runbook::RunbookCounter::JobFailed);
         let status = SharedStatus::default();
         let report = crate::reconciler::PassReport::default();
         status
@@ -251,6 +260,7 @@ mod tests {
             heartbeat: Heartbeat::new(Duration::from_secs(60)),
             unhealthy_after: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(1),
+            state_dir: Arc::new(state_dir),
         };
         let response = metrics(State(state)).await;
         assert_eq!(
@@ -263,6 +273,12 @@ mod tests {
         let body = String::from_utf8(body.to_vec()).unwrap();
         assert!(
             body.lines().any(|l| l == "reconciler_passes_total 1"),
+            "{body}"
+        );
+        // Runbook steps are counted in the state dir, by the loop or a command run by hand.
+        assert!(
+            body.lines()
+                .any(|l| l == r#"reconciler_jobs_total{result="failed"} 1"#),
             "{body}"
         );
     }

@@ -3,7 +3,10 @@
 
 mod runtime_options;
 
-use super::{ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, PullProgress, Result};
+use super::{
+    ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, OneOffContainer, PullProgress,
+    Result,
+};
 use crate::desired::{
     ContainerSpec, FileMount, FileSource, IpamPool, MountKind, MountSpec, NetworkDef, VolumeDef,
 };
@@ -250,6 +253,45 @@ impl Engine for DockerEngine {
                 details: None,
             });
         }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn list_oneoffs(&self, projects: &[String]) -> Result<Vec<OneOffContainer>> {
+        if projects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filters = HashMap::from([("label".to_string(), vec![labels::ONEOFF_ROLE.to_string()])]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.error("list containers", "", e))?;
+        let mut out: Vec<OneOffContainer> = summaries
+            .into_iter()
+            .filter_map(|s| {
+                let labels = s.labels.unwrap_or_default();
+                let project = labels.get(labels::PROJECT)?.clone();
+                projects.contains(&project).then(|| OneOffContainer {
+                    id: s.id.unwrap_or_default(),
+                    name: s
+                        .names
+                        .unwrap_or_default()
+                        .first()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    project,
+                    service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
+                    role: labels.get(labels::ONEOFF_ROLE).cloned().unwrap_or_default(),
+                    running: s.state.is_some_and(|st| st.to_string() == "running"),
+                })
+            })
+            .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }

@@ -4,7 +4,10 @@
 //! outlive containers). Health follows tokio's clock, so a test under
 //! `#[tokio::test(start_paused = true)]` waits minutes of virtual time in milliseconds.
 
-use super::{ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, PullProgress, Result};
+use super::{
+    ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, OneOffContainer, PullProgress,
+    Result,
+};
 use crate::desired::{MountKind, NetworkDef, VolumeDef};
 use crate::labels;
 use crate::observed::{Health, ObservedContainer, ObservedNetwork, ObservedVolume};
@@ -481,6 +484,27 @@ impl Engine for FakeEngine {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    async fn list_oneoffs(&self, projects: &[String]) -> Result<Vec<OneOffContainer>> {
+        self.enter("list-oneoffs", &projects.join(","))?;
+        let w = self.world();
+        let now = Instant::now();
+        Ok(w.containers
+            .iter()
+            .filter(|c| projects.contains(&c.project))
+            .filter_map(|c| {
+                let role = c.labels.get(labels::ONEOFF_ROLE)?;
+                Some(OneOffContainer {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    project: c.project.clone(),
+                    service: c.service.clone(),
+                    role: role.clone(),
+                    running: w.now(c, now).running,
+                })
+            })
+            .collect())
     }
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerStatus> {

@@ -96,6 +96,19 @@ pub struct CreateRequest {
     pub data_root: Option<PathBuf>,
 }
 
+/// A one-off container the reconciler made for a step of a service (see
+/// [`labels::ONEOFF_ROLE`](crate::labels::ONEOFF_ROLE)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOffContainer {
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    pub service: String,
+    /// The [`labels::ONEOFF_ROLE`](crate::labels::ONEOFF_ROLE) value.
+    pub role: String,
+    pub running: bool,
+}
+
 /// Pull progress, as the engine streams it.
 #[derive(Debug, Clone)]
 pub struct PullProgress {
@@ -110,6 +123,9 @@ pub trait Engine {
     /// The containers of the given Compose projects, in any state, from one list call. No
     /// projects means no containers: nothing outside the desired stacks is ever looked at.
     async fn list_containers(&self, projects: &[String]) -> Result<Vec<ObservedContainer>>;
+    /// The reconciler's own one-off containers (volume holders, jobs) of the given projects;
+    /// [`list_containers`](Self::list_containers) never shows them.
+    async fn list_oneoffs(&self, projects: &[String]) -> Result<Vec<OneOffContainer>>;
     async fn inspect_container(&self, id: &str) -> Result<ContainerStatus>;
     /// References of every local image (tags and digests).
     async fn list_image_references(&self) -> Result<Vec<String>>;

@@ -1,16 +1,18 @@
 //! Crash recovery: finish or undo what an interrupted update left, from names and labels alone.
 
 use super::{ExecError, Executor};
+use crate::desired::Desired;
 use crate::engine::Engine;
 use crate::labels;
 use crate::logging::Who;
 use crate::observed::{Health, Observed, Role};
 
 impl<E: Engine> Executor<'_, E> {
-    /// Finish or undo updates a previous run left half-done, from names and labels alone.
-    /// Returns whether anything was changed (then observe again).
-    pub async fn recover(&self, observed: &Observed) -> Result<bool, ExecError> {
-        let mut changed = false;
+    /// Finish or undo updates a previous run left half-done, from names and labels alone, and
+    /// remove the one-off containers (volume holders, jobs) it left. Returns whether anything
+    /// was changed (then observe again).
+    pub async fn recover(&self, desired: &Desired, observed: &Observed) -> Result<bool, ExecError> {
+        let mut changed = self.remove_leftover_oneoffs(desired).await?;
         for leftover in observed
             .containers
             .iter()
@@ -82,5 +84,28 @@ impl<E: Engine> Executor<'_, E> {
             changed = true;
         }
         Ok(changed)
+    }
+
+    /// A one-off container outlives its step only when the process doing the step died; a
+    /// stack being restored by hand is suspended, so it is not in `desired` here.
+    async fn remove_leftover_oneoffs(&self, desired: &Desired) -> Result<bool, ExecError> {
+        let projects: Vec<String> = desired.stacks.iter().map(|s| s.name.clone()).collect();
+        let leftovers = self.engine.list_oneoffs(&projects).await?;
+        for leftover in &leftovers {
+            let who = Who::new(&leftover.project, &leftover.service, "");
+            crate::progress!(
+                who,
+                "removing {} ({}), left by an interrupted run",
+                leftover.name,
+                leftover.role
+            );
+            if leftover.running {
+                self.engine
+                    .stop_container(&leftover.id, Some(std::time::Duration::from_secs(10)))
+                    .await?;
+            }
+            self.remove_old(&leftover.id).await?;
+        }
+        Ok(!leftovers.is_empty())
     }
 }

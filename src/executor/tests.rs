@@ -92,7 +92,7 @@ async fn pass_with(
     };
     let cache = DetailsCache::default();
     let mut observed = observe(engine, desired, &cache).await?;
-    if executor.recover(&observed).await? {
+    if executor.recover(desired, &observed).await? {
         observed = observe(engine, desired, &cache).await?;
     }
     let mut state = state_dir.load()?;
@@ -1373,3 +1373,50 @@ async fn a_service_skipped_for_its_failed_dependency_keeps_the_tracked_files_it_
 }
 
 mod replicas;
+
+#[tokio::test(start_paused = true)]
+async fn a_one_off_container_a_crash_left_is_stopped_and_removed_and_the_service_left_alone() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    let desired = host.desired("web", &web(WEB_V1));
+    host.pass(&desired).await.unwrap();
+    let service_id = host.id("web-web-1");
+    // A pre_deploy job that was running when the process died.
+    let service = &desired.stacks[0].services["web"];
+    let job = crate::engine::CreateRequest {
+        name: "web-web-pre-deploy".into(),
+        project: "web".into(),
+        service: "web".into(),
+        spec: service.spec.clone(),
+        labels: std::collections::BTreeMap::from([
+            (crate::labels::PROJECT.to_string(), "web".to_string()),
+            (crate::labels::SERVICE.to_string(), "web".to_string()),
+            (crate::labels::ONEOFF.to_string(), "True".to_string()),
+            (
+                crate::labels::ONEOFF_ROLE.to_string(),
+                crate::labels::ONEOFF_JOB.to_string(),
+            ),
+        ]),
+        networks: desired.stacks[0]
+            .networks
+            .iter()
+            .map(|(k, n)| (k.clone(), n.name.clone()))
+            .collect(),
+        volumes: Default::default(),
+        repo_root: None,
+        content_files: Default::default(),
+        data_root: None,
+    };
+    let job_id = host.engine.create_container(&job).await.unwrap();
+    host.engine.start_container(&job_id).await.unwrap();
+    host.engine.clear_calls();
+
+    host.pass(&desired).await.unwrap();
+
+    assert_eq!(
+        touches(&host.engine.timed_calls()),
+        [format!("stop {job_id}"), format!("remove {job_id}")]
+    );
+    assert_eq!(host.names(), ["web-web-1"]);
+    assert_eq!(host.id("web-web-1"), service_id);
+}

@@ -213,7 +213,7 @@ pub async fn reconcile_once<E: Engine>(
         shutdown: &ctx.shutdown,
         data_writer: Default::default(),
     };
-    let recovered = !settings.dry_run && executor.recover(&observed).await?;
+    let recovered = !settings.dry_run && executor.recover(&desired, &observed).await?;
     if recovered {
         observed = observe(engine, &desired, &ctx.details).await?;
     }
