@@ -24,6 +24,8 @@
 # its data under $WALKTHROUGH_DIR/registry and its pid written to $WALKTHROUGH_DIR/registry.pid
 # (kill it when you are done). A registry that already runs there (scripts/demo.sh's) is used
 # as it is. Tags the registry already has are left alone, so a rerun is quick.
+# The scripts in single quotes are the images' own, expanded by their shell, not this one.
+# shellcheck disable=SC2016
 set -euo pipefail
 REGISTRY=${WALKTHROUGH_REGISTRY:-127.0.0.1:5055}  # the example's compose.yaml expects 5055
 WORK=${WALKTHROUGH_DIR:-/tmp/reconciler-walkthrough}
