@@ -114,7 +114,7 @@ echo "migration 3: ERROR: column email already exists" >&2
 exit 1' ;;
   esac
 }
-image notes-db v1 'D=/var/lib/notes; [ -f $D/schema ] || { echo 1 > $D/schema; printf "alice: buy milk\nbob: call home\n" > $D/rows; }; httpd -f -p 80 -h /www & wait $!' notes_db
+image notes-db v1 'D=/var/lib/notes; mkdir -p $D; [ -f $D/schema ] || { echo 1 > $D/schema; printf "alice: buy milk\nbob: call home\n" > $D/rows; }; httpd -f -p 80 -h /www & wait $!' notes_db
 for v in v1 v2 v3; do
   image notes-web $v 'httpd -f -p 80 -h /www & wait $!' notes_web
 done
