@@ -63,6 +63,7 @@ impl LoopStatus {
                 counts.applied = record.changed as u64;
                 counts.failed = record.failed as u64;
                 counts.rolled_back = report.rollbacks().count() as u64;
+                counts.images_removed = report.images_removed;
                 self.metrics
                     .show_services(&report.services, &report.suspended);
                 self.last_report = Some(report.clone());
