@@ -161,6 +161,23 @@ mod tests {
     }
 
     #[test]
+    fn images_the_clean_up_removed_add_up_on_metrics() {
+        let mut status = LoopStatus::default();
+        for removed in [2, 0, 1] {
+            let report = PassReport {
+                images_removed: removed,
+                ..PassReport::default()
+            };
+            status.record(Duration::from_millis(10), &Ok(report));
+        }
+        let lines = exposed(&status);
+        assert!(
+            lines.contains(&"reconciler_images_removed_total 3".into()),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
     fn history_is_bounded_and_every_pass_is_counted() {
         let mut status = LoopStatus::default();
         for _ in 0..(RECENT_PASSES + 5) {
