@@ -268,6 +268,18 @@ pub async fn reconcile_once<E: Engine>(
             tracing::warn!("not pruning the state dir this pass: {e}");
         }
     }
+    // What runs now: listed again only when this pass changed something.
+    if !outcome.services.is_empty() {
+        observed.containers = engine
+            .list_containers(
+                &desired
+                    .stacks
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
+    }
     // Images go only after a pass that changed a service: an idle pass asks the engine nothing.
     let mut images_removed = 0;
     if settings.keep_images > 0 && outcome.services.iter().any(|o| o.changed()) {
@@ -283,18 +295,6 @@ pub async fn reconcile_once<E: Engine>(
             Ok(cleaned) => images_removed = cleaned.images,
             Err(e) => tracing::warn!("not removing old images this pass: {e}"),
         }
-    }
-    // What runs now: listed again only when this pass changed something.
-    if !outcome.services.is_empty() {
-        observed.containers = engine
-            .list_containers(
-                &desired
-                    .stacks
-                    .iter()
-                    .map(|s| s.name.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .await?;
     }
     Ok(PassReport {
         commit: snapshot.commit,
