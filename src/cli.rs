@@ -152,6 +152,8 @@ pub enum Command {
         min_free_disk: u64,
         #[command(flatten)]
         parallel: Parallelism,
+        #[command(flatten)]
+        images: ImageCleanup,
     },
     /// The loop: fetch, plan, apply, repeat, until SIGTERM/SIGINT. SIGHUP (or `reconciler sync`)
     /// starts a pass at once.
@@ -183,6 +185,8 @@ pub enum Command {
         no_self_heal: bool,
         #[command(flatten)]
         parallel: Parallelism,
+        #[command(flatten)]
+        images: ImageCleanup,
     },
     /// Make the running loop start a pass now.
     Sync,
@@ -207,6 +211,16 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
+}
+
+/// What is done with old images after a pass.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct ImageCleanup {
+    /// After a pass that changed a service, remove the images the reconciler ran that no
+    /// container uses, keeping the last N good images of each service (the running one
+    /// included) so a revert needs no pull; 0 keeps every image.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub keep_images: u16,
 }
 
 /// How much of a pass runs at once. Each service keeps its own safety (pull first, health

@@ -43,6 +43,9 @@ pub struct ApplySettings {
     pub parallel_stacks: usize,
     /// Services of a stack changed at once (`--parallel-services`).
     pub parallel_services: usize,
+    /// Good images kept per service by the clean-up after a pass that changed something
+    /// (`--keep-images`); 0 switches the clean-up off.
+    pub keep_images: usize,
 }
 
 /// The host policy from `--allow`, `--bind-root` and `--allowed-registry`; `state_dir` (made

@@ -8,6 +8,7 @@
 //! - [`executor`]: carries out a plan safely (pull first, recreate, wait healthy, restore);
 //! - [`state`]: `state.json` and the journal;
 //! - [`source`]: a local directory or a git remote (git2), read at one commit;
+//! - [`image_retention`]: which local images the clean-up after a pass may remove (pure);
 //! - [`outcome`]: what a pass did to each service, and the one sync-status rule;
 //! - [`reconciler`]: the controller: one pass (read, observe, plan, apply), its error policy,
 //!   and the loop that repeats it on a timer, triggers and a shutdown token;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod desired;
 pub mod engine;
 pub mod executor;
+pub mod image_retention;
 pub mod label_key;
 pub mod labels;
 pub mod logging;

@@ -35,6 +35,7 @@ fn main() {
                 retry_failed,
                 min_free_disk,
                 parallel,
+                images,
             } => {
                 let settings = ApplySettings {
                     dry_run: *dry_run,
@@ -44,6 +45,7 @@ fn main() {
                     self_heal: true,
                     parallel_stacks: parallel.parallel_stacks.into(),
                     parallel_services: parallel.parallel_services.into(),
+                    keep_images: images.keep_images.into(),
                 };
                 commands::apply(&host, source, policy, &settings).await
             }
@@ -58,6 +60,7 @@ fn main() {
                 min_free_disk,
                 no_self_heal,
                 parallel,
+                images,
             } => {
                 let settings = ApplySettings {
                     dry_run: false,
@@ -67,6 +70,7 @@ fn main() {
                     self_heal: !*no_self_heal,
                     parallel_stacks: parallel.parallel_stacks.into(),
                     parallel_services: parallel.parallel_services.into(),
+                    keep_images: images.keep_images.into(),
                 };
                 let looping = commands::LoopSettings {
                     interval: *interval,

@@ -47,6 +47,7 @@ pub struct PassCounts {
     pub applied: u64,
     pub failed: u64,
     pub rolled_back: u64,
+    pub images_removed: u64,
 }
 
 /// The registry and the handles that fill it. Counters and the histogram only grow; the
@@ -62,6 +63,7 @@ pub struct Metrics {
     failures: Counter,
     rollbacks: Counter,
     passes: Counter,
+    images_removed: Counter,
     /// A family of one unlabelled series, so the metric is absent until the first fetch
     /// rather than claiming one in 1970.
     last_fetch: Family<Vec<(String, String)>, Gauge>,
@@ -91,6 +93,7 @@ impl Metrics {
             failures: Counter::default(),
             rollbacks: Counter::default(),
             passes: Counter::default(),
+            images_removed: Counter::default(),
             last_fetch: Family::default(),
             backups: Family::default(),
             restores: Family::default(),
@@ -138,6 +141,11 @@ impl Metrics {
             "reconciler_passes",
             "Reconcile passes",
             metrics.passes.clone(),
+        );
+        registry.register(
+            "reconciler_images_removed",
+            "Old images the clean-up after a pass deleted",
+            metrics.images_removed.clone(),
         );
         registry.register(
             "reconciler_last_successful_fetch_timestamp_seconds",
@@ -202,6 +210,7 @@ impl Metrics {
         self.applies.inc_by(counts.applied);
         self.failures.inc_by(counts.failed);
         self.rollbacks.inc_by(counts.rolled_back);
+        self.images_removed.inc_by(counts.images_removed);
     }
 
     /// Show these services and suspended stacks, and no others: a service that left the
@@ -284,6 +293,7 @@ mod tests {
                 applied: 2,
                 failed: 1,
                 rolled_back: 1,
+                images_removed: 2,
             },
         );
         metrics.show_services(
@@ -338,6 +348,8 @@ mod tests {
             "reconciler_failures_total 1",
             "reconciler_rollbacks_total 1",
             "reconciler_passes_total 2",
+            "# HELP reconciler_images_removed_total Old images the clean-up after a pass deleted.",
+            "reconciler_images_removed_total 2",
             "reconciler_last_successful_fetch_timestamp_seconds 1700000000",
         ] {
             assert!(lines(&second).contains(&line), "{line} in:\n{second}");

@@ -4,6 +4,7 @@
 //! Failed releases are not retried (the plan marks them); transient errors back off.
 
 mod error_policy;
+mod image_cleanup;
 mod observe;
 mod pass;
 mod prune;

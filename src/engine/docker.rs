@@ -4,8 +4,8 @@
 mod runtime_options;
 
 use super::{
-    ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, OneOffContainer, PullProgress,
-    Result,
+    ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, ImageRemoval, LocalImage,
+    OneOffContainer, PullProgress, Result,
 };
 use crate::desired::{
     ContainerSpec, FileMount, FileSource, IpamPool, MountKind, MountSpec, NetworkDef, VolumeDef,
@@ -24,7 +24,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
-    LogsOptions, RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
+    LogsOptions, RemoveContainerOptions, RemoveImageOptions, RenameContainerOptions,
+    StopContainerOptions,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::StreamExt;
@@ -343,6 +344,68 @@ impl Engine for DockerEngine {
             })),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(self.error("inspect image", reference, e)),
+        }
+    }
+
+    async fn list_images(&self) -> Result<Vec<LocalImage>> {
+        let images = self
+            .docker
+            .list_images(Some(ListImagesOptions::default()))
+            .await
+            .map_err(|e| self.error("list images", "", e))?;
+        Ok(images
+            .into_iter()
+            .map(|i| LocalImage {
+                id: i.id,
+                references: i
+                    .repo_tags
+                    .into_iter()
+                    .chain(i.repo_digests)
+                    .filter(|r| r != "<none>:<none>" && r != "<none>@<none>")
+                    .collect(),
+                size: u64::try_from(i.size).ok(),
+            })
+            .collect())
+    }
+
+    async fn images_in_use(&self) -> Result<std::collections::BTreeSet<String>> {
+        // Every container, with no filter: an operator's stopped container counts as much as ours.
+        let options = ListContainersOptions {
+            all: true,
+            ..Default::default()
+        };
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.error("list containers", "", e))?;
+        Ok(summaries
+            .into_iter()
+            .flat_map(|s| [s.image_id, s.image])
+            .flatten()
+            .filter(|i| !i.is_empty())
+            .collect())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<ImageRemoval> {
+        // Not forced: the engine itself refuses an image a container uses. `noprune`: only what
+        // is named goes, never an untagged parent.
+        let options = RemoveImageOptions {
+            force: false,
+            noprune: true,
+            ..Default::default()
+        };
+        match self
+            .docker
+            .remove_image(reference, Some(options), None)
+            .await
+        {
+            Ok(items) => Ok(ImageRemoval {
+                untagged: items.iter().filter_map(|i| i.untagged.clone()).collect(),
+                deleted: items.into_iter().filter_map(|i| i.deleted).collect(),
+            }),
+            Err(e) if is_not_found(&e) => Ok(ImageRemoval::default()),
+            Err(e) => Err(self.error("remove image", reference, e)),
         }
     }
 

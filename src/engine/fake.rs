@@ -5,8 +5,8 @@
 //! `#[tokio::test(start_paused = true)]` waits minutes of virtual time in milliseconds.
 
 use super::{
-    ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, OneOffContainer, PullProgress,
-    Result,
+    ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, ImageRemoval, LocalImage,
+    OneOffContainer, PullProgress, Result,
 };
 use crate::desired::{MountKind, NetworkDef, VolumeDef};
 use crate::labels;
@@ -548,6 +548,87 @@ impl Engine for FakeEngine {
             repo_digests: vec![format!("{}@{}", repository(name), image.digest)],
             env: image.env.clone(),
         }))
+    }
+
+    async fn list_images(&self) -> Result<Vec<LocalImage>> {
+        self.enter("list-local-images", "")?;
+        let w = self.world();
+        let mut by_id: BTreeMap<String, LocalImage> = BTreeMap::new();
+        for (r, i) in &w.local {
+            let image = by_id.entry(i.id.clone()).or_insert_with(|| LocalImage {
+                id: i.id.clone(),
+                references: vec![],
+                size: None,
+            });
+            image.references.push(r.clone());
+            image
+                .references
+                .push(format!("{}@{}", repository(r), i.digest));
+        }
+        Ok(by_id.into_values().collect())
+    }
+
+    async fn images_in_use(&self) -> Result<std::collections::BTreeSet<String>> {
+        self.enter("images-in-use", "")?;
+        let w = self.world();
+        Ok(w.containers
+            .iter()
+            .flat_map(|c| [c.image_id.clone(), c.image.clone()])
+            .collect())
+    }
+
+    /// As the engine: a tag of an image that has others is only untagged; the last one, or the
+    /// id, deletes the image unless a container uses it.
+    async fn remove_image(&self, reference: &str) -> Result<ImageRemoval> {
+        self.enter("remove-image", reference)?;
+        let mut w = self.world();
+        let wanted = crate::observed::normalize_reference(reference);
+        let named: Vec<String> = w
+            .local
+            .iter()
+            .filter(|(r, i)| {
+                i.id == reference
+                    || r.as_str() == reference
+                    || crate::observed::normalize_reference(r) == wanted
+                    || format!("{}@{}", repository(r), i.digest) == reference
+            })
+            .map(|(r, _)| r.clone())
+            .collect();
+        let Some(id) = named.first().map(|r| w.local[r].id.clone()) else {
+            return Ok(ImageRemoval::default());
+        };
+        let all: Vec<String> = w
+            .local
+            .iter()
+            .filter(|(_, i)| i.id == id)
+            .map(|(r, _)| r.clone())
+            .collect();
+        let conflict = |message: String| EngineError::Call {
+            call: "remove image",
+            target: reference.to_string(),
+            message,
+        };
+        if id == reference && all.len() > 1 {
+            return Err(conflict(format!(
+                "conflict: unable to delete {id} (must be forced) - image is referenced in multiple repositories"
+            )));
+        }
+        let last = named.len() == all.len();
+        if last {
+            if let Some(c) = w.containers.iter().find(|c| c.image_id == id) {
+                return Err(conflict(format!(
+                    "conflict: unable to remove repository reference \"{reference}\" (must force) - container {} is using its referenced image {id}",
+                    c.id
+                )));
+            }
+        }
+        for r in &named {
+            w.local.remove(r);
+        }
+        Ok(ImageRemoval {
+            untagged: named,
+            deleted: if last { vec![id] } else { vec![] },
+        })
     }
 
     async fn registry_digest(&self, reference: &str) -> Result<String> {

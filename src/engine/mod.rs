@@ -74,6 +74,27 @@ pub struct ImageInfo {
     pub env: BTreeMap<String, String>,
 }
 
+/// A local image as the engine lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalImage {
+    /// `sha256:...`.
+    pub id: String,
+    /// Its tags and digest references (`127.0.0.1:5000/web:v1`, `127.0.0.1:5000/web@sha256:...`).
+    pub references: Vec<String>,
+    /// Bytes, as the engine counts them (layers shared with other images included).
+    pub size: Option<u64>,
+}
+
+/// What one image removal did, as the engine tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageRemoval {
+    /// References that were taken off.
+    pub untagged: Vec<String>,
+    /// Image ids (and untagged parents) deleted from disk; empty when another reference keeps
+    /// the image.
+    pub deleted: Vec<String>,
+}
+
 /// Everything needed to create one container of a service.
 #[derive(Debug, Clone)]
 pub struct CreateRequest {
@@ -130,6 +151,16 @@ pub trait Engine {
     /// References of every local image (tags and digests).
     async fn list_image_references(&self) -> Result<Vec<String>>;
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>>;
+    /// Every local image (top-level ones, as `docker images` shows them).
+    async fn list_images(&self) -> Result<Vec<LocalImage>>;
+    /// The image of every container on the host, in any state and whoever made it, as its id
+    /// and as the reference it was created from: the image clean-up never removes one of them.
+    async fn images_in_use(&self) -> Result<std::collections::BTreeSet<String>>;
+    /// Remove one reference (or an image id), never forced: an image a container uses, or one
+    /// an id names in several repositories, is refused by the engine. The image goes when its
+    /// last reference does; no volume or container is touched. A reference that is already
+    /// gone is no error.
+    async fn remove_image(&self, reference: &str) -> Result<ImageRemoval>;
     /// The digest the registry now gives for a reference (`pull_policy: always`).
     async fn registry_digest(&self, reference: &str) -> Result<String>;
     /// `platform` (`linux/arm64`) picks one image of a multi-platform reference.

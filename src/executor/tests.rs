@@ -81,6 +81,7 @@ async fn pass_with(
         self_heal: true,
         parallel_stacks: limits.stacks,
         parallel_services: limits.services,
+        keep_images: 2,
     };
     let shutdown = limits.shutdown.clone();
     let executor = Executor {

@@ -1,5 +1,6 @@
 //! One pass: read the desired state, observe, plan, apply, and report what it did.
 
+use super::image_cleanup::clean_up_images;
 use super::prune::prune_state_dir;
 use super::{observe, PassContext, PassError, SourceSettings};
 use crate::desired::load::{load, LoadOptions};
@@ -162,6 +163,8 @@ pub struct PassReport {
     /// Each desired service as the pass left it.
     pub services: Vec<ServiceStatus>,
     pub suspended: Vec<String>,
+    /// Old images the clean-up after this pass deleted.
+    pub images_removed: u64,
 }
 
 impl PassReport {
@@ -242,6 +245,7 @@ pub async fn reconcile_once<E: Engine>(
             plan,
             outcomes: vec![],
             suspended,
+            images_removed: 0,
         });
     }
     note_desired_images(&mut state, &desired, &plan);
@@ -276,12 +280,29 @@ pub async fn reconcile_once<E: Engine>(
             )
             .await?;
     }
+    // Images go only after a pass that changed a service: an idle pass asks the engine nothing.
+    let mut images_removed = 0;
+    if settings.keep_images > 0 && outcome.services.iter().any(|o| o.changed()) {
+        match clean_up_images(
+            engine,
+            state_dir,
+            &desired,
+            settings.keep_images,
+            &ctx.shutdown,
+        )
+        .await
+        {
+            Ok(cleaned) => images_removed = cleaned.images,
+            Err(e) => tracing::warn!("not removing old images this pass: {e}"),
+        }
+    }
     Ok(PassReport {
         commit: snapshot.commit,
         services: service_statuses(&desired, &observed, &state),
         plan,
         outcomes: outcome.services,
         suspended,
+        images_removed,
     })
 }
 

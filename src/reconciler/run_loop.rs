@@ -143,6 +143,7 @@ mod tests {
             self_heal: true,
             parallel_stacks: 4,
             parallel_services: 16,
+            keep_images: 2,
         }
     }
 

@@ -63,6 +63,7 @@ impl LoopStatus {
                 counts.applied = record.changed as u64;
                 counts.failed = record.failed as u64;
                 counts.rolled_back = report.rollbacks().count() as u64;
+                counts.images_removed = report.images_removed;
                 self.metrics
                     .show_services(&report.services, &report.suspended);
                 self.last_report = Some(report.clone());
@@ -157,6 +158,23 @@ mod tests {
 
     fn exposed(status: &LoopStatus) -> Vec<String> {
         status.metrics.encode().lines().map(String::from).collect()
+    }
+
+    #[test]
+    fn images_the_clean_up_removed_add_up_on_metrics() {
+        let mut status = LoopStatus::default();
+        for removed in [2, 0, 1] {
+            let report = PassReport {
+                images_removed: removed,
+                ..PassReport::default()
+            };
+            status.record(Duration::from_millis(10), &Ok(report));
+        }
+        let lines = exposed(&status);
+        assert!(
+            lines.contains(&"reconciler_images_removed_total 3".into()),
+            "{lines:#?}"
+        );
     }
 
     #[test]
