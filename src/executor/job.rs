@@ -90,7 +90,7 @@ impl<E: Engine> Executor<'_, E> {
         {
             tracing::warn!(stack = %who.stack, service = %who.service, "cannot show the job in status: {e}");
         }
-        let ended = self.run_job(&who, stack, service, job).await;
+        let ended = self.run_job(&who, stack, service, job, action).await;
         if let Err(e) = self.state_dir.set_activity(stack_name, &service.name, None) {
             tracing::warn!(stack = %who.stack, service = %who.service, "cannot clear the job from status: {e}");
         }
@@ -138,7 +138,14 @@ impl<E: Engine> Executor<'_, E> {
         stack: &Stack,
         service: &Service,
         job: &PreDeploy,
+        action: Action,
     ) -> Result<JobEnd, ExecError> {
+        // A first deploy has no container using the data folder yet: its tracked files go there
+        // now rather than right after the job. An update's job sees the folder as the running
+        // container has it (the old one keeps its files until it is stopped).
+        if action == Action::Create {
+            self.write_data_binds(stack, service)?;
+        }
         if let Err(reason) = self.check_data_binds(stack, service) {
             return Ok(JobEnd::Failed(Rejected::new(
                 format!("pre_deploy job not started: {reason}"),
@@ -305,6 +312,8 @@ fn job_spec(mut spec: ContainerSpec, job: &PreDeploy) -> ContainerSpec {
     spec.ports.clear();
     spec.container_name = None;
     spec.restart = None;
+    // Nobody attaches to it: a job reading its input gets end-of-file rather than wait forever.
+    spec.stdin_open = false;
     spec.healthcheck = Some(HealthSpec {
         test: vec!["NONE".into()],
         interval_ms: None,

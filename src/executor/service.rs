@@ -179,7 +179,11 @@ impl<E: Engine> Executor<'_, E> {
     /// This revision's tracked files into the service's folders in the data folder, right
     /// before its container is created (the old one already stopped, stop-first): a service
     /// skipped or left for later keeps the files its container was made with.
-    fn write_data_binds(&self, stack: &Stack, service: &Service) -> Result<(), ExecError> {
+    pub(super) fn write_data_binds(
+        &self,
+        stack: &Stack,
+        service: &Service,
+    ) -> Result<(), ExecError> {
         let rels: BTreeSet<&str> = data_binds(service).collect();
         self.write_data_folder(&stack.name, &stack.dir, &rels)
             .map_err(|message| ExecError::StackFiles {

@@ -365,3 +365,25 @@ async fn no_job_runs_when_a_stopped_container_is_started_or_the_service_is_scale
     );
     assert_eq!(counter(&host, "job_ok"), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_first_deploys_job_sees_the_tracked_files_it_binds_from_the_data_folder() {
+    let host = Host::new();
+    let conf = host.repo.path().join("shop/data/db.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(&conf, "v1\n").unwrap();
+    host.engine.publish(DB_V1, healthy_after(1));
+    let compose = format!(
+        "services:\n  db:\n    image: {DB_V1}\n    volumes: [\"./data/db.conf:/etc/db.conf\"]\n    x-reconciler:\n      pre_deploy: {MIGRATE}\n"
+    );
+
+    let outcome = host.pass(&host.desired("shop", &compose)).await.unwrap();
+
+    assert!(outcome.failed().is_empty(), "{outcome:?}");
+    assert_eq!(counter(&host, "job_ok"), 1);
+    let data = host.state_dir().data_dir("shop").join("data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("db.conf")).unwrap(),
+        "v1\n"
+    );
+}
