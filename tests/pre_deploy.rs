@@ -159,6 +159,15 @@ fn a_passing_migration_writes_into_the_volume_before_the_new_container_starts() 
     assert!(job.inspect["HostConfig"]["PortBindings"]
         .as_object()
         .is_none_or(|p| p.is_empty()));
+    // Traffic for the service never reaches the job: it answers to no service alias.
+    let networks = job.inspect["NetworkSettings"]["Networks"]
+        .as_object()
+        .unwrap();
+    assert!(!networks.is_empty());
+    for (network, endpoint) in networks {
+        let aliases = endpoint["Aliases"].to_string();
+        assert!(!aliases.contains("\"web\""), "{network}: {aliases}");
+    }
     assert!(one_offs(&env).is_empty(), "removed afterwards");
 
     // The new container sees what the job wrote, and it was written before it started.
@@ -179,4 +188,31 @@ fn a_passing_migration_writes_into_the_volume_before_the_new_container_starts() 
     assert!(written <= started, "written {written}, started {started}");
     assert_eq!(http_get(&addr, "/").as_deref(), Some("v2\n"));
     assert!(!apply.combined().contains(SECRET));
+}
+
+#[test]
+fn validate_names_the_file_line_and_key_of_a_bad_pre_deploy() {
+    let repo = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let dir = repo.path().join("shop");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  web:\n    image: web:1\n    x-reconciler:\n      pre_deploy:\n        command: []\n        timout: 1m\n",
+    )
+    .unwrap();
+
+    let out = validate_offline(repo.path(), state.path(), &[]);
+
+    assert_ne!(out.code, 0, "{out}");
+    let text = out.combined();
+    assert!(
+        text.contains("compose.yaml:6: services.web.x-reconciler.pre_deploy.command"),
+        "{text}"
+    );
+    assert!(text.contains("the command is empty"), "{text}");
+    assert!(
+        text.contains("compose.yaml:7: services.web.x-reconciler.pre_deploy.timout"),
+        "{text}"
+    );
 }
