@@ -216,3 +216,64 @@ fn validate_names_the_file_line_and_key_of_a_bad_pre_deploy() {
         "{text}"
     );
 }
+
+#[test]
+fn a_job_a_crash_left_running_is_removed_by_the_next_pass_which_runs_the_job_again() {
+    let env = TestEnv::new("pre-deploy-crash");
+    env.write_host_env(&format!("DB_PASSWORD={SECRET}\n"));
+    let port = free_port();
+    let (v1, v2) = (
+        env.registry.push(WEB_V1, "web:v1"),
+        env.registry.push(WEB_V2, "web:v2"),
+    );
+    env.write_compose(&web(&v1, port, r#"["true"]"#));
+    env.apply_ok();
+    let old = env.container_id("web");
+    env.write_compose(&web(
+        &v2,
+        port,
+        r#"["sh", "-c", "echo run >> /data/runs; sleep 2"]"#,
+    ));
+    let repo = env.repo.path().to_str().unwrap().to_string();
+
+    let crashed = env.reconciler_with_env(
+        &["apply", "--repo", &repo],
+        &[("RECONCILER_FAILPOINT", "after-start-pre-deploy")],
+    );
+
+    assert_eq!(crashed.code, 99, "{crashed}");
+    assert_eq!(one_offs(&env).len(), 1, "the job's container was left");
+    assert_eq!(
+        env.container_id("web"),
+        old,
+        "the old container still serves"
+    );
+
+    env.apply_ok();
+
+    assert!(
+        one_offs(&env).is_empty(),
+        "{:?}",
+        container_names(&one_offs(&env))
+    );
+    let new = env.container("web");
+    assert_eq!(new.image, v2);
+    // The crashed run recorded nothing; the next pass ran the job to its end.
+    let records = env
+        .state
+        .path()
+        .join("jobs")
+        .join(env.project())
+        .join("web.json");
+    let records = std::fs::read_to_string(&records).unwrap();
+    assert_eq!(
+        records.matches("\"result\": \"ok\"").count(),
+        2,
+        "{records}"
+    );
+    let runs = read_in_service(&env, "/data/runs");
+    assert!(
+        runs.ends_with("run\n") && runs.lines().count() <= 2,
+        "{runs}"
+    );
+}

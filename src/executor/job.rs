@@ -170,7 +170,10 @@ impl<E: Engine> Executor<'_, E> {
                 format!("pre_deploy job's container could not be started: {e}"),
                 self.logs_of(&id).await,
             ))),
-            Ok(()) => self.wait_job(who, &id, service, job).await,
+            Ok(()) => {
+                super::failpoint("after-start-pre-deploy");
+                self.wait_job(who, &id, service, job).await
+            }
         };
         if let Err(e) = self.engine.remove_container(&id).await {
             tracing::warn!(
