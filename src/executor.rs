@@ -4,6 +4,7 @@
 //! - in a stack, every image is pulled before any container is touched; then each service
 //!   starts as soon as the services it depends on (in this pass) are done, at most
 //!   `--parallel-services` at once;
+//! - a service's `pre_deploy` job runs before its old container is touched ([`job`]);
 //! - a service is replaced stop-first or start-first, the new container must prove itself
 //!   healthy, and on failure the old one is back ([`service`]);
 //! - each outcome is recorded (state, then journal) as soon as it is known, so a crash loses
@@ -11,6 +12,7 @@
 
 mod data_folder;
 mod http_probe;
+mod job;
 mod pull;
 mod readiness;
 mod recover;

@@ -7,6 +7,8 @@ pub const PROJECT: &str = "com.docker.compose.project";
 pub const SERVICE: &str = "com.docker.compose.service";
 pub const NUMBER: &str = "com.docker.compose.container-number";
 pub const ONEOFF: &str = "com.docker.compose.oneoff";
+/// On a one-off container: what tells it from others of its service (Compose: a random id).
+pub const SLUG: &str = "com.docker.compose.slug";
 pub const CONFIG_HASH: &str = "com.docker.compose.config-hash";
 pub const COMPOSE_VERSION: &str = "com.docker.compose.version";
 pub const NETWORK: &str = "com.docker.compose.network";

@@ -13,7 +13,7 @@ mod status;
 
 pub use error_policy::{backoff, error_policy, jittered};
 pub use observe::{observe, DetailsCache};
-pub use pass::{read_desired, reconcile_once, PassReport, WarningsSaid};
+pub use pass::{clear_retried_failures, read_desired, reconcile_once, PassReport, WarningsSaid};
 pub use run_loop::{run_loop, LoopConfig, Triggers};
 pub use status::{Heartbeat, LoopStatus, PassRecord, SharedStatus};
 

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub mod content_files;
+pub mod jobs;
 pub mod runbook;
 pub mod transition;
 

@@ -185,6 +185,10 @@ pub struct Service {
     pub health_timeout: Duration,
     pub min_ready: Duration,
     pub http_probe: Option<String>,
+    /// `x-reconciler.pre_deploy`: a job run in a one-off container of the new image before the
+    /// service is switched. Not part of the spec: adding or editing it recreates nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_deploy: Option<PreDeploy>,
     /// `deploy.replicas` or `scale`: containers `<project>-<service>-1` .. `-N` (0: none). Not
     /// part of the spec, so scaling never recreates a replica.
     #[serde(skip_serializing_if = "is_one")]
@@ -202,6 +206,23 @@ pub struct Service {
     /// Line of each service key (`privileged`, `volumes:/target`, ...) for later checks' messages.
     #[serde(skip)]
     pub lines: BTreeMap<String, usize>,
+}
+
+/// A `pre_deploy` job (a migration): run to its end in a one-off container of the new image,
+/// with the service's environment, networks and volumes, before the old container is stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreDeploy {
+    pub command: Vec<String>,
+    /// How long it may run; past it the job is stopped and the release failed.
+    pub timeout: Duration,
+}
+
+impl PreDeploy {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+    /// Bytes of the whole command, words included: repository input, kept well under ARG_MAX.
+    pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+    pub const MAX_COMMAND_WORDS: usize = 4096;
 }
 
 /// Everything a container is created from. Its hash decides whether a service must be recreated.
@@ -551,6 +572,7 @@ impl Service {
             health_timeout: Duration::from_secs(60),
             min_ready: Duration::from_secs(5),
             http_probe: None,
+            pre_deploy: None,
             replicas: 1,
             secret_env: BTreeSet::new(),
             secret_fields: BTreeSet::new(),

@@ -8,7 +8,7 @@ use super::{
     OneOffContainer, PullProgress, Result,
 };
 use crate::desired::{
-    ContainerSpec, FileMount, FileSource, IpamPool, MountKind, MountSpec, NetworkDef, VolumeDef,
+    FileMount, FileSource, IpamPool, MountKind, MountSpec, NetworkDef, VolumeDef,
 };
 use crate::labels;
 use crate::observed::{
@@ -533,7 +533,7 @@ impl Engine for DockerEngine {
                 .unwrap_or_else(|| key.clone());
             let connect = NetworkConnectRequest {
                 container: created.id.clone(),
-                endpoint_config: Some(endpoint(&request.service, key, spec)),
+                endpoint_config: Some(endpoint(request, key)),
             };
             self.docker
                 .connect_network(&name, connect)
@@ -700,9 +700,15 @@ fn observed_network(n: bollard::models::NetworkInspect) -> ObservedNetwork {
 /// The service's endpoint on one network: its name and aliases, its links there (on a user
 /// network a link is an alias of the linked container that resolves from this container only),
 /// and what the file asks of it (a fixed address, driver options).
-fn endpoint(service: &str, key: &str, spec: &ContainerSpec) -> EndpointSettings {
-    let mut all = vec![service.to_string()];
-    all.extend(spec.networks.get(key).into_iter().flatten().cloned());
+fn endpoint(request: &CreateRequest, key: &str) -> EndpointSettings {
+    let spec = &request.spec;
+    // A one-off container (a job) answers to no service name, as `docker compose run`: traffic
+    // for the service must not reach it.
+    let mut all = Vec::new();
+    if !request.labels.contains_key(labels::ONEOFF_ROLE) {
+        all.push(request.service.clone());
+        all.extend(spec.networks.get(key).into_iter().flatten().cloned());
+    }
     let settings = spec.network_endpoints.get(key).cloned().unwrap_or_default();
     let ipam_config = (settings.ipv4_address.is_some()
         || settings.ipv6_address.is_some()
@@ -713,7 +719,7 @@ fn endpoint(service: &str, key: &str, spec: &ContainerSpec) -> EndpointSettings 
         link_local_ips: (!settings.link_local_ips.is_empty()).then_some(settings.link_local_ips),
     });
     EndpointSettings {
-        aliases: Some(all),
+        aliases: (!all.is_empty()).then_some(all),
         ipam_config,
         driver_opts: (!settings.driver_opts.is_empty())
             .then(|| settings.driver_opts.into_iter().collect()),
@@ -877,10 +883,7 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
                 .cloned()
                 .unwrap_or_else(|| key.clone());
             Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    name,
-                    endpoint(&request.service, key, spec),
-                )])),
+                endpoints_config: Some(HashMap::from([(name, endpoint(request, key))])),
             })
         }
         _ => None,

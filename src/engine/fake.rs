@@ -75,6 +75,7 @@ pub struct ContainerView {
     pub health: Option<String>,
     /// Engine names of the named volumes it mounts.
     pub volumes: Vec<String>,
+    pub command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +96,7 @@ struct Container {
     labels: BTreeMap<String, String>,
     env: BTreeMap<String, String>,
     volumes: Vec<String>,
+    command: Option<Vec<String>>,
     lifecycle: Lifecycle,
     last_started: Option<Instant>,
 }
@@ -120,6 +122,9 @@ struct World {
     pull_delays: BTreeMap<String, Duration>,
     behaviours: BTreeMap<String, Behaviour>,
     logs: BTreeMap<String, Vec<String>>,
+    /// How `pre_deploy` job containers of an image behave, and what they write.
+    job_behaviours: BTreeMap<String, Behaviour>,
+    job_logs: BTreeMap<String, Vec<String>>,
     local: BTreeMap<String, FakeImage>,
     containers: Vec<Container>,
     networks: BTreeMap<String, ObservedNetwork>,
@@ -197,6 +202,17 @@ impl FakeEngine {
     /// Log lines every container of `reference` has written.
     pub fn set_logs(&self, reference: &str, lines: &[&str]) {
         self.world().logs.insert(
+            reference.to_string(),
+            lines.iter().map(|l| l.to_string()).collect(),
+        );
+    }
+
+    /// How `pre_deploy` job containers of `reference` behave (by default they exit 0 after a
+    /// second), and the log lines they write.
+    pub fn set_job(&self, reference: &str, behaviour: Behaviour, lines: &[&str]) {
+        let mut w = self.world();
+        w.job_behaviours.insert(reference.to_string(), behaviour);
+        w.job_logs.insert(
             reference.to_string(),
             lines.iter().map(|l| l.to_string()).collect(),
         );
@@ -356,6 +372,19 @@ impl FakeEngine {
 }
 
 impl World {
+    fn behaviour_of(&self, c: &Container) -> Behaviour {
+        if !is_job(c) {
+            return self.behaviour(&c.image);
+        }
+        self.job_behaviours
+            .get(&c.image)
+            .copied()
+            .unwrap_or(Behaviour::Exits {
+                code: 0,
+                after: Duration::from_secs(1),
+            })
+    }
+
     fn behaviour(&self, image: &str) -> Behaviour {
         self.behaviours
             .get(image)
@@ -370,7 +399,7 @@ impl World {
             Lifecycle::Running { since } => since,
         };
         let ran = now - since;
-        let health = match self.behaviour(&c.image) {
+        let health = match self.behaviour_of(c) {
             Behaviour::NoHealthcheck => None,
             Behaviour::Healthy { after } if ran >= after => Some("healthy"),
             Behaviour::NeverHealthy { unhealthy_after } if ran >= unhealthy_after => {
@@ -403,6 +432,7 @@ impl World {
             state: state.state.to_string(),
             health: state.health.map(str::to_string),
             volumes: c.volumes.clone(),
+            command: c.command.clone(),
         }
     }
 
@@ -798,6 +828,7 @@ impl Engine for FakeEngine {
             labels,
             env,
             volumes,
+            command: request.spec.command.clone(),
             lifecycle: Lifecycle::Created,
             last_started: None,
         });
@@ -887,7 +918,8 @@ impl Engine for FakeEngine {
             .iter()
             .find(|c| c.id == id || c.name == id)
             .ok_or_else(|| no_such_container("logs", id))?;
-        let all = w.logs.get(&c.image).cloned().unwrap_or_default();
+        let logs = if is_job(c) { &w.job_logs } else { &w.logs };
+        let all = logs.get(&c.image).cloned().unwrap_or_default();
         Ok(all[all.len().saturating_sub(lines)..].to_vec())
     }
 
@@ -895,6 +927,10 @@ impl Engine for FakeEngine {
         self.enter("free-disk", "")?;
         Ok(self.world().free_disk)
     }
+}
+
+fn is_job(c: &Container) -> bool {
+    c.labels.get(labels::ONEOFF_ROLE).map(String::as_str) == Some(labels::ONEOFF_JOB)
 }
 
 /// As the Docker adapter reports it for calls on a container: gone.

@@ -3,6 +3,7 @@
 //! never stops it before; on failure the old one is back under its name.
 
 use super::data_folder::{self, Expect};
+use super::job::JobVerdict;
 use super::stack_files::data_binds;
 use super::{failpoint, ExecError, Executor, LOG_TAIL_LINES};
 use crate::desired::{Service, Stack, UpdateOrder};
@@ -57,7 +58,7 @@ impl<E: Engine> Executor<'_, E> {
         }
         let service = &stack.services[&sp.service];
         let mut step = super::stack::step_of(sp.action);
-        let result = match self.wait_dependencies(stack, service, observed).await? {
+        let job = match self.wait_dependencies(stack, service, observed).await? {
             Err(reason) => {
                 crate::progress!(who, "skipped: {reason}");
                 return Ok(outcome(
@@ -69,11 +70,19 @@ impl<E: Engine> Executor<'_, E> {
                     started,
                 ));
             }
-            Ok(()) if !sp.replicas.is_empty() => {
+            Ok(()) => self.run_pre_deploy(stack, service, sp.action).await?,
+        };
+        let result = match job {
+            JobVerdict::Stopped(reason) => {
+                let skipped = skipped(reason);
+                return Ok(outcome(stack, service, step, current, skipped, started));
+            }
+            JobVerdict::Failed(rejected) => Err(rejected),
+            JobVerdict::Go if !sp.replicas.is_empty() => {
                 self.roll_replicas(stack, service, sp, observed, digest)
                     .await?
             }
-            Ok(()) => match (sp.action, current) {
+            JobVerdict::Go => match (sp.action, current) {
                 (Action::Start, Some(current)) => {
                     self.start_existing(&who, stack, service, current).await?
                 }
@@ -98,7 +107,7 @@ impl<E: Engine> Executor<'_, E> {
         Ok(outcome(stack, service, step, current, result, started))
     }
 
-    fn request(
+    pub(super) fn request(
         &self,
         stack: &Stack,
         service: &Service,
@@ -159,7 +168,7 @@ impl<E: Engine> Executor<'_, E> {
     /// Every bind source in the data folder is what git has (a missing one a folder, created
     /// empty) with no link on its way: the engine follows links in bind sources on the host,
     /// and containers write in that folder. Checked right before the engine gets the paths.
-    fn check_data_binds(&self, stack: &Stack, service: &Service) -> Result<(), String> {
+    pub(super) fn check_data_binds(&self, stack: &Stack, service: &Service) -> Result<(), String> {
         let root = self.state_dir.data_dir(&stack.name);
         for rel in data_binds(service) {
             data_folder::check_bind_source(&root, rel, Expect::of(&stack.dir, rel))?;
@@ -170,7 +179,11 @@ impl<E: Engine> Executor<'_, E> {
     /// This revision's tracked files into the service's folders in the data folder, right
     /// before its container is created (the old one already stopped, stop-first): a service
     /// skipped or left for later keeps the files its container was made with.
-    fn write_data_binds(&self, stack: &Stack, service: &Service) -> Result<(), ExecError> {
+    pub(super) fn write_data_binds(
+        &self,
+        stack: &Stack,
+        service: &Service,
+    ) -> Result<(), ExecError> {
         let rels: BTreeSet<&str> = data_binds(service).collect();
         self.write_data_folder(&stack.name, &stack.dir, &rels)
             .map_err(|message| ExecError::StackFiles {
@@ -300,7 +313,7 @@ impl<E: Engine> Executor<'_, E> {
         }
     }
 
-    async fn logs_of(&self, id: &str) -> Vec<String> {
+    pub(super) async fn logs_of(&self, id: &str) -> Vec<String> {
         self.engine
             .logs_tail(id, LOG_TAIL_LINES)
             .await
@@ -520,7 +533,7 @@ fn skipped(reason: String) -> ServiceResult {
 
 /// A text with the service's secret values masked: what a failure may say in a log, the
 /// journal or `/status`.
-fn scrubbed(service: &Service, text: &str) -> String {
+pub(super) fn scrubbed(service: &Service, text: &str) -> String {
     let secrets = service
         .secret_env
         .iter()

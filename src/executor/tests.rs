@@ -97,6 +97,8 @@ async fn pass_with(
         observed = observe(engine, desired, &cache).await?;
     }
     let mut state = state_dir.load()?;
+    // `reconciler retry`, as the pass takes it.
+    crate::reconciler::clear_retried_failures(&mut state, state_dir, desired, false);
     let plan = plan(desired, &observed, &state, &PlanOptions { prune: true });
     if !plan.has_drift() {
         return Ok(Outcome::default());
@@ -1373,6 +1375,7 @@ async fn a_service_skipped_for_its_failed_dependency_keeps_the_tracked_files_it_
     );
 }
 
+mod pre_deploy;
 mod replicas;
 
 #[tokio::test(start_paused = true)]

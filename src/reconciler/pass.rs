@@ -306,9 +306,9 @@ pub async fn reconcile_once<E: Engine>(
     })
 }
 
-/// `reconciler retry` and `apply --retry-failed`: forget recorded failures, so the plan tries
-/// those services again.
-fn clear_retried_failures(
+/// `reconciler retry` and `apply --retry-failed`: forget recorded failures (and failed
+/// `pre_deploy` jobs), so the plan tries those services again.
+pub fn clear_retried_failures(
     state: &mut State,
     state_dir: &StateDir,
     desired: &Desired,
@@ -326,6 +326,10 @@ fn clear_retried_failures(
         }
     }
     for (stack, service) in retries {
+        // A person's ask runs a failed pre_deploy job again; one that succeeded stays done.
+        if let Err(e) = state_dir.forget_failed_jobs(&stack, &service) {
+            tracing::warn!("cannot clear the failed job of {stack}/{service} for the retry: {e}");
+        }
         if let Some(s) = state
             .stacks
             .get_mut(&stack)

@@ -1170,6 +1170,93 @@ fn x_reconciler_refuses_unknown_settings_and_non_http_probes() {
     );
 }
 
+#[test]
+fn pre_deploy_takes_a_list_or_a_string_split_as_compose_splits_command_and_a_timeout() {
+    let s = service(&web(
+        "image: web:1\nx-reconciler:\n  pre_deploy:\n    command: [\"migrate\", \"--up\"]\n    timeout: 90s",
+    ));
+    let job = s.pre_deploy.expect("a pre_deploy job");
+    assert_eq!(job.command, strings(&["migrate", "--up"]));
+    assert_eq!(job.timeout, Duration::from_secs(90));
+    let s = service(&web(
+        "image: web:1\nx-reconciler:\n  pre_deploy:\n    command: sh -c 'migrate --up'",
+    ));
+    let job = s.pre_deploy.expect("a pre_deploy job");
+    assert_eq!(job.command, strings(&["sh", "-c", "migrate --up"]));
+    assert_eq!(job.timeout, Duration::from_secs(300));
+    assert_eq!(service(&web("image: web:1")).pre_deploy, None);
+}
+
+#[test]
+fn pre_deploy_refuses_unknown_keys_bad_types_an_empty_command_and_unbounded_timeouts() {
+    let cases = [
+        (
+            "    command: migrate\n    timout: 1m",
+            "services.web.x-reconciler.pre_deploy.timout",
+            7,
+            "unknown key 'timout'",
+        ),
+        (
+            "    command: []",
+            "services.web.x-reconciler.pre_deploy.command",
+            6,
+            "the command is empty",
+        ),
+        (
+            "    command: \"\"",
+            "services.web.x-reconciler.pre_deploy.command",
+            6,
+            "the command is empty",
+        ),
+        (
+            "    command: {a: b}",
+            "services.web.x-reconciler.pre_deploy.command",
+            6,
+            "expected",
+        ),
+        (
+            "    timeout: 1m",
+            "services.web.x-reconciler.pre_deploy",
+            6,
+            "needs a command",
+        ),
+        (
+            "    command: migrate\n    timeout: 25h",
+            "services.web.x-reconciler.pre_deploy.timeout",
+            7,
+            "at most 24h",
+        ),
+        (
+            "    command: migrate\n    timeout: 0s",
+            "services.web.x-reconciler.pre_deploy.timeout",
+            7,
+            "more than 0s",
+        ),
+        (
+            "    command: migrate\n    timeout: soon",
+            "services.web.x-reconciler.pre_deploy.timeout",
+            7,
+            "is not a duration",
+        ),
+    ];
+    for (body, key, line, message) in cases {
+        let text = web(&format!(
+            "image: web:1\nx-reconciler:\n  pre_deploy:\n{body}"
+        ));
+        let p = problem(&text);
+        assert_eq!((p.key.as_str(), p.line), (key, line), "{body}: {p}");
+        assert!(p.message.contains(message), "{body}: {p}");
+    }
+    let p = problem(&web("image: web:1\nx-reconciler:\n  pre_deploy: migrate"));
+    assert_eq!(p.key, "services.web.x-reconciler.pre_deploy");
+    assert!(p.message.contains("expected a mapping"), "{p}");
+    let long = format!("[{}]", vec!["x"; 5000].join(", "));
+    let p = problem(&web(&format!(
+        "image: web:1\nx-reconciler:\n  pre_deploy:\n    command: {long}"
+    )));
+    assert!(p.message.contains("too long"), "{p}");
+}
+
 // ---- top level, x-*, anchors ----------------------------------------------------------------
 
 #[test]

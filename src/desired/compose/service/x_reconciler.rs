@@ -1,8 +1,9 @@
-//! A service's `x-reconciler:` settings for replacing it (`health_timeout`, `min_ready`) and
-//! its `http_probe`, which may reach only the service's own port on loopback.
+//! A service's `x-reconciler:` settings for replacing it (`health_timeout`, `min_ready`), its
+//! `http_probe`, which may reach only the service's own port on loopback, and its `pre_deploy`
+//! job.
 
 use crate::desired::compose::{join, Cx};
-use crate::desired::model::{PortSpec, Service};
+use crate::desired::model::{PortSpec, PreDeploy, Service};
 use crate::desired::yaml::Node;
 
 impl Cx<'_> {
@@ -10,7 +11,11 @@ impl Cx<'_> {
         let Some(entries) = self.map(node, key) else {
             return;
         };
-        self.check_keys(entries, key, &["health_timeout", "min_ready", "http_probe"]);
+        self.check_keys(
+            entries,
+            key,
+            &["health_timeout", "min_ready", "http_probe", "pre_deploy"],
+        );
         if let Some(n) = node.get("health_timeout") {
             if let Some(d) = self.duration(n, &join(key, "health_timeout")) {
                 service.health_timeout = d;
@@ -29,6 +34,71 @@ impl Cx<'_> {
                 }
             }
         }
+        if let Some(n) = node.get("pre_deploy") {
+            service.pre_deploy = self.pre_deploy(n, &join(key, "pre_deploy"));
+        }
+    }
+
+    /// `pre_deploy: { command: [...] or "a string", timeout: 5m }`; the command is repository
+    /// input, so its size is bounded, and so is the timeout.
+    fn pre_deploy(&mut self, node: &Node, key: &str) -> Option<PreDeploy> {
+        let entries = self.map(node, key)?;
+        self.check_keys(entries, key, &["command", "timeout"]);
+        let command_key = join(key, "command");
+        let command = match node.get("command") {
+            None => {
+                self.problem(
+                    node,
+                    key,
+                    "pre_deploy needs a command (a list of words or a string)",
+                );
+                None
+            }
+            Some(n) => {
+                self.command(n, &command_key)
+                    .and_then(|words| match command_refusal(&words) {
+                        None => Some(words),
+                        Some(why) => {
+                            self.problem(n, &command_key, why);
+                            None
+                        }
+                    })
+            }
+        };
+        let mut timeout = PreDeploy::DEFAULT_TIMEOUT;
+        if let Some(n) = node.get("timeout") {
+            let timeout_key = join(key, "timeout");
+            match self.duration(n, &timeout_key)? {
+                d if d.is_zero() || d > PreDeploy::MAX_TIMEOUT => {
+                    self.problem(
+                        n,
+                        &timeout_key,
+                        "the timeout must be more than 0s and at most 24h",
+                    );
+                    return None;
+                }
+                d => timeout = d,
+            }
+        }
+        Some(PreDeploy {
+            command: command?,
+            timeout,
+        })
+    }
+}
+
+fn command_refusal(words: &[String]) -> Option<String> {
+    let bytes: usize = words.iter().map(|w| w.len() + 1).sum();
+    if words.is_empty() || words[0].is_empty() {
+        Some("the command is empty; give the program to run and its arguments".into())
+    } else if words.len() > PreDeploy::MAX_COMMAND_WORDS || bytes > PreDeploy::MAX_COMMAND_BYTES {
+        Some(format!(
+            "the command is too long (at most {} words and {} KiB); put a long script in the image",
+            PreDeploy::MAX_COMMAND_WORDS,
+            PreDeploy::MAX_COMMAND_BYTES / 1024
+        ))
+    } else {
+        None
     }
 }
 
