@@ -35,6 +35,7 @@ fn main() {
                 retry_failed,
                 min_free_disk,
                 parallel,
+                notify,
             } => {
                 let settings = ApplySettings {
                     dry_run: *dry_run,
@@ -45,7 +46,7 @@ fn main() {
                     parallel_stacks: parallel.parallel_stacks.into(),
                     parallel_services: parallel.parallel_services.into(),
                 };
-                commands::apply(&host, source, policy, &settings).await
+                commands::apply(&host, source, policy, &settings, notify).await
             }
             Command::Run {
                 source,
@@ -58,6 +59,7 @@ fn main() {
                 min_free_disk,
                 no_self_heal,
                 parallel,
+                notify,
             } => {
                 let settings = ApplySettings {
                     dry_run: false,
@@ -74,7 +76,7 @@ fn main() {
                     webhook_secret: webhook_secret.clone(),
                     limits: limits.clone(),
                 };
-                commands::run(&host, source, policy, &settings, &looping).await
+                commands::run(&host, source, policy, &settings, &looping, notify).await
             }
             Command::Sync => commands::sync(&host),
             Command::Retry { stack, service } => commands::retry(&host, stack, service),

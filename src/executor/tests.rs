@@ -55,6 +55,7 @@ struct Limits {
     stacks: usize,
     services: usize,
     shutdown: tokio_util::sync::CancellationToken,
+    notifier: crate::notify::Notifier,
 }
 
 impl Default for Limits {
@@ -63,6 +64,7 @@ impl Default for Limits {
             stacks: 4,
             services: 16,
             shutdown: Default::default(),
+            notifier: Default::default(),
         }
     }
 }
@@ -89,6 +91,7 @@ async fn pass_with(
         settings: &settings,
         shutdown: &shutdown,
         data_writer: Default::default(),
+        notifier: &limits.notifier,
     };
     let cache = DetailsCache::default();
     let mut observed = observe(engine, desired, &cache).await?;
