@@ -211,10 +211,9 @@ impl Notifier {
                 self.counts.pending.fetch_sub(1, Ordering::Relaxed);
                 self.counts.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
-                    "notification ({} {}) dropped: {} are already waiting for {}",
+                    "notification ({} {}) dropped: the queue of messages for {} is full",
                     m.event.as_str(),
                     m.stack,
-                    QUEUE_CAPACITY.min(self.counts.pending.load(Ordering::Relaxed) as usize),
                     inner.shown
                 );
             }

@@ -473,10 +473,17 @@ mod tests {
             for _ in 0..2 {
                 let (conn, _) = listener.accept().unwrap();
                 if let Ok(mut tls) = acceptor.accept(conn) {
-                    let mut buf = [0u8; 4096];
-                    let n = tls.read(&mut buf).unwrap_or(0);
-                    requests.push(String::from_utf8_lossy(&buf[..n]).to_string());
+                    // The whole request (its body is `{}`), so closing resets nothing.
+                    let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+                    while !got.ends_with(b"\r\n\r\n{}") {
+                        match tls.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    requests.push(String::from_utf8_lossy(&got).to_string());
                     let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                    let _ = tls.shutdown();
                 }
             }
             requests
