@@ -105,17 +105,16 @@ impl Message {
                     ),
                 )
             }
-            (ServiceResult::Failed { reason, .. }, _) => (
+            (ServiceResult::Failed { reason, .. }, Step::Create | Step::Update | Step::Rollback) => (
                 Event::Failed,
-                match from {
-                    Some(from) => format!(
-                        "{who}: {} {to}{at_rev} failed: {reason}; {from} keeps running",
-                        o.step.as_str()
-                    ),
-                    None => format!(
-                        "{who}: release {to}{at_rev} failed: {reason}; nothing ran before, so nothing runs now"
-                    ),
-                },
+                format!(
+                    "{who}: release {to}{at_rev} failed: {reason}; nothing ran before, so nothing runs now"
+                ),
+            ),
+            // Self-heal, scaling, removal: no release, so nothing to roll back.
+            (ServiceResult::Failed { reason, .. }, step) => (
+                Event::Failed,
+                format!("{who}: {} failed: {reason}", step.as_str()),
             ),
             (ServiceResult::Skipped { reason }, _) => {
                 (Event::Skipped, format!("{who} not changed: {reason}"))
@@ -284,6 +283,18 @@ mod tests {
         ));
         assert_eq!(pull.event, Event::Failed);
         assert!(pull.text.contains("nothing was changed"), "{}", pull.text);
+        let heal = message(&outcome(
+            Step::Start,
+            Some("web:v2"),
+            failed("exited with code 1", &[]),
+        ));
+        assert_eq!(heal.event, Event::Failed);
+        assert!(
+            heal.text
+                .ends_with("shop/web: start failed: exited with code 1"),
+            "{}",
+            heal.text
+        );
     }
 
     #[test]
