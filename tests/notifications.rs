@@ -228,9 +228,20 @@ fn run_goes_on_while_the_receiver_hangs_and_tells_of_a_suspended_stack() {
         move || http_get(&addr, "/").as_deref() == Some(body)
     };
     wait_for("v1 to serve", WAIT, served("v1\n"));
-    // The receiver holds the first message's request open; the next release goes ahead.
+    // The receiver holds the first message's requests open; the next release goes ahead.
     env.write_compose(&web(&v2, port, ""));
     wait_for("v2 to serve while the receiver hangs", WAIT, served("v2\n"));
+    // The sender gives the first message up only after all its attempts time out; by then
+    // both passes have ended. A loop that waited for the receiver would log them after.
+    let given_up = format!("notification (applied {}) to", env.project());
+    run.wait_for_output(&given_up, Duration::from_secs(60));
+    let log = run.output_so_far();
+    let before = &log[..log.find(&given_up).unwrap()];
+    assert_eq!(
+        before.matches(": 1 changed, 0 failed").count(),
+        2,
+        "both passes should have ended before the first message was given up:\n{log}"
+    );
 
     receiver.hang.store(false, Ordering::Relaxed);
     let updated = receiver.wait_for("v2 applied", Duration::from_secs(60), |m| {
