@@ -88,6 +88,17 @@ pub struct PolicyArgs {
     pub adopt: Vec<String>,
 }
 
+/// Where `apply` and `run` tell of releases.
+#[derive(Debug, Args, Clone, Default)]
+pub struct NotifyArgs {
+    /// POST a JSON message (Slack-compatible `text`, plus event, stack, service, revision,
+    /// from, to, reason, host, at) to this http:// or https:// URL when a release is applied,
+    /// fails or is rolled back, or a stack is suspended. Only its scheme and host are ever
+    /// shown.
+    #[arg(long, env = "RECONCILER_NOTIFY_URL", hide_env_values = true)]
+    pub notify_url: Option<String>,
+}
+
 /// Bounds that keep `run` responsive whatever the remote or the network clients do.
 #[derive(Debug, Args, Clone)]
 pub struct LoopLimits {
@@ -154,6 +165,8 @@ pub enum Command {
         parallel: Parallelism,
         #[command(flatten)]
         images: ImageCleanup,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// The loop: fetch, plan, apply, repeat, until SIGTERM/SIGINT. SIGHUP (or `reconciler sync`)
     /// starts a pass at once.
@@ -187,6 +200,8 @@ pub enum Command {
         parallel: Parallelism,
         #[command(flatten)]
         images: ImageCleanup,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// Make the running loop start a pass now.
     Sync,

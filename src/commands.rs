@@ -1,7 +1,7 @@
 //! One function per command: wire the source, the engine and the state dir to the core, and say
 //! what happened. Each returns the process exit code.
 
-use crate::cli::{Output, PolicyArgs, SourceArgs};
+use crate::cli::{NotifyArgs, Output, PolicyArgs, SourceArgs};
 use crate::config::{policy_from_flags, ApplySettings};
 use crate::desired::Desired;
 use crate::engine::docker::DockerEngine;
@@ -108,11 +108,13 @@ pub async fn apply(
     source: &SourceArgs,
     policy: &PolicyArgs,
     settings: &ApplySettings,
+    notify: &NotifyArgs,
 ) -> Result<i32> {
     // Two writers at once would race on containers and state: the second stops here.
     let _lock = host.state_dir.lock(LockKind::Writer)?;
     let source = source_settings(host, source, policy, FetchControl::default())?;
     let engine = engine(host)?;
+    let notifier = notifier(notify)?;
     let print_plan = |plan: &crate::plan::Plan| print!("{plan}");
     let ctx = PassContext {
         engine: &engine,
@@ -122,8 +124,12 @@ pub async fn apply(
         shutdown: stop_on_signals()?,
         details: DetailsCache::default(),
         warned: WarningsSaid::default(),
+        notifier: notifier.clone(),
     };
-    let report = reconcile_once(&ctx, &print_plan).await?;
+    let report = reconcile_once(&ctx, &print_plan).await;
+    // Messages of what was done go out even when the pass ended in an error (a failed pull).
+    finish_notifier(notifier, APPLY_NOTIFY_WAIT).await;
+    let report = report?;
     if settings.dry_run {
         println!("dry run: nothing was changed");
         return Ok(EXIT_OK);
@@ -188,6 +194,7 @@ pub async fn run(
     policy: &PolicyArgs,
     settings: &ApplySettings,
     looping: &LoopSettings,
+    notify: &NotifyArgs,
 ) -> Result<i32> {
     // Held until exit: keeps other writers out and tells `sync` (via the kernel) who we are.
     let _lock = host.state_dir.lock(LockKind::Loop)?;
@@ -225,7 +232,9 @@ pub async fn run(
     };
     let source = source_settings(host, source, policy, fetch)?;
     let engine = engine(host)?;
+    let notifier = notifier(notify)?;
     let status = SharedStatus::default();
+    status.lock().expect("status lock").notifications = Some(notifier.counts());
     let heartbeat = crate::reconciler::Heartbeat::new(looping.unhealthy_after());
     std::fs::create_dir_all(host.state_dir.root())?;
     std::fs::write(host.state_dir.pid_file(), std::process::id().to_string())?;
@@ -303,19 +312,51 @@ pub async fn run(
         shutdown,
         details: DetailsCache::default(),
         warned: WarningsSaid::default(),
+        notifier: notifier.clone(),
     };
     let config = LoopConfig {
         interval: looping.interval,
         unhealthy_after: looping.unhealthy_after(),
     };
+    let suspensions = crate::notify::SuspensionWatch::default();
     run_loop(&ctx, &config, &triggers, &status, &heartbeat, |report| {
         *watched.lock().expect("watched lock") =
             report.plan.stacks.iter().map(|s| s.stack.clone()).collect();
+        let (suspended, resumed) = suspensions.changes(&report.suspended);
+        for stack in suspended {
+            notifier.stack(&stack, true);
+        }
+        for stack in resumed {
+            notifier.stack(&stack, false);
+        }
     })
     .await;
+    finish_notifier(notifier, RUN_NOTIFY_WAIT).await;
     let _ = std::fs::remove_file(host.state_dir.pid_file());
     tracing::info!("stopped");
     Ok(EXIT_OK)
+}
+
+/// How long `apply` waits at exit for its notifications to go.
+const APPLY_NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long `run` waits at shutdown for its notifications (the unit allows 120 s to stop).
+const RUN_NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The notification queue `--notify-url` asks for, or none.
+fn notifier(notify: &NotifyArgs) -> Result<crate::notify::Notifier> {
+    let Some(url) = notify.notify_url.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(crate::notify::Notifier::off());
+    };
+    let notifier = crate::notify::Notifier::to_url(url)?;
+    if let Some(shown) = notifier.shown() {
+        tracing::info!("notifications go to {shown}");
+    }
+    Ok(notifier)
+}
+
+/// Give queued notifications at most `within` to go, off the runtime's threads.
+async fn finish_notifier(notifier: crate::notify::Notifier, within: std::time::Duration) {
+    let _ = tokio::task::spawn_blocking(move || notifier.finish(within)).await;
 }
 
 /// A token cancelled at the first SIGTERM or SIGINT. Installed before anything else, so a

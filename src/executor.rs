@@ -97,6 +97,8 @@ pub struct Executor<'a, E: Engine> {
     /// put their old revision's files back side by side, and the record of what was written is
     /// one file per stack.
     pub data_writer: std::sync::Mutex<()>,
+    /// Told each outcome as it is recorded; it only queues (never waits on the receiver).
+    pub notifier: &'a crate::notify::Notifier,
 }
 
 impl<E: Engine> Executor<'_, E> {
@@ -114,6 +116,7 @@ impl<E: Engine> Executor<'_, E> {
             state_dir: self.state_dir,
             state: Mutex::new(std::mem::take(state)),
             outcomes: Mutex::new(Vec::new()),
+            notifier: self.notifier,
         };
         let stacks = plan.stacks.iter().filter_map(|stack_plan| {
             let stack = desired.stacks.iter().find(|s| s.name == stack_plan.stack)?;
@@ -139,11 +142,12 @@ impl<E: Engine> Executor<'_, E> {
 }
 
 /// Records outcomes as they come from concurrent stacks: the pure transition, then state.json,
-/// then the journal, one outcome at a time.
+/// then the journal, then the notification queue, one outcome at a time.
 struct Recorder<'a> {
     state_dir: &'a StateDir,
     state: Mutex<State>,
     outcomes: Mutex<Vec<ServiceOutcome>>,
+    notifier: &'a crate::notify::Notifier,
 }
 
 impl Recorder<'_> {
@@ -157,6 +161,8 @@ impl Recorder<'_> {
         if let Some(entry) = transition::journal_entry(&outcome, &now) {
             self.state_dir.append_journal(&entry)?;
         }
+        // After the journal: a message never tells of what the state dir does not hold.
+        self.notifier.outcome(&outcome);
         self.outcomes.lock().expect("outcomes lock").push(outcome);
         Ok(())
     }

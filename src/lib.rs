@@ -14,7 +14,8 @@
 //!   and the loop that repeats it on a timer, triggers and a shutdown token;
 //! - [`logging`]: every event through `tracing`, as text lines or JSON objects;
 //! - [`metrics`]: the Prometheus registry each pass updates, as `/metrics` shows it;
-//! - [`server`]: `/healthz`, `/status`, `/metrics`, the git webhook.
+//! - [`server`]: `/healthz`, `/status`, `/metrics`, the git webhook;
+//! - [`notify`]: messages to a webhook (`--notify-url`) through a bounded queue.
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod labels;
 pub mod logging;
 pub mod mask;
 pub mod metrics;
+pub mod notify;
 pub mod observed;
 pub mod outcome;
 pub mod plan;

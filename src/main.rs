@@ -36,6 +36,7 @@ fn main() {
                 min_free_disk,
                 parallel,
                 images,
+                notify,
             } => {
                 let settings = ApplySettings {
                     dry_run: *dry_run,
@@ -47,7 +48,7 @@ fn main() {
                     parallel_services: parallel.parallel_services.into(),
                     keep_images: images.keep_images.into(),
                 };
-                commands::apply(&host, source, policy, &settings).await
+                commands::apply(&host, source, policy, &settings, notify).await
             }
             Command::Run {
                 source,
@@ -61,6 +62,7 @@ fn main() {
                 no_self_heal,
                 parallel,
                 images,
+                notify,
             } => {
                 let settings = ApplySettings {
                     dry_run: false,
@@ -78,7 +80,7 @@ fn main() {
                     webhook_secret: webhook_secret.clone(),
                     limits: limits.clone(),
                 };
-                commands::run(&host, source, policy, &settings, &looping).await
+                commands::run(&host, source, policy, &settings, &looping, notify).await
             }
             Command::Sync => commands::sync(&host),
             Command::Retry { stack, service } => commands::retry(&host, stack, service),

@@ -73,6 +73,8 @@ pub struct Metrics {
     restores: Family<ResultLabels, Counter>,
     jobs: Family<ResultLabels, Counter>,
     window_failures: Counter,
+    /// Messages to `--notify-url`, counted by the queue ([`Metrics::show_notification_counts`]).
+    notifications: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -99,6 +101,7 @@ impl Metrics {
             restores: Family::default(),
             jobs: Family::default(),
             window_failures: Counter::default(),
+            notifications: Family::default(),
         };
         let mut registry = Registry::default();
         // The registry adds the final "." to each help text, and "_total" to each counter.
@@ -172,6 +175,11 @@ impl Metrics {
             "New containers that failed inside their monitor window and were rolled back",
             metrics.window_failures.clone(),
         );
+        registry.register(
+            "reconciler_notifications",
+            "Messages to the notification webhook, by result (sent, failed after retries, dropped when the queue was full)",
+            metrics.notifications.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -199,6 +207,17 @@ impl Metrics {
                 C::JobOk => raise(&self.jobs.get_or_create(&result("ok")), n),
                 C::JobFailed => raise(&self.jobs.get_or_create(&result("failed")), n),
                 C::WindowFailure => raise(&self.window_failures, n),
+            }
+        }
+    }
+
+    /// Bring the notification counters up to the queue's `(sent, failed, dropped)`.
+    pub fn show_notification_counts(&self, (sent, failed, dropped): (u64, u64, u64)) {
+        for (result, to) in [("sent", sent), ("failed", failed), ("dropped", dropped)] {
+            let counter = self.notifications.get_or_create(&ResultLabels { result });
+            let now = counter.get();
+            if to > now {
+                counter.inc_by(to - now);
             }
         }
     }

@@ -89,4 +89,6 @@ pub struct PassContext<'a, E: Engine> {
     pub details: DetailsCache,
     /// The loader's warnings logged so far, so each is said once.
     pub warned: WarningsSaid,
+    /// Where outcomes are told as they are recorded (`--notify-url`; off by default).
+    pub notifier: crate::notify::Notifier,
 }

@@ -125,6 +125,9 @@ async fn metrics(State(s): State<ServerState>) -> Response {
     let counts = s.state_dir.counters();
     let st = s.status.lock().expect("status lock");
     st.metrics.show_runbook_counts(&counts);
+    if let Some(notifications) = &st.notifications {
+        st.metrics.show_notification_counts(notifications.get());
+    }
     let body = st.metrics.encode();
     ([("content-type", crate::metrics::CONTENT_TYPE)], body).into_response()
 }

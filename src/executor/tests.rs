@@ -55,6 +55,7 @@ struct Limits {
     stacks: usize,
     services: usize,
     shutdown: tokio_util::sync::CancellationToken,
+    notifier: crate::notify::Notifier,
 }
 
 impl Default for Limits {
@@ -63,6 +64,7 @@ impl Default for Limits {
             stacks: 4,
             services: 16,
             shutdown: Default::default(),
+            notifier: Default::default(),
         }
     }
 }
@@ -90,6 +92,7 @@ async fn pass_with(
         settings: &settings,
         shutdown: &shutdown,
         data_writer: Default::default(),
+        notifier: &limits.notifier,
     };
     let cache = DetailsCache::default();
     let mut observed = observe(engine, desired, &cache).await?;
@@ -1423,4 +1426,58 @@ async fn a_one_off_container_a_crash_left_is_stopped_and_removed_and_the_service
     );
     assert_eq!(host.names(), ["web-web-1"]);
     assert_eq!(host.id("web-web-1"), service_id);
+}
+
+/// Hands each message body to the test.
+struct Captured(std::sync::mpsc::Sender<Vec<u8>>);
+
+impl crate::notify::Deliver for Captured {
+    fn deliver(&mut self, body: &[u8]) -> Result<(), crate::notify::DeliveryError> {
+        let _ = self.0.send(body.to_vec());
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_recorded_outcome_is_handed_to_the_notifier_a_failed_update_as_rolled_back() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(3));
+    let (bodies, received) = std::sync::mpsc::channel();
+    let limits = Limits {
+        notifier: crate::notify::Notifier::start(
+            "test".into(),
+            Captured(bodies),
+            16,
+            Default::default(),
+        ),
+        ..Default::default()
+    };
+    let state_dir = host.state_dir();
+    let first = host.desired("web", &web(WEB_V1));
+    pass_with(&host.engine, &first, &state_dir, &limits)
+        .await
+        .unwrap();
+    host.engine.publish(WEB_V2, STARTING_FOR_AN_HOUR);
+    let second = host.desired("web", &web(WEB_V2));
+    pass_with(&host.engine, &second, &state_dir, &limits)
+        .await
+        .unwrap();
+
+    assert_eq!(limits.notifier.finish(Duration::from_secs(5)), 0);
+    let told: Vec<(String, String, String)> = received
+        .try_iter()
+        .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or("-").to_string();
+            (s("event"), s("action"), s("from"))
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("applied".into(), "create".into(), "-".into()),
+            ("rolled_back".into(), "update".into(), WEB_V1.into()),
+        ]
+    );
+    assert_eq!(host.journal().len(), 2, "one message per journal entry");
 }

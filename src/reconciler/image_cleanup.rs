@@ -195,6 +195,7 @@ mod tests {
                 shutdown: Default::default(),
                 details: DetailsCache::default(),
                 warned: Default::default(),
+                notifier: Default::default(),
             };
             let report = reconcile_once(&ctx, &|_| {}).await.unwrap();
             assert_eq!(report.failed().count(), 0, "{report:?}");

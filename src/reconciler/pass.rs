@@ -215,6 +215,7 @@ pub async fn reconcile_once<E: Engine>(
         settings,
         shutdown: &ctx.shutdown,
         data_writer: Default::default(),
+        notifier: &ctx.notifier,
     };
     let recovered = !settings.dry_run && executor.recover(&desired, &observed).await?;
     if recovered {

@@ -181,6 +181,7 @@ mod tests {
             shutdown: Default::default(),
             details: DetailsCache::default(),
             warned: crate::reconciler::WarningsSaid::default(),
+            notifier: Default::default(),
         };
         let config = LoopConfig {
             interval: Duration::from_secs(3600),

@@ -19,6 +19,8 @@ pub struct LoopStatus {
     pub recent: VecDeque<PassRecord>,
     /// Counters, the duration histogram and the last pass's services, for `/metrics`.
     pub metrics: Metrics,
+    /// The notification queue's counts (`--notify-url`), read at each scrape.
+    pub notifications: Option<std::sync::Arc<crate::notify::Counts>>,
 }
 
 /// One pass in the history.
