@@ -226,10 +226,7 @@ fn window_failure(s: &ContainerStatus, restarts: i64) -> Option<String> {
     if !s.running {
         Some(exited(s))
     } else if s.restart_count > restarts {
-        Some(format!(
-            "restarted ({} restart(s))",
-            s.restart_count - restarts
-        ))
+        Some("restarted".into())
     } else if s.health == Health::Unhealthy {
         Some("turned unhealthy".into())
     } else {

@@ -55,6 +55,8 @@ struct Limits {
     stacks: usize,
     services: usize,
     shutdown: tokio_util::sync::CancellationToken,
+    /// `--min-free-disk`, in bytes.
+    min_free_disk: u64,
 }
 
 impl Default for Limits {
@@ -63,6 +65,7 @@ impl Default for Limits {
             stacks: 4,
             services: 16,
             shutdown: Default::default(),
+            min_free_disk: 0,
         }
     }
 }
@@ -76,7 +79,7 @@ async fn pass_with(
     let settings = ApplySettings {
         dry_run: false,
         prune: true,
-        min_free_disk: 0,
+        min_free_disk: limits.min_free_disk,
         retry_failed: false,
         self_heal: true,
         parallel_stacks: limits.stacks,
@@ -1373,6 +1376,7 @@ async fn a_service_skipped_for_its_failed_dependency_keeps_the_tracked_files_it_
 }
 
 mod replicas;
+mod window;
 
 #[tokio::test(start_paused = true)]
 async fn a_one_off_container_a_crash_left_is_stopped_and_removed_and_the_service_left_alone() {
