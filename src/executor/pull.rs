@@ -33,11 +33,16 @@ impl<E: Engine> Executor<'_, E> {
             .filter(|sp| matches!(sp.action, Action::Create | Action::Update))
             .filter_map(|sp| Some((*sp, stack.services.get(&sp.service)?)))
             .collect();
+        // Before any pull, and before any container is made (its writable layer is there too).
+        let creates = work
+            .iter()
+            .any(|sp| matches!(sp.action, Action::Create | Action::Update | Action::Scale));
+        if creates {
+            self.check_free_disk(stack).await?;
+        }
         if needed.is_empty() {
             return Ok(Ok(BTreeMap::new()));
         }
-        // Before any pull, and before any container is made (its writable layer is there too).
-        self.check_free_disk(stack).await?;
         let local = self.engine.list_image_references().await?;
         let mut seen = BTreeSet::new();
         let to_pull: Vec<&(&ServicePlan, &crate::desired::Service)> = needed
