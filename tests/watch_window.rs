@@ -163,3 +163,56 @@ fn too_little_free_disk_refuses_the_apply_and_changes_nothing() {
     env.apply_ok();
     assert_eq!(serves(port).as_deref(), Some("v2\n"));
 }
+
+#[test]
+fn a_reconciler_killed_inside_the_window_leaves_the_old_container_to_come_back_at_the_next_apply() {
+    let env = TestEnv::new("ww-killed");
+    let port = free_port();
+    let (v1, v2) = (
+        env.registry.push(WEB_V1, "web:v1"),
+        env.registry.push(WEB_V2, "web:v2"),
+    );
+    env.write_compose(&web(&v1, port, "15s", None, None));
+    env.apply_ok();
+    let old = env.container_id("web");
+
+    env.write_compose(&web(&v2, port, "15s", None, None));
+    let repo = env.repo.path().to_str().unwrap().to_string();
+    let apply = env.spawn_reconciler(&["apply", "--repo", &repo], &[]);
+    wait_for("the watching activity in status -o json", WAIT, || {
+        env.reconciler(&["status", "-o", "json"])
+            .stdout
+            .contains("\"kind\": \"watching\"")
+    });
+    apply.signal_and_wait("KILL", WAIT);
+    let unproven = env.container_id("web");
+    assert_ne!(unproven, old);
+    let names: Vec<String> = env.containers().into_iter().map(|c| c.0).collect();
+    assert!(
+        names.contains(&format!("{}-web-1-reconciler-old", env.project())),
+        "{names:?}"
+    );
+    // A dead process's activity is not shown.
+    let status = env.reconciler(&["status", "-o", "json"]).stdout;
+    assert!(!status.contains("\"kind\": \"watching\""), "{status}");
+
+    // The next apply brings the old container back first, then updates again, whole window.
+    let out = env.apply_ok();
+    assert!(
+        out.combined()
+            .contains("interrupted inside its monitor window; restoring the old container"),
+        "{out}"
+    );
+    assert!(
+        try_inspect(&unproven).is_none(),
+        "the unproven container is left"
+    );
+    assert!(
+        try_inspect(&old).is_none(),
+        "the old container outlived a proven update"
+    );
+    let now = env.container("web");
+    assert_eq!(now.image, v2);
+    assert_eq!(env.containers().len(), 1, "{:?}", env.containers());
+    assert_eq!(serves(port).as_deref(), Some("v2\n"));
+}
