@@ -40,7 +40,8 @@ impl<E: Engine> Executor<'_, E> {
             // A process that died inside a monitor window leaves its Watching activity: the
             // new container was not proven, so the old one comes back (the next pass tries the
             // update again, with a whole window).
-            let window_cut = primary.is_some_and(|new| self.window_cut_short(leftover, &new.name));
+            let watched = self.watch_left(leftover);
+            let window_cut = primary.is_some_and(|new| watched.as_deref() == Some(&new.name));
             match (leftover.role(), primary) {
                 (Role::Backup, Some(new))
                     if new.is_running()
@@ -92,7 +93,9 @@ impl<E: Engine> Executor<'_, E> {
                 }
                 (Role::Primary, _) => {}
             }
-            if window_cut {
+            // What the dead process was watching (this replacement, or the candidate itself) is
+            // settled now.
+            if watched.is_some_and(|w| w == leftover.name || w == original) {
                 self.state_dir
                     .set_activity(&leftover.project, &leftover.service, None)?;
             }
@@ -101,14 +104,13 @@ impl<E: Engine> Executor<'_, E> {
         Ok(changed)
     }
 
-    /// Whether a process that is gone was watching `new` (the leftover's replacement) when
-    /// it died.
-    fn window_cut_short(&self, leftover: &ObservedContainer, new: &str) -> bool {
+    /// The container a process that is gone was watching in the leftover's service when it
+    /// died, if it was.
+    fn watch_left(&self, leftover: &ObservedContainer) -> Option<String> {
         self.state_dir
             .activity_left(&leftover.project, &leftover.service)
-            .is_some_and(|a| {
-                a.kind == ActivityKind::Watching && a.detail == new && a.pid != std::process::id()
-            })
+            .filter(|a| a.kind == ActivityKind::Watching && a.pid != std::process::id())
+            .map(|a| a.detail)
     }
 
     /// A one-off container outlives its step only when the process doing the step died; a

@@ -458,3 +458,39 @@ async fn pass_with_min_free_disk(
     };
     pass_with(&host.engine, desired, &host.state_dir(), &limits).await
 }
+
+#[tokio::test(start_paused = true)]
+async fn start_first_a_crash_inside_the_window_removes_the_unproven_candidate_and_the_old_serves_on(
+) {
+    let host = Host::new();
+    let old = running_v1(&host, "start-first").await;
+    host.engine.publish(WEB_V2, healthy_after(1));
+    let desired = host.desired("shop", &watched(WEB_V2, "start-first", "30s"));
+    tokio::select! {
+        _ = host.pass(&desired) => panic!("the pass ended before the crash"),
+        () = tokio::time::sleep(Duration::from_secs(11)) => {}
+    }
+    let candidate = host.id("shop-web-1-reconciler-new");
+    let left = Activity {
+        pid: i32::MAX as u32,
+        ..Activity::now(ActivityKind::Watching, "shop-web-1-reconciler-new")
+    };
+    host.state_dir()
+        .set_activity("shop", "web", Some(&left))
+        .unwrap();
+    host.engine.clear_calls();
+
+    host.pass(&desired).await.unwrap();
+
+    let calls = host.engine.calls();
+    assert_in_order(
+        &calls,
+        &[
+            format!("remove {candidate}"),
+            "create shop-web-1-reconciler-new".to_string(),
+            format!("stop {old}"),
+        ],
+    );
+    assert!(host.state_dir().activity_left("shop", "web").is_none());
+    assert_eq!(host.engine.container("shop-web-1").unwrap().image, WEB_V2);
+}
