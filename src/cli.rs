@@ -158,7 +158,8 @@ pub enum Command {
         /// Try again services whose current spec failed before.
         #[arg(long)]
         retry_failed: bool,
-        /// Refuse to pull with less free disk than this where the engine keeps images.
+        /// Refuse to update a stack (pull, create) with less free disk than this on the
+        /// engine's data root (DockerRootDir), where images and containers are kept.
         #[arg(long, default_value = "512MiB", value_parser = parse_size)]
         min_free_disk: u64,
         #[command(flatten)]
@@ -191,6 +192,7 @@ pub enum Command {
         limits: LoopLimits,
         #[arg(long)]
         prune: bool,
+        /// As for `apply`: the least free disk on the engine's data root to update a stack.
         #[arg(long, default_value = "512MiB", value_parser = parse_size)]
         min_free_disk: u64,
         /// Report managed containers stopped or removed by hand instead of bringing them back.

@@ -48,8 +48,15 @@ pub enum ExecError {
         image: String,
         source: Box<EngineError>,
     },
-    #[error("only {free_mib} MiB free where the engine keeps images (at least {min_mib} MiB wanted); nothing was changed. Free some space (old images: `docker image prune`), or lower --min-free-disk")]
-    DiskFull { free_mib: u64, min_mib: u64 },
+    /// Checked before each stack's pulls: an update must not fill the disk the engine keeps
+    /// its images and containers on.
+    #[error("stack {stack} is not updated, nothing was changed: only {free_mib} MiB free on {} (the Docker Engine's data root, where images and containers are kept), and --min-free-disk asks for at least {min_mib} MiB. Free some space there (`docker system df` shows what uses it; `docker image prune` removes unused images) or lower --min-free-disk; the stack is tried again at the next pass", path.display())]
+    DiskFull {
+        stack: String,
+        path: std::path::PathBuf,
+        free_mib: u64,
+        min_mib: u64,
+    },
     #[error("cannot write out the files of stack {stack}: {message}")]
     StackFiles { stack: String, message: String },
     #[error(transparent)]

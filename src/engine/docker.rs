@@ -4,8 +4,8 @@
 mod runtime_options;
 
 use super::{
-    ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, ImageRemoval, LocalImage,
-    OneOffContainer, PullProgress, Result,
+    ContainerStatus, CreateRequest, Engine, EngineError, FreeDisk, ImageInfo, ImageRemoval,
+    LocalImage, OneOffContainer, PullProgress, Result,
 };
 use crate::desired::{
     FileMount, FileSource, IpamPool, MountKind, MountSpec, NetworkDef, VolumeDef,
@@ -315,6 +315,7 @@ impl Engine for DockerEngine {
                     .as_deref(),
             ),
             exit_code: state.exit_code.unwrap_or(0),
+            oom_killed: state.oom_killed.unwrap_or(false),
             restart_count: c.restart_count.unwrap_or(0),
             started_at: state.started_at.unwrap_or_default(),
             env: env_map(c.config.and_then(|c| c.env)),
@@ -607,7 +608,7 @@ impl Engine for DockerEngine {
         Ok(text.lines().map(str::to_string).collect())
     }
 
-    async fn free_disk_bytes(&self) -> Result<Option<u64>> {
+    async fn free_disk(&self) -> Result<Option<FreeDisk>> {
         let info = self
             .docker
             .info()
@@ -620,7 +621,8 @@ impl Engine for DockerEngine {
         if !self.endpoint.starts_with("unix://") {
             return Ok(None);
         }
-        Ok(crate::config::free_bytes(std::path::Path::new(&root)))
+        let path = std::path::PathBuf::from(root);
+        Ok(crate::config::free_bytes(&path).map(|bytes| FreeDisk { path, bytes }))
     }
 }
 

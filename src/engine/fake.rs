@@ -5,8 +5,8 @@
 //! `#[tokio::test(start_paused = true)]` waits minutes of virtual time in milliseconds.
 
 use super::{
-    ContainerStatus, CreateRequest, Engine, EngineError, ImageInfo, ImageRemoval, LocalImage,
-    OneOffContainer, PullProgress, Result,
+    ContainerStatus, CreateRequest, Engine, EngineError, FreeDisk, ImageInfo, ImageRemoval,
+    LocalImage, OneOffContainer, PullProgress, Result,
 };
 use crate::desired::{MountKind, NetworkDef, VolumeDef};
 use crate::labels;
@@ -28,6 +28,26 @@ pub enum Behaviour {
     NeverHealthy { unhealthy_after: Duration },
     /// Runs without a healthcheck, then exits with `code` once it has run `after`.
     Exits { code: i64, after: Duration },
+    /// Health "starting", "healthy" once it has run `healthy_after`, then `then` happens once
+    /// it has run `after` (a container that passes its health wait and fails in the window).
+    HealthyThen {
+        healthy_after: Duration,
+        after: Duration,
+        then: Turn,
+    },
+}
+
+/// What a [`Behaviour::HealthyThen`] container does later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    Exits {
+        code: i64,
+    },
+    /// Killed by the kernel for want of memory: exit code 137, OOMKilled.
+    OomKilled,
+    /// The engine restarts it (restart policy): it runs again, healthy, restart count 1.
+    Restarts,
+    TurnsUnhealthy,
 }
 
 /// An image as the registry serves it.
@@ -107,6 +127,8 @@ struct Now {
     running: bool,
     health: Option<&'static str>,
     exit_code: i64,
+    oom_killed: bool,
+    restart_count: i64,
 }
 
 struct Injected {
@@ -129,7 +151,7 @@ struct World {
     containers: Vec<Container>,
     networks: BTreeMap<String, ObservedNetwork>,
     volumes: BTreeMap<String, ObservedVolume>,
-    free_disk: Option<u64>,
+    free_disk: Option<FreeDisk>,
     failures: Vec<Injected>,
     calls: Vec<Call>,
     next_id: u32,
@@ -224,8 +246,12 @@ impl FakeEngine {
             .insert(reference.to_string(), delay);
     }
 
+    /// Free bytes on the engine's data root (`/var/lib/docker`); `None`: it cannot be told.
     pub fn set_free_disk(&self, bytes: Option<u64>) {
-        self.world().free_disk = bytes;
+        self.world().free_disk = bytes.map(|bytes| FreeDisk {
+            path: "/var/lib/docker".into(),
+            bytes,
+        });
     }
 
     /// The next `call` (the first word of its log line) whose target contains
@@ -410,13 +436,26 @@ impl World {
                 return Now::stopped("exited", code)
             }
             Behaviour::Exits { .. } => None,
+            Behaviour::HealthyThen { after, then, .. } if ran >= after => match then {
+                Turn::Exits { code } => return Now::stopped("exited", code),
+                Turn::OomKilled => {
+                    return Now {
+                        oom_killed: true,
+                        ..Now::stopped("exited", 137)
+                    }
+                }
+                Turn::Restarts => {
+                    return Now {
+                        restart_count: 1,
+                        ..Now::running(Some("healthy"))
+                    }
+                }
+                Turn::TurnsUnhealthy => Some("unhealthy"),
+            },
+            Behaviour::HealthyThen { healthy_after, .. } if ran >= healthy_after => Some("healthy"),
+            Behaviour::HealthyThen { .. } => Some("starting"),
         };
-        Now {
-            state: "running",
-            running: true,
-            health,
-            exit_code: 0,
-        }
+        Now::running(health)
     }
 
     fn view(&self, c: &Container, now: Instant) -> ContainerView {
@@ -470,6 +509,19 @@ impl Now {
             running: false,
             health: None,
             exit_code,
+            oom_killed: false,
+            restart_count: 0,
+        }
+    }
+
+    fn running(health: Option<&'static str>) -> Self {
+        Self {
+            state: "running",
+            running: true,
+            health,
+            exit_code: 0,
+            oom_killed: false,
+            restart_count: 0,
         }
     }
 }
@@ -551,7 +603,8 @@ impl Engine for FakeEngine {
             state: now.state.to_string(),
             health: Health::from_engine(now.health),
             exit_code: now.exit_code,
-            restart_count: 0,
+            oom_killed: now.oom_killed,
+            restart_count: now.restart_count,
             started_at: self.started_at(c.last_started),
             env: c.env.clone(),
             image_id: c.image_id.clone(),
@@ -923,9 +976,9 @@ impl Engine for FakeEngine {
         Ok(all[all.len().saturating_sub(lines)..].to_vec())
     }
 
-    async fn free_disk_bytes(&self) -> Result<Option<u64>> {
+    async fn free_disk(&self) -> Result<Option<FreeDisk>> {
         self.enter("free-disk", "")?;
-        Ok(self.world().free_disk)
+        Ok(self.world().free_disk.clone())
     }
 }
 

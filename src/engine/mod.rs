@@ -61,6 +61,8 @@ pub struct ContainerStatus {
     /// [`Health::None`] when the container has no healthcheck.
     pub health: Health,
     pub exit_code: i64,
+    /// The kernel killed it for want of memory (its exit code is then 137).
+    pub oom_killed: bool,
     pub restart_count: i64,
     pub started_at: String,
     pub env: BTreeMap<String, String>,
@@ -130,6 +132,14 @@ pub struct OneOffContainer {
     pub running: bool,
 }
 
+/// Free space on the file system of the engine's data root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreeDisk {
+    /// The engine's data root (`docker info`'s DockerRootDir), e.g. `/var/lib/docker`.
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
 /// Pull progress, as the engine streams it.
 #[derive(Debug, Clone)]
 pub struct PullProgress {
@@ -184,6 +194,7 @@ pub trait Engine {
     /// Removes the container and never its volumes.
     async fn remove_container(&self, id: &str) -> Result<()>;
     async fn logs_tail(&self, id: &str, lines: usize) -> Result<Vec<String>>;
-    /// Free bytes where the engine keeps images, when it can be told.
-    async fn free_disk_bytes(&self) -> Result<Option<u64>>;
+    /// Free space where the engine keeps its data (images, containers), when it can be told:
+    /// a remote engine's disk is not this host's to measure.
+    async fn free_disk(&self) -> Result<Option<FreeDisk>>;
 }

@@ -33,6 +33,13 @@ impl<E: Engine> Executor<'_, E> {
             .filter(|sp| matches!(sp.action, Action::Create | Action::Update))
             .filter_map(|sp| Some((*sp, stack.services.get(&sp.service)?)))
             .collect();
+        // Before any pull, and before any container is made (its writable layer is there too).
+        let creates = work
+            .iter()
+            .any(|sp| matches!(sp.action, Action::Create | Action::Update | Action::Scale));
+        if creates {
+            self.check_free_disk(stack).await?;
+        }
         if needed.is_empty() {
             return Ok(Ok(BTreeMap::new()));
         }
@@ -46,9 +53,6 @@ impl<E: Engine> Executor<'_, E> {
             })
             .filter(|(_, s)| seen.insert((s.spec.image.clone(), s.spec.platform.clone())))
             .collect();
-        if !to_pull.is_empty() {
-            self.check_free_disk().await?;
-        }
         let pulls = to_pull.iter().map(|(_, service)| async move {
             let who = Who::of(stack, &service.name);
             let platform = service.spec.platform.as_deref();
@@ -110,14 +114,17 @@ impl<E: Engine> Executor<'_, E> {
         Ok(Ok(digests))
     }
 
-    async fn check_free_disk(&self) -> Result<(), ExecError> {
-        if let Some(free) = self.engine.free_disk_bytes().await? {
-            if free < self.settings.min_free_disk {
-                return Err(ExecError::DiskFull {
-                    free_mib: free / (1 << 20),
-                    min_mib: self.settings.min_free_disk / (1 << 20),
-                });
-            }
+    async fn check_free_disk(&self, stack: &Stack) -> Result<(), ExecError> {
+        let Some(disk) = self.engine.free_disk().await? else {
+            return Ok(());
+        };
+        if disk.bytes < self.settings.min_free_disk {
+            return Err(ExecError::DiskFull {
+                stack: stack.name.clone(),
+                path: disk.path,
+                free_mib: disk.bytes / (1 << 20),
+                min_mib: self.settings.min_free_disk / (1 << 20),
+            });
         }
         Ok(())
     }

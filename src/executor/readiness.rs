@@ -7,6 +7,8 @@ use crate::desired::{DependsCondition, Service, Stack};
 use crate::engine::{ContainerStatus, Engine, EngineError};
 use crate::logging::Who;
 use crate::observed::{Health, Observed, Role};
+use crate::state::runbook::{Activity, ActivityKind, RunbookCounter};
+use crate::state::StateDir;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -23,12 +25,14 @@ enum Verdict {
 
 impl<E: Engine> Executor<'_, E> {
     /// Healthy per the healthcheck; with none, running `min_ready` without a restart. Fails at
-    /// once when the container exits or turns unhealthy. Then the http probe, then `monitor`.
+    /// once when the container exits or turns unhealthy. Then the http probe, then the
+    /// `monitor` window ([`Self::watch_window`]) when `watch` names the container.
     pub(super) async fn wait_ready(
         &self,
         who: &Who,
         id: &str,
         service: &Service,
+        watch: Option<&str>,
     ) -> Result<Result<(), String>, ExecError> {
         let started = Instant::now();
         let deadline = started + service.health_timeout;
@@ -40,7 +44,7 @@ impl<E: Engine> Executor<'_, E> {
                 self.removed_by_hand(id, &s).await?;
             }
             let verdict = match s.health {
-                _ if !s.running => Verdict::Failed(format!("exited with code {}", s.exit_code)),
+                _ if !s.running => Verdict::Failed(exited(&s)),
                 _ if s.restart_count > restarts => {
                     Verdict::Failed("restarted while starting".into())
                 }
@@ -68,6 +72,7 @@ impl<E: Engine> Executor<'_, E> {
             tokio::time::sleep(POLL).await;
         }
         if let Some(url) = &service.http_probe {
+            crate::progress!(who, "probing {url}");
             if let Err(e) = probe_until(url, deadline).await {
                 return Ok(Err(format!("http probe {url} failed: {e}")));
             }
@@ -78,17 +83,58 @@ impl<E: Engine> Executor<'_, E> {
             "ready after {:.1}s",
             started.elapsed().as_secs_f64()
         );
-        let watch_until = Instant::now() + service.monitor;
-        while Instant::now() < watch_until {
-            tokio::time::sleep(POLL).await;
+        match watch {
+            Some(name) if !service.monitor.is_zero() => {
+                self.watch_window(who, id, name, service.monitor, restarts)
+                    .await
+            }
+            _ => Ok(Ok(())),
+        }
+    }
+
+    /// `deploy.update_config.monitor`: a ready container must keep running, without a restart
+    /// and without turning unhealthy, for this long. The service shows as watching meanwhile;
+    /// a failure says what happened and when, and is counted.
+    async fn watch_window(
+        &self,
+        who: &Who,
+        id: &str,
+        name: &str,
+        window: Duration,
+        restarts: i64,
+    ) -> Result<Result<(), String>, ExecError> {
+        let until = std::time::SystemTime::now() + window;
+        crate::progress!(
+            who,
+            "watching {name} for {} (deploy.update_config.monitor)",
+            humantime::format_duration(window)
+        );
+        let _watching = ActivityGuard::set(
+            self.state_dir,
+            who,
+            Activity {
+                until: Some(humantime::format_rfc3339_seconds(until).to_string()),
+                ..Activity::now(ActivityKind::Watching, name)
+            },
+        );
+        let started = Instant::now();
+        while started.elapsed() < window {
+            tokio::time::sleep(POLL.min(window - started.elapsed())).await;
             let s = self.inspect(id).await?;
             if !s.running {
                 self.removed_by_hand(id, &s).await?;
             }
-            if !s.running || s.restart_count > restarts || s.health == Health::Unhealthy {
-                return Ok(Err("failed during the monitor period".into()));
+            if let Some(what) = window_failure(&s, restarts) {
+                let reason = format!(
+                    "{what} {}s into the {} monitor window",
+                    started.elapsed().as_secs(),
+                    humantime::format_duration(window)
+                );
+                self.state_dir.count(RunbookCounter::WindowFailure);
+                return Ok(Err(reason));
             }
         }
+        crate::progress!(who, "{name} stayed up through its monitor window");
         Ok(Ok(()))
     }
 
@@ -172,6 +218,57 @@ impl<E: Engine> Executor<'_, E> {
             .find(|c| c.service == service && c.role() == Role::Primary)
             .or_else(|| observed.primary(project, service))
             .map(|c| c.id.clone()))
+    }
+}
+
+/// What went wrong with a container that was ready, if anything.
+fn window_failure(s: &ContainerStatus, restarts: i64) -> Option<String> {
+    if !s.running {
+        Some(exited(s))
+    } else if s.restart_count > restarts {
+        Some("restarted".into())
+    } else if s.health == Health::Unhealthy {
+        Some("turned unhealthy".into())
+    } else {
+        None
+    }
+}
+
+/// `exited with code 137 (OOM killed)`.
+fn exited(s: &ContainerStatus) -> String {
+    let oom = if s.oom_killed { " (OOM killed)" } else { "" };
+    format!("exited with code {}{oom}", s.exit_code)
+}
+
+/// A service's activity in the state dir, cleared when dropped: every way out of a watch
+/// window (passed, failed, an engine error, a dropped future) clears it.
+struct ActivityGuard<'a> {
+    state_dir: &'a StateDir,
+    stack: String,
+    service: String,
+}
+
+impl<'a> ActivityGuard<'a> {
+    fn set(state_dir: &'a StateDir, who: &Who, activity: Activity) -> Self {
+        if let Err(e) = state_dir.set_activity(&who.stack, &who.service, Some(&activity)) {
+            tracing::warn!(stack = %who.stack, service = %who.service, "cannot record the activity: {e}");
+        }
+        Self {
+            state_dir,
+            stack: who.stack.to_string(),
+            service: who.service.to_string(),
+        }
+    }
+}
+
+impl Drop for ActivityGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self
+            .state_dir
+            .set_activity(&self.stack, &self.service, None)
+        {
+            tracing::warn!(stack = %self.stack, service = %self.service, "cannot clear the activity: {e}");
+        }
     }
 }
 

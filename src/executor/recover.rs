@@ -5,7 +5,8 @@ use crate::desired::Desired;
 use crate::engine::Engine;
 use crate::labels;
 use crate::logging::Who;
-use crate::observed::{Health, Observed, Role};
+use crate::observed::{Health, Observed, ObservedContainer, Role};
+use crate::state::runbook::ActivityKind;
 
 impl<E: Engine> Executor<'_, E> {
     /// Finish or undo updates a previous run left half-done, from names and labels alone, and
@@ -36,11 +37,17 @@ impl<E: Engine> Executor<'_, E> {
                 &leftover.service,
                 leftover.revision().unwrap_or(""),
             );
+            // A process that died inside a monitor window leaves its Watching activity: the
+            // new container was not proven, so the old one comes back (the next pass tries the
+            // update again, with a whole window).
+            let watched = self.watch_left(leftover);
+            let window_cut = primary.is_some_and(|new| watched.as_deref() == Some(&new.name));
             match (leftover.role(), primary) {
                 (Role::Backup, Some(new))
                     if new.is_running()
                         && new.health != Health::Unhealthy
-                        && new.health != Health::Starting =>
+                        && new.health != Health::Starting
+                        && !window_cut =>
                 {
                     crate::progress!(
                         who,
@@ -49,9 +56,14 @@ impl<E: Engine> Executor<'_, E> {
                     self.engine.remove_container(&leftover.id).await?;
                 }
                 (Role::Backup, new) => {
+                    let when = if window_cut {
+                        " inside its monitor window"
+                    } else {
+                        ""
+                    };
                     crate::progress!(
                         who,
-                        "an earlier update was interrupted; restoring the old container"
+                        "an earlier update was interrupted{when}; restoring the old container"
                     );
                     if let Some(new) = new {
                         self.engine.remove_container(&new.id).await?;
@@ -81,9 +93,24 @@ impl<E: Engine> Executor<'_, E> {
                 }
                 (Role::Primary, _) => {}
             }
+            // What the dead process was watching (this replacement, or the candidate itself) is
+            // settled now.
+            if watched.is_some_and(|w| w == leftover.name || w == original) {
+                self.state_dir
+                    .set_activity(&leftover.project, &leftover.service, None)?;
+            }
             changed = true;
         }
         Ok(changed)
+    }
+
+    /// The container a process that is gone was watching in the leftover's service when it
+    /// died, if it was.
+    fn watch_left(&self, leftover: &ObservedContainer) -> Option<String> {
+        self.state_dir
+            .activity_left(&leftover.project, &leftover.service)
+            .filter(|a| a.kind == ActivityKind::Watching && a.pid != std::process::id())
+            .map(|a| a.detail)
     }
 
     /// A one-off container outlives its step only when the process doing the step died; a

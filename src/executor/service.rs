@@ -275,7 +275,7 @@ impl<E: Engine> Executor<'_, E> {
             return Ok(Err(Rejected::new(format!("start failed: {e}"), logs)));
         }
         failpoint("after-start");
-        match self.wait_ready(&who, &id, service).await? {
+        match self.wait_ready(&who, &id, service, Some(&name)).await? {
             Ok(()) => Ok(Ok(())),
             Err(reason) => {
                 let logs = self.logs_of(&id).await;
@@ -344,7 +344,10 @@ impl<E: Engine> Executor<'_, E> {
             }
             return Ok(Err(Rejected::new(format!("start failed: {e}"), vec![])));
         }
-        match self.wait_ready(who, &container.id, service).await? {
+        match self
+            .wait_ready(who, &container.id, service, Some(&container.name))
+            .await?
+        {
             Ok(()) => Ok(Ok(())),
             Err(reason) => Ok(Err(Rejected::new(
                 reason,
@@ -440,7 +443,8 @@ impl<E: Engine> Executor<'_, E> {
     ) -> Result<(), ExecError> {
         self.engine.rename_container(&old.id, &old.name).await?;
         self.engine.start_container(&old.id).await?;
-        match self.wait_ready(who, &old.id, service).await? {
+        // The old container proved itself before: no monitor window for it.
+        match self.wait_ready(who, &old.id, service, None).await? {
             Ok(()) => crate::progress!(who, "restored {} ({})", old.name, old.image),
             Err(reason) => tracing::warn!(
                 stack = %who.stack, service = %who.service,

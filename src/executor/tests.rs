@@ -56,6 +56,8 @@ struct Limits {
     services: usize,
     shutdown: tokio_util::sync::CancellationToken,
     notifier: crate::notify::Notifier,
+    /// `--min-free-disk`, in bytes.
+    min_free_disk: u64,
 }
 
 impl Default for Limits {
@@ -65,6 +67,7 @@ impl Default for Limits {
             services: 16,
             shutdown: Default::default(),
             notifier: Default::default(),
+            min_free_disk: 0,
         }
     }
 }
@@ -78,7 +81,7 @@ async fn pass_with(
     let settings = ApplySettings {
         dry_run: false,
         prune: true,
-        min_free_disk: 0,
+        min_free_disk: limits.min_free_disk,
         retry_failed: false,
         self_heal: true,
         parallel_stacks: limits.stacks,
@@ -1380,6 +1383,7 @@ async fn a_service_skipped_for_its_failed_dependency_keeps_the_tracked_files_it_
 
 mod pre_deploy;
 mod replicas;
+mod window;
 
 #[tokio::test(start_paused = true)]
 async fn a_one_off_container_a_crash_left_is_stopped_and_removed_and_the_service_left_alone() {

@@ -184,6 +184,13 @@ impl StateDir {
         found
     }
 
+    /// The activity recorded for a service, even one a process that died left: crash recovery
+    /// reads what the dead process was doing.
+    pub fn activity_left(&self, stack: &str, service: &str) -> Option<Activity> {
+        let bytes = fs::read(self.activity_file(stack, service)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     /// Add one to a counter. Counting never fails a release: a problem is logged.
     pub fn count(&self, counter: RunbookCounter) {
         if let Err(e) = self.try_count(counter) {
