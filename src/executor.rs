@@ -9,6 +9,7 @@
 //! - each outcome is recorded (state, then journal) as soon as it is known, so a crash loses
 //!   nothing ([`crate::state::transition`]).
 
+pub mod backup;
 mod data_folder;
 mod http_probe;
 mod pull;

@@ -7,6 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod backups;
 pub mod content_files;
 pub mod runbook;
 pub mod transition;

@@ -1372,6 +1372,7 @@ async fn a_service_skipped_for_its_failed_dependency_keeps_the_tracked_files_it_
     );
 }
 
+mod backups;
 mod replicas;
 
 #[tokio::test(start_paused = true)]
