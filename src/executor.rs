@@ -16,6 +16,7 @@ mod pull;
 mod readiness;
 mod recover;
 mod replicas;
+pub mod restore;
 mod service;
 mod stack;
 mod stack_files;

@@ -22,6 +22,8 @@ pub enum Step {
     Remove,
     /// Its image could not be pulled; nothing was touched.
     Pull,
+    /// `reconciler restore` put a volume it mounts back as a backup had it.
+    Restore,
 }
 
 impl Step {
@@ -34,6 +36,7 @@ impl Step {
             Self::Scale => "scale",
             Self::Remove => "remove",
             Self::Pull => "pull",
+            Self::Restore => "restore",
         }
     }
 }

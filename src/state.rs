@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 pub mod backups;
 pub mod content_files;
 pub mod runbook;
+pub mod stack_lock;
 pub mod transition;
 
 #[derive(Debug, thiserror::Error)]
