@@ -24,6 +24,8 @@ pub enum Step {
     Pull,
     /// `reconciler restore` put a volume it mounts back as a backup had it.
     Restore,
+    /// Its volumes were copied before its container was replaced (`x-reconciler.backup`).
+    Backup,
 }
 
 impl Step {
@@ -37,6 +39,7 @@ impl Step {
             Self::Remove => "remove",
             Self::Pull => "pull",
             Self::Restore => "restore",
+            Self::Backup => "backup",
         }
     }
 }

@@ -8,8 +8,9 @@ use crate::desired::{Service, Stack};
 use crate::engine::{Engine, HolderRequest, HOLDER_PATH};
 use crate::logging::Who;
 use crate::observed::{Observed, ObservedContainer};
+use crate::outcome::Step;
 use crate::state::runbook::{Activity, ActivityKind, RunbookCounter};
-use crate::state::StateDir;
+use crate::state::{now_rfc3339, JournalEntry, JournalResult, StateDir};
 use std::path::PathBuf;
 
 /// The name of the holder of a stack's volume: one at a time per volume.
@@ -127,6 +128,39 @@ pub fn engine_name_file(state_dir: &StateDir, stack: &str, key: &str) -> PathBuf
 }
 
 impl<E: Engine> Executor<'_, E> {
+    /// A `backup` entry: the journal is where a skipped update's reason stays.
+    fn journal_backup(
+        &self,
+        stack: &Stack,
+        service: &Service,
+        key: &str,
+        result: &Result<PathBuf, String>,
+        started: std::time::Instant,
+    ) {
+        let entry = JournalEntry {
+            at: now_rfc3339(),
+            revision: stack.revision.clone(),
+            stack: stack.name.clone(),
+            service: service.name.clone(),
+            action: Step::Backup,
+            from: None,
+            to: result.as_ref().ok().and_then(|p| {
+                p.file_name()
+                    .map(|n| format!("{key}@{}", n.to_string_lossy().trim_end_matches(".tar.gz")))
+            }),
+            result: match result {
+                Ok(_) => JournalResult::Ok,
+                Err(_) => JournalResult::Failed,
+            },
+            duration_ms: started.elapsed().as_millis() as u64,
+            reason: result.as_ref().err().cloned(),
+            log_tail: vec![],
+        };
+        if let Err(e) = self.state_dir.append_journal(&entry) {
+            tracing::warn!("cannot journal the backup: {e}");
+        }
+    }
+
     /// Copy the volumes `x-reconciler.backup` names before the service's container is
     /// replaced. `Ok(Err(reason))`: a backup failed and the update must not go on (nothing was
     /// touched); the next pass tries again.
@@ -169,7 +203,9 @@ impl<E: Engine> Executor<'_, E> {
                 pause,
                 suffix: "",
             };
+            let started = std::time::Instant::now();
             let result = copy_volume(self.engine, self.state_dir, &copy).await;
+            self.journal_backup(stack, service, key, &result, started);
             if let Err(e) = self
                 .state_dir
                 .set_activity(&stack.name, &service.name, None)
