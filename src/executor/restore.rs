@@ -77,7 +77,22 @@ pub fn pick_backup(
     })
 }
 
+/// Restore, counted on `/metrics` whatever the result (a refusal is a failed restore).
 pub async fn restore<E: Engine>(
+    engine: &E,
+    state_dir: &StateDir,
+    request: &RestoreRequest<'_>,
+) -> Result<Restored, RestoreError> {
+    let result = attempt(engine, state_dir, request).await;
+    let counter = match &result {
+        Ok(Restored::Healthy { .. }) => RunbookCounter::RestoreOk,
+        _ => RunbookCounter::RestoreFailed,
+    };
+    state_dir.count(counter);
+    result
+}
+
+async fn attempt<E: Engine>(
     engine: &E,
     state_dir: &StateDir,
     request: &RestoreRequest<'_>,
@@ -106,11 +121,6 @@ pub async fn restore<E: Engine>(
             tracing::error!("cannot resume stack {stack}; run `reconciler resume {stack}`: {e}");
         }
     }
-    let counter = match &result {
-        Ok(Restored::Healthy { .. }) => RunbookCounter::RestoreOk,
-        _ => RunbookCounter::RestoreFailed,
-    };
-    state_dir.count(counter);
     result
 }
 

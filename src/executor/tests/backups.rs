@@ -248,3 +248,109 @@ async fn a_pause_the_engine_refuses_ends_the_backup_with_everything_unpaused_and
     assert_eq!(host.engine.container("shop-db-1").unwrap().image, DB_V1);
     assert!(host.state_dir().backups(None).is_empty());
 }
+
+async fn restore(host: &Host) -> Result<super::super::restore::Restored, String> {
+    let request = super::super::restore::RestoreRequest {
+        stack: "shop",
+        volume: "data",
+        backup: None,
+        timeout: Duration::from_secs(60),
+    };
+    super::super::restore::restore(&host.engine, &host.state_dir(), &request)
+        .await
+        .map_err(|e| e.0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn restore_saves_the_current_content_empties_the_folder_writes_the_backup_and_starts_the_users(
+) {
+    let host = Host::new();
+    running_shop(&host, 1, 5).await;
+    host.engine.publish(DB_V2, healthy_after(2));
+    host.pass(&host.desired("shop", &shop(DB_V2, 1, 5)))
+        .await
+        .unwrap();
+    host.engine
+        .set_volume_content("shop_data", b"changed since");
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(folder.path().join("sub/deeper")).unwrap();
+    std::fs::write(folder.path().join("added.txt"), b"new").unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("keep.txt"), b"not the volume's").unwrap();
+    std::os::unix::fs::symlink(outside.path(), folder.path().join("link")).unwrap();
+    host.engine.set_volume_path("shop_data", folder.path());
+    host.engine.clear_calls();
+
+    let restored = restore(&host).await.unwrap();
+
+    assert!(
+        matches!(restored, super::super::restore::Restored::Healthy { .. }),
+        "{restored:?}"
+    );
+    assert_eq!(host.engine.volume_content("shop_data"), b"the data at v1");
+    assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), 0);
+    assert!(
+        outside.path().join("keep.txt").exists(),
+        "a link is removed, never followed"
+    );
+    let backups = host.state_dir().backups(None);
+    let saved: Vec<_> = backups.iter().filter(|b| b.before_restore()).collect();
+    assert_eq!(saved.len(), 1, "{backups:#?}");
+    let mut copied = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&saved[0].file).unwrap()),
+        &mut copied,
+    )
+    .unwrap();
+    assert_eq!(copied, b"changed since");
+    for name in ["shop-db-1", "shop-writer-1", "shop-reader-1"] {
+        assert_eq!(
+            host.engine.container(name).unwrap().state,
+            "running",
+            "{name}"
+        );
+    }
+    let calls = host.engine.calls();
+    assert!(calls.iter().any(|c| c.starts_with("stop")), "{calls:#?}");
+    nothing_paused_and_no_holder(&host);
+    assert!(host.state_dir().suspended().is_empty(), "resumed");
+    assert!(host.state_dir().activities().is_empty());
+    assert_eq!(
+        host.state_dir().counters()[RunbookCounter::RestoreOk.key()],
+        1
+    );
+    let restores: Vec<_> = host
+        .journal()
+        .into_iter()
+        .filter(|e| e.action.as_str() == "restore")
+        .collect();
+    assert_eq!(
+        restores.len(),
+        3,
+        "one per service that mounts it: {restores:#?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn restore_refuses_a_volume_it_cannot_empty_on_this_host_and_changes_nothing() {
+    let host = Host::new();
+    running_shop(&host, 1, 5).await;
+    host.engine.publish(DB_V2, healthy_after(2));
+    host.pass(&host.desired("shop", &shop(DB_V2, 1, 5)))
+        .await
+        .unwrap();
+    host.engine
+        .set_volume_content("shop_data", b"changed since");
+    host.engine.clear_calls();
+
+    let refused = restore(&host).await.unwrap_err();
+
+    assert!(refused.contains("not a plain local volume"), "{refused}");
+    assert!(touches(&host.engine.timed_calls()).is_empty());
+    assert_eq!(host.engine.volume_content("shop_data"), b"changed since");
+    assert!(host.state_dir().suspended().is_empty());
+    assert_eq!(
+        host.state_dir().counters()[RunbookCounter::RestoreFailed.key()],
+        1
+    );
+}
