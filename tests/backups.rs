@@ -113,10 +113,10 @@ fn an_update_backs_up_the_volume_and_restore_puts_back_exactly_its_content_while
             .any(|e| e["action"] == "restore" && e["result"] == "ok"),
         "{journal:?}"
     );
-    let suspended = env.reconciler(&["status", "-o", "json"]);
+    let status = env.reconciler(&["status", "-o", "json"]);
     assert!(
-        !suspended.stdout.contains("\"suspended\": true"),
-        "{suspended}"
+        status.stdout.contains("\"sync\": \"Synced\""),
+        "resumed: {status}"
     );
     // The loop kept going and left the restored service as it is.
     std::thread::sleep(std::time::Duration::from_secs(3));
