@@ -354,3 +354,28 @@ async fn restore_refuses_a_volume_it_cannot_empty_on_this_host_and_changes_nothi
         1
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pass_leaves_a_stack_alone_while_a_restore_holds_it_and_updates_it_after() {
+    let host = Host::new();
+    running_shop(&host, 1, 5).await;
+    let db = host.id("shop-db-1");
+    host.engine.publish(DB_V2, healthy_after(2));
+    host.engine.stop_container(&db, None).await.unwrap();
+    let desired = host.desired("shop", &shop(DB_V2, 1, 5));
+    let held = host.state_dir().try_lock_stack("shop").unwrap().unwrap();
+    host.engine.clear_calls();
+
+    host.pass(&desired).await.unwrap();
+
+    assert!(
+        touches(&host.engine.timed_calls()).is_empty(),
+        "{:#?}",
+        host.engine.calls()
+    );
+    assert_eq!(host.engine.container("shop-db-1").unwrap().state, "exited");
+    drop(held);
+    host.pass(&desired).await.unwrap();
+    let now = host.engine.container("shop-db-1").unwrap();
+    assert_eq!((now.image.as_str(), now.state.as_str()), (DB_V2, "running"));
+}
