@@ -219,6 +219,24 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Volume backups in the state dir: stack, volume, time, size, file. No --repo needed.
+    Backups {
+        stack: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Put a volume back as a backup had it (default: the newest taken before an update),
+    /// saving what it holds first. Exit 0 restored and healthy, 1 restored but not healthy,
+    /// 2 error.
+    Restore {
+        stack: String,
+        volume: String,
+        /// A backup's name as `reconciler backups` lists it.
+        backup: Option<String>,
+        /// How long to wait for a pass on the stack to end, and for health once started.
+        #[arg(long, default_value = "2m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// The journal, newest first.
     History {
         #[arg(long)]

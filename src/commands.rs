@@ -532,6 +532,81 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
+pub fn backups(host: &Host, stack: Option<&str>, output: Output) -> Result<i32> {
+    if let Some(stack) = stack {
+        check_stack_name(stack)?;
+    }
+    let backups = host.state_dir.backups(stack);
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&backups)?);
+        return Ok(EXIT_OK);
+    }
+    if backups.is_empty() {
+        println!("no backups in {}", host.state_dir.backups_dir().display());
+        return Ok(EXIT_OK);
+    }
+    let rows: Vec<Vec<String>> = backups
+        .iter()
+        .map(|b| {
+            vec![
+                b.stack.clone(),
+                b.volume.clone(),
+                b.time.clone(),
+                b.size.to_string(),
+                b.name.clone(),
+                b.file.display().to_string(),
+            ]
+        })
+        .collect();
+    print_table(
+        &["STACK", "VOLUME", "TIME", "SIZE", "BACKUP", "FILE"].map(String::from),
+        &rows,
+    );
+    Ok(EXIT_OK)
+}
+
+pub async fn restore(
+    host: &Host,
+    stack: &str,
+    volume: &str,
+    backup: Option<&str>,
+    timeout: std::time::Duration,
+) -> Result<i32> {
+    use crate::executor::restore::{restore, RestoreRequest, Restored};
+    check_stack_name(stack)?;
+    check_stack_name(volume)?;
+    let engine = engine(host)?;
+    let request = RestoreRequest {
+        stack,
+        volume,
+        backup,
+        timeout,
+    };
+    match restore(&engine, &host.state_dir, &request).await {
+        Ok(Restored::Healthy { backup, saved }) => {
+            println!(
+                "{stack}/{volume}: restored from {} and healthy; what it held before is in {}",
+                backup.name,
+                saved.display()
+            );
+            Ok(EXIT_OK)
+        }
+        Ok(Restored::NotHealthy {
+            backup,
+            saved,
+            reason,
+        }) => {
+            println!(
+                "{stack}/{volume}: restored from {} but not healthy: {reason}; what it held before is in {}",
+                backup.name,
+                saved.display()
+            );
+            Ok(EXIT_DRIFT_OR_FAILED)
+        }
+        Err(e) => bail!("restore of {stack}/{volume}: {e}"),
+    }
+}
+
 pub fn history(
     host: &Host,
     stack: Option<&str>,

@@ -10,6 +10,7 @@
 //! - each outcome is recorded (state, then journal) as soon as it is known, so a crash loses
 //!   nothing ([`crate::state::transition`]).
 
+pub mod backup;
 mod data_folder;
 mod http_probe;
 mod job;
@@ -17,6 +18,7 @@ mod pull;
 mod readiness;
 mod recover;
 mod replicas;
+pub mod restore;
 mod service;
 mod stack;
 mod stack_files;

@@ -87,6 +87,15 @@ fn main() {
             Command::Suspend { stack } => commands::suspend(&host, stack, true),
             Command::Resume { stack } => commands::suspend(&host, stack, false),
             Command::Status { output } => commands::status(&host, *output).await,
+            Command::Backups { stack, output } => {
+                commands::backups(&host, stack.as_deref(), *output)
+            }
+            Command::Restore {
+                stack,
+                volume,
+                backup,
+                timeout,
+            } => commands::restore(&host, stack, volume, backup.as_deref(), *timeout).await,
             Command::History {
                 stack,
                 service,

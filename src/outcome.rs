@@ -22,6 +22,10 @@ pub enum Step {
     Remove,
     /// Its image could not be pulled; nothing was touched.
     Pull,
+    /// `reconciler restore` put a volume it mounts back as a backup had it.
+    Restore,
+    /// Its volumes were copied before its container was replaced (`x-reconciler.backup`).
+    Backup,
 }
 
 impl Step {
@@ -34,6 +38,8 @@ impl Step {
             Self::Scale => "scale",
             Self::Remove => "remove",
             Self::Pull => "pull",
+            Self::Restore => "restore",
+            Self::Backup => "backup",
         }
     }
 }

@@ -7,9 +7,11 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod backups;
 pub mod content_files;
 pub mod jobs;
 pub mod runbook;
+pub mod stack_lock;
 pub mod transition;
 
 #[derive(Debug, thiserror::Error)]

@@ -172,6 +172,11 @@ pub enum DependsCondition {
     ServiceCompletedSuccessfully,
 }
 
+/// Backups kept per volume when `x-reconciler.backup_keep` is not given.
+pub const DEFAULT_BACKUP_KEEP: u32 = 5;
+/// The most `x-reconciler.backup_keep` may ask: each backup is a full copy on the host's disk.
+pub const MAX_BACKUP_KEEP: u32 = 100;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Service {
     pub name: String,
@@ -189,6 +194,13 @@ pub struct Service {
     /// service is switched. Not part of the spec: adding or editing it recreates nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pre_deploy: Option<PreDeploy>,
+    /// `x-reconciler.backup`: keys of the stack's top-level volumes copied to the state dir
+    /// before the service's container is replaced.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backup: Vec<String>,
+    /// `x-reconciler.backup_keep`: backups kept per volume.
+    #[serde(skip)]
+    pub backup_keep: u32,
     /// `deploy.replicas` or `scale`: containers `<project>-<service>-1` .. `-N` (0: none). Not
     /// part of the spec, so scaling never recreates a replica.
     #[serde(skip_serializing_if = "is_one")]
@@ -573,6 +585,8 @@ impl Service {
             min_ready: Duration::from_secs(5),
             http_probe: None,
             pre_deploy: None,
+            backup: Vec::new(),
+            backup_keep: DEFAULT_BACKUP_KEEP,
             replicas: 1,
             secret_env: BTreeSet::new(),
             secret_fields: BTreeSet::new(),

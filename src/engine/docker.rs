@@ -1,11 +1,12 @@
 //! The Docker Engine through bollard. Thin: translate our types to API calls and API errors to
 //! [`EngineError`]; every decision lives in the planner and executor.
 
+mod archive;
 mod runtime_options;
 
 use super::{
-    ContainerStatus, CreateRequest, Engine, EngineError, FreeDisk, ImageInfo, ImageRemoval,
-    LocalImage, OneOffContainer, PullProgress, Result,
+    ContainerStatus, CreateRequest, Engine, EngineError, FreeDisk, HolderRequest, ImageInfo,
+    ImageRemoval, LocalImage, OneOffContainer, PullProgress, Result,
 };
 use crate::desired::{
     FileMount, FileSource, IpamPool, MountKind, MountSpec, NetworkDef, VolumeDef,
@@ -623,6 +624,40 @@ impl Engine for DockerEngine {
         }
         let path = std::path::PathBuf::from(root);
         Ok(crate::config::free_bytes(&path).map(|bytes| FreeDisk { path, bytes }))
+    }
+
+    async fn create_holder(&self, request: &HolderRequest) -> Result<String> {
+        self.holder(request).await
+    }
+
+    async fn download_archive(
+        &self,
+        id: &str,
+        path: &str,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64> {
+        self.download(id, path, sink).await
+    }
+
+    async fn upload_archive(
+        &self,
+        id: &str,
+        path: &str,
+        source: Box<dyn std::io::Read + Send>,
+    ) -> Result<()> {
+        self.upload(id, path, source).await
+    }
+
+    async fn pause_container(&self, id: &str) -> Result<()> {
+        self.pause(id).await
+    }
+
+    async fn unpause_container(&self, id: &str) -> Result<()> {
+        self.unpause(id).await
+    }
+
+    async fn local_volume_path(&self, name: &str) -> Result<Option<std::path::PathBuf>> {
+        self.volume_path(name).await
     }
 }
 

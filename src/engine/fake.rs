@@ -5,14 +5,15 @@
 //! `#[tokio::test(start_paused = true)]` waits minutes of virtual time in milliseconds.
 
 use super::{
-    ContainerStatus, CreateRequest, Engine, EngineError, FreeDisk, ImageInfo, ImageRemoval,
-    LocalImage, OneOffContainer, PullProgress, Result,
+    ContainerStatus, CreateRequest, Engine, EngineError, FreeDisk, HolderRequest, ImageInfo,
+    ImageRemoval, LocalImage, OneOffContainer, PullProgress, Result, HOLDER_PATH,
 };
 use crate::desired::{MountKind, NetworkDef, VolumeDef};
 use crate::labels;
 use crate::observed::{Health, ObservedContainer, ObservedNetwork, ObservedVolume};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -96,6 +97,7 @@ pub struct ContainerView {
     /// Engine names of the named volumes it mounts.
     pub volumes: Vec<String>,
     pub command: Option<Vec<String>>,
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +121,9 @@ struct Container {
     command: Option<Vec<String>>,
     lifecycle: Lifecycle,
     last_started: Option<Instant>,
+    paused: bool,
+    /// A holder that mounts its volume read-only.
+    read_only: bool,
 }
 
 /// What a container is at one instant, after its behaviour has played out.
@@ -152,6 +157,10 @@ struct World {
     networks: BTreeMap<String, ObservedNetwork>,
     volumes: BTreeMap<String, ObservedVolume>,
     free_disk: Option<FreeDisk>,
+    /// What each volume holds, as the tar the archive endpoint gives of it.
+    volume_content: BTreeMap<String, Vec<u8>>,
+    /// Host folders of volumes, as a local engine shows them.
+    volume_paths: BTreeMap<String, std::path::PathBuf>,
     failures: Vec<Injected>,
     calls: Vec<Call>,
     next_id: u32,
@@ -244,6 +253,28 @@ impl FakeEngine {
         self.world()
             .pull_delays
             .insert(reference.to_string(), delay);
+    }
+
+    /// What the archive endpoint gives for `volume` (its tar, as far as tests care).
+    pub fn set_volume_content(&self, volume: &str, content: &[u8]) {
+        self.world()
+            .volume_content
+            .insert(volume.to_string(), content.to_vec());
+    }
+
+    pub fn volume_content(&self, volume: &str) -> Vec<u8> {
+        self.world()
+            .volume_content
+            .get(volume)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Make `volume` a plain local volume whose folder is `path` on this host.
+    pub fn set_volume_path(&self, volume: &str, path: &std::path::Path) {
+        self.world()
+            .volume_paths
+            .insert(volume.to_string(), path.to_path_buf());
     }
 
     /// Free bytes on the engine's data root (`/var/lib/docker`); `None`: it cannot be told.
@@ -472,6 +503,7 @@ impl World {
             health: state.health.map(str::to_string),
             volumes: c.volumes.clone(),
             command: c.command.clone(),
+            paused: c.paused,
         }
     }
 
@@ -884,6 +916,8 @@ impl Engine for FakeEngine {
             command: request.spec.command.clone(),
             lifecycle: Lifecycle::Created,
             last_started: None,
+            paused: false,
+            read_only: false,
         });
         Ok(id)
     }
@@ -979,6 +1013,157 @@ impl Engine for FakeEngine {
     async fn free_disk(&self) -> Result<Option<FreeDisk>> {
         self.enter("free-disk", "")?;
         Ok(self.world().free_disk.clone())
+    }
+
+    async fn create_holder(&self, request: &HolderRequest) -> Result<String> {
+        self.enter("create-holder", &request.name)?;
+        let mut w = self.world();
+        let call = |message: String| EngineError::Call {
+            call: "create container",
+            target: request.name.clone(),
+            message,
+        };
+        if let Some(other) = w.name_taken(&request.name, None) {
+            return Err(call(format!(
+                "Conflict. The container name \"/{}\" is already in use by container \"{}\"",
+                request.name, other.id
+            )));
+        }
+        let image = w
+            .local_image(&request.image)
+            .map(|(_, i)| i.clone())
+            .ok_or_else(|| call(format!("No such image: {}", request.image)))?;
+        w.next_id += 1;
+        let id = format!("ctr{:04}", w.next_id);
+        w.containers.push(Container {
+            id: id.clone(),
+            name: request.name.clone(),
+            project: request.project.clone(),
+            service: request.service.clone(),
+            image: request.image.clone(),
+            image_id: image.id,
+            labels: BTreeMap::from([
+                (labels::PROJECT.to_string(), request.project.clone()),
+                (labels::SERVICE.to_string(), request.service.clone()),
+                (labels::ONEOFF.to_string(), "True".to_string()),
+                (
+                    labels::ONEOFF_ROLE.to_string(),
+                    labels::ONEOFF_VOLUME_HOLDER.to_string(),
+                ),
+            ]),
+            env: BTreeMap::new(),
+            volumes: vec![request.volume.clone()],
+            lifecycle: Lifecycle::Created,
+            last_started: None,
+            paused: false,
+            read_only: request.read_only,
+            command: None,
+        });
+        Ok(id)
+    }
+
+    async fn download_archive(
+        &self,
+        id: &str,
+        path: &str,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64> {
+        self.enter("download", id)?;
+        let content = {
+            let w = self.world();
+            let c = w
+                .containers
+                .iter()
+                .find(|c| c.id == id)
+                .ok_or_else(|| no_such_container("download archive", id))?;
+            match c.volumes.first() {
+                Some(volume) if path == HOLDER_PATH => {
+                    w.volume_content.get(volume).cloned().unwrap_or_default()
+                }
+                _ => Vec::new(),
+            }
+        };
+        sink.write_all(&content).map_err(|e| EngineError::Call {
+            call: "download archive",
+            target: id.to_string(),
+            message: format!("cannot write the copy: {e}"),
+        })?;
+        Ok(content.len() as u64)
+    }
+
+    async fn upload_archive(
+        &self,
+        id: &str,
+        path: &str,
+        mut source: Box<dyn std::io::Read + Send>,
+    ) -> Result<()> {
+        self.enter("upload", id)?;
+        let mut content = Vec::new();
+        source
+            .read_to_end(&mut content)
+            .map_err(|e| EngineError::Call {
+                call: "upload archive",
+                target: id.to_string(),
+                message: e.to_string(),
+            })?;
+        let mut w = self.world();
+        let c = w.container_mut("upload archive", id)?;
+        let call = |message: &str| EngineError::Call {
+            call: "upload archive",
+            target: id.to_string(),
+            message: message.to_string(),
+        };
+        if c.read_only {
+            return Err(call("container rootfs is marked read-only"));
+        }
+        let volume = c.volumes.first().cloned().filter(|_| path == "/");
+        let volume = volume.ok_or_else(|| call("not a holder's volume"))?;
+        w.volume_content.insert(volume, content);
+        Ok(())
+    }
+
+    async fn pause_container(&self, id: &str) -> Result<()> {
+        self.enter("pause", id)?;
+        let now = Instant::now();
+        let mut w = self.world();
+        let running = {
+            let c = w
+                .containers
+                .iter()
+                .find(|c| c.id == id || c.name == id)
+                .ok_or_else(|| no_such_container("pause container", id))?;
+            w.now(c, now).running
+        };
+        let c = w.container_mut("pause container", id)?;
+        if !running {
+            return Err(EngineError::Call {
+                call: "pause container",
+                target: id.to_string(),
+                message: format!("Container {id} is not running"),
+            });
+        }
+        c.paused = true;
+        Ok(())
+    }
+
+    async fn unpause_container(&self, id: &str) -> Result<()> {
+        self.enter("unpause", id)?;
+        let mut w = self.world();
+        let c = w.container_mut("unpause container", id)?;
+        if !c.paused {
+            return Err(EngineError::Call {
+                call: "unpause container",
+                target: id.to_string(),
+                message: format!("Container {id} is not paused"),
+            });
+        }
+        c.paused = false;
+        Ok(())
+    }
+
+    async fn local_volume_path(&self, name: &str) -> Result<Option<std::path::PathBuf>> {
+        self.enter("volume-path", name)?;
+        Ok(self.world().volume_paths.get(name).cloned())
     }
 }
 

@@ -140,6 +140,25 @@ pub struct FreeDisk {
     pub bytes: u64,
 }
 
+/// Where a volume holder mounts its volume.
+pub const HOLDER_PATH: &str = "/reconciler-volume";
+
+/// A container created (never started) only so the engine's archive endpoint reaches a volume:
+/// labelled a Compose one-off of the stack with role
+/// [`labels::ONEOFF_VOLUME_HOLDER`](crate::labels::ONEOFF_VOLUME_HOLDER), no network, the
+/// volume at [`HOLDER_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HolderRequest {
+    pub name: String,
+    pub project: String,
+    pub service: String,
+    /// A local image (the service's): nothing is pulled for a holder.
+    pub image: String,
+    /// Engine name of the volume.
+    pub volume: String,
+    pub read_only: bool,
+}
+
 /// Pull progress, as the engine streams it.
 #[derive(Debug, Clone)]
 pub struct PullProgress {
@@ -197,4 +216,25 @@ pub trait Engine {
     /// Free space where the engine keeps its data (images, containers), when it can be told:
     /// a remote engine's disk is not this host's to measure.
     async fn free_disk(&self) -> Result<Option<FreeDisk>>;
+    async fn create_holder(&self, request: &HolderRequest) -> Result<String>;
+    /// The tar of `path` in container `id` (GET /containers/{id}/archive), chunk by chunk into
+    /// `sink`, so memory stays bounded. A sink error ends the copy with that error's message.
+    async fn download_archive(
+        &self,
+        id: &str,
+        path: &str,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64>;
+    /// Extract the tar read from `source` at `path` in container `id` (PUT archive), streamed.
+    async fn upload_archive(
+        &self,
+        id: &str,
+        path: &str,
+        source: Box<dyn std::io::Read + Send>,
+    ) -> Result<()>;
+    async fn pause_container(&self, id: &str) -> Result<()>;
+    async fn unpause_container(&self, id: &str) -> Result<()>;
+    /// The host folder of a volume of the local driver without options when the engine runs on
+    /// this host (unix socket); `None` when it is elsewhere or not a plain local volume.
+    async fn local_volume_path(&self, name: &str) -> Result<Option<PathBuf>>;
 }

@@ -116,7 +116,14 @@ impl<E: Engine> Executor<'_, E> {
     /// A one-off container outlives its step only when the process doing the step died; a
     /// stack being restored by hand is suspended, so it is not in `desired` here.
     async fn remove_leftover_oneoffs(&self, desired: &Desired) -> Result<bool, ExecError> {
-        let projects: Vec<String> = desired.stacks.iter().map(|s| s.name.clone()).collect();
+        // Read again: `reconciler restore` may have suspended a stack since the pass began.
+        let suspended = self.state_dir.suspended();
+        let projects: Vec<String> = desired
+            .stacks
+            .iter()
+            .map(|s| s.name.clone())
+            .filter(|name| !suspended.contains(name))
+            .collect();
         let leftovers = self.engine.list_oneoffs(&projects).await?;
         for leftover in &leftovers {
             let who = Who::new(&leftover.project, &leftover.service, "");

@@ -58,7 +58,14 @@ impl<E: Engine> Executor<'_, E> {
         }
         let service = &stack.services[&sp.service];
         let mut step = super::stack::step_of(sp.action);
-        let job = match self.wait_dependencies(stack, service, observed).await? {
+        let ready = match self.wait_dependencies(stack, service, observed).await? {
+            // Before a container is replaced (once for all replicas), never on create or start.
+            Ok(()) if replaces_a_container(stack, sp, observed) => {
+                self.backup_before_update(stack, service, observed).await?
+            }
+            other => other,
+        };
+        let job = match ready {
             Err(reason) => {
                 crate::progress!(who, "skipped: {reason}");
                 return Ok(outcome(
@@ -529,6 +536,16 @@ impl<E: Engine> Executor<'_, E> {
         });
         Ok(last.is_some_and(|e| e.from.as_deref() == Some(service.spec.image.as_str())))
     }
+}
+
+/// An update of the service's container, or of one of its replicas.
+fn replaces_a_container(stack: &Stack, sp: &ServicePlan, observed: &Observed) -> bool {
+    if sp.replicas.is_empty() {
+        return sp.action == Action::Update && observed.primary(&stack.name, &sp.service).is_some();
+    }
+    sp.replicas
+        .iter()
+        .any(|r| r.action == Action::Update && observed.named(&stack.name, &r.container).is_some())
 }
 
 fn skipped(reason: String) -> ServiceResult {

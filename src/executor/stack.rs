@@ -39,6 +39,16 @@ impl<E: Engine> Executor<'_, E> {
         if work.is_empty() {
             return recorder.finish_stack(&stack.name, &stack.revision, !failed_before);
         }
+        // `reconciler restore` holds the stack (and suspends it, which a pass that read the
+        // suspended list before it did has not seen): its containers are left to it.
+        let Some(_held) = self.state_dir.try_lock_stack(&stack.name)? else {
+            tracing::warn!(stack = %stack.name, "a volume of this stack is being restored; left for a later pass");
+            return Ok(());
+        };
+        if self.state_dir.suspended().contains(&stack.name) {
+            tracing::info!(stack = %stack.name, "suspended meanwhile; left alone");
+            return Ok(());
+        }
         let digests = match self.pull_stack(stack, &work).await? {
             Ok(digests) => digests,
             Err(pull_failure) => {

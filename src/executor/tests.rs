@@ -1382,6 +1382,8 @@ async fn a_service_skipped_for_its_failed_dependency_keeps_the_tracked_files_it_
 }
 
 mod pre_deploy;
+
+mod backups;
 mod replicas;
 mod window;
 

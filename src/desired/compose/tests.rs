@@ -1257,6 +1257,38 @@ fn pre_deploy_refuses_unknown_keys_bad_types_an_empty_command_and_unbounded_time
     assert!(p.message.contains("too long"), "{p}");
 }
 
+#[test]
+fn x_reconciler_backup_takes_stack_volumes_and_refuses_others_with_their_line() {
+    let text = "services:\n  db:\n    image: db:1\n    volumes: [data:/data]\n    x-reconciler:\n      backup: [data]\n      backup_keep: 3\nvolumes:\n  data: {}\n";
+    let parts = parts(text);
+    assert_eq!(parts.services["db"].backup, vec!["data".to_string()]);
+    assert_eq!(parts.services["db"].backup_keep, 3);
+    assert_eq!(
+        service(&web("image: db:1")).backup_keep,
+        crate::desired::model::DEFAULT_BACKUP_KEEP
+    );
+
+    let text = "services:\n  db:\n    image: db:1\n    x-reconciler:\n      backup: [data, cache, ext, nope]\n      backup_keep: 0\nvolumes:\n  data: {}\n  cache:\n    driver_opts: {type: tmpfs, device: tmpfs}\n  ext:\n    external: true\n";
+    let problems = problems(text);
+    let found: Vec<(&str, usize)> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        found,
+        vec![
+            ("services.db.x-reconciler.backup[1]", 5),
+            ("services.db.x-reconciler.backup[2]", 5),
+            ("services.db.x-reconciler.backup[3]", 5),
+            ("services.db.x-reconciler.backup_keep", 6),
+        ],
+        "{problems:#?}"
+    );
+    assert!(problems[0].message.contains("tmpfs"), "{problems:#?}");
+    assert!(problems[1].message.contains("external"), "{problems:#?}");
+    assert!(
+        problems[2].message.contains("not a volume"),
+        "{problems:#?}"
+    );
+}
+
 // ---- top level, x-*, anchors ----------------------------------------------------------------
 
 #[test]

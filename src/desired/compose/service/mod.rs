@@ -56,7 +56,7 @@ impl Cx<'_> {
                 .collect(),
             ..Service::new(name, container.spec)
         };
-        self.ordering_and_rollout(node, &path, &mut service);
+        self.ordering_and_rollout(node, &path, &mut service, volumes);
         self.finish_service(node, &path, &mut service);
         self.check_resource_conflicts(node, &path, &service.spec);
         (self.problems_kept() == before).then_some(service)
@@ -330,7 +330,13 @@ impl Cx<'_> {
     }
 
     /// `depends_on`, `deploy` and `x-reconciler`: when and how the service is started and replaced.
-    fn ordering_and_rollout(&mut self, node: &Node, path: &str, service: &mut Service) {
+    fn ordering_and_rollout(
+        &mut self,
+        node: &Node,
+        path: &str,
+        service: &mut Service,
+        volumes: &BTreeMap<String, VolumeDef>,
+    ) {
         let key = |k: &str| join(path, k);
         if let Some(n) = node.get("depends_on") {
             service.depends_on = self.depends_on(n, &key("depends_on"));
@@ -339,7 +345,7 @@ impl Cx<'_> {
             self.deploy(n, &key("deploy"), service);
         }
         if let Some(n) = node.get("x-reconciler") {
-            self.x_reconciler(n, &key("x-reconciler"), service);
+            self.x_reconciler(n, &key("x-reconciler"), service, volumes);
         }
         self.replicas(node, path, service);
     }

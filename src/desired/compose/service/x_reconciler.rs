@@ -1,21 +1,52 @@
 //! A service's `x-reconciler:` settings for replacing it (`health_timeout`, `min_ready`), its
-//! `http_probe`, which may reach only the service's own port on loopback, and its `pre_deploy`
-//! job.
+//! `http_probe`, which may reach only the service's own port on loopback, its `pre_deploy` job,
+//! and the volumes it backs up before its container is replaced (`backup`, `backup_keep`).
 
 use crate::desired::compose::{join, Cx};
-use crate::desired::model::{PortSpec, PreDeploy, Service};
+use crate::desired::model::{
+    PortSpec, PreDeploy, Service, VolumeDef, VolumeMount, MAX_BACKUP_KEEP,
+};
 use crate::desired::yaml::Node;
+use std::collections::BTreeMap;
 
 impl Cx<'_> {
-    pub(super) fn x_reconciler(&mut self, node: &Node, key: &str, service: &mut Service) {
+    pub(super) fn x_reconciler(
+        &mut self,
+        node: &Node,
+        key: &str,
+        service: &mut Service,
+        volumes: &BTreeMap<String, VolumeDef>,
+    ) {
         let Some(entries) = self.map(node, key) else {
             return;
         };
         self.check_keys(
             entries,
             key,
-            &["health_timeout", "min_ready", "http_probe", "pre_deploy"],
+            &[
+                "health_timeout",
+                "min_ready",
+                "http_probe",
+                "backup",
+                "backup_keep",
+                "pre_deploy",
+            ],
         );
+        if let Some(n) = node.get("backup") {
+            service.backup = self.backup_volumes(n, &join(key, "backup"), volumes);
+        }
+        if let Some(n) = node.get("backup_keep") {
+            let k = join(key, "backup_keep");
+            match self.integer::<u32>(n, &k) {
+                Some(keep) if (1..=MAX_BACKUP_KEEP).contains(&keep) => service.backup_keep = keep,
+                Some(keep) => self.problem(
+                    n,
+                    &k,
+                    format!("backup_keep must be 1 to {MAX_BACKUP_KEEP}, found {keep}"),
+                ),
+                None => {}
+            }
+        }
         if let Some(n) = node.get("health_timeout") {
             if let Some(d) = self.duration(n, &join(key, "health_timeout")) {
                 service.health_timeout = d;
@@ -99,6 +130,46 @@ fn command_refusal(words: &[String]) -> Option<String> {
         ))
     } else {
         None
+    }
+}
+
+impl Cx<'_> {
+    /// Keys of the stack's `volumes:` whose data is on the host to copy: a tmpfs volume holds
+    /// nothing once stopped, and an external one is not the stack's to put back.
+    fn backup_volumes(
+        &mut self,
+        node: &Node,
+        key: &str,
+        volumes: &BTreeMap<String, VolumeDef>,
+    ) -> Vec<String> {
+        let mut kept = Vec::new();
+        for (item, k, name) in self.located_strings(node, key, "a list of volume names") {
+            let refusal = match volumes.get(&name) {
+                None => Some(format!(
+                    "'{name}' is not a volume of this stack's top-level `volumes:`"
+                )),
+                Some(v) if v.external => Some(format!(
+                    "'{name}' is external: it is not this stack's to back up and restore"
+                )),
+                Some(v) if v.driver.as_deref().is_some_and(|d| d != "local") => Some(format!(
+                    "'{name}' uses the volume driver '{}': only local volumes are backed up",
+                    v.driver.as_deref().unwrap_or_default()
+                )),
+                Some(v) if v.driver_opts.get("type").is_some_and(|t| t == "tmpfs") => Some(
+                    format!("'{name}' is a tmpfs: it holds no data to copy once stopped"),
+                ),
+                Some(v) if !matches!(v.host_mount(), VolumeMount::Nothing) => Some(format!(
+                    "'{name}' mounts a host path or filesystem: back that up where it lives"
+                )),
+                Some(_) if kept.contains(&name) => Some(format!("'{name}' is listed twice")),
+                Some(_) => None,
+            };
+            match refusal {
+                Some(why) => self.problem(item, &k, why),
+                None => kept.push(name),
+            }
+        }
+        kept
     }
 }
 
