@@ -529,6 +529,25 @@ pub async fn status(host: &Host, output: Output) -> Result<i32> {
         .map(|c| c.to_uppercase().replace('_', " "))
         .collect();
     print_table(&header, &table);
+    let last_backups = host.state_dir.last_backups();
+    if !last_backups.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = last_backups
+            .iter()
+            .map(|b| {
+                vec![
+                    b.stack.clone(),
+                    b.volume.clone(),
+                    b.time.clone(),
+                    b.name.clone(),
+                ]
+            })
+            .collect();
+        print_table(
+            &["STACK", "VOLUME", "LAST BACKUP", "NAME"].map(String::from),
+            &rows,
+        );
+    }
     Ok(EXIT_OK)
 }
 

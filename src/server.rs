@@ -117,6 +117,7 @@ async fn status(State(s): State<ServerState>) -> Response {
         "passes": st.passes(),
         "recent_passes": st.recent,
         "activities": s.state_dir.activities(),
+        "last_backups": s.state_dir.last_backups(),
     });
     axum::Json(body).into_response()
 }

@@ -147,6 +147,21 @@ impl StateDir {
         found
     }
 
+    /// The newest backup of each volume, by stack and volume: what `status` and `/status` show.
+    pub fn last_backups(&self) -> Vec<Backup> {
+        let mut newest: Vec<Backup> = Vec::new();
+        for backup in self.backups(None) {
+            match newest.last_mut() {
+                // Names are times, so within a volume the list is oldest first.
+                Some(last) if last.stack == backup.stack && last.volume == backup.volume => {
+                    *last = backup
+                }
+                _ => newest.push(backup),
+            }
+        }
+        newest
+    }
+
     /// Delete the oldest backups of a volume taken before updates beyond the newest `keep`;
     /// copies taken before a restore are a person's and stay. Returns what was deleted.
     pub fn prune_backups(&self, stack: &str, volume: &str, keep: usize) -> Vec<PathBuf> {
@@ -269,6 +284,33 @@ mod tests {
             vec![
                 "20261201T113000.000Z-before-restore",
                 "20261201T120000.000Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_last_backup_of_each_volume_is_its_newest_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::new(dir.path());
+        for (volume, name) in [
+            ("data", "20261201T100000.000Z"),
+            ("data", "20261201T120000.000Z"),
+            ("logs", "20261201T110000.000Z"),
+        ] {
+            let folder = state_dir.backups_dir().join("shop").join(volume);
+            fs::create_dir_all(&folder).unwrap();
+            fs::write(folder.join(format!("{name}.tar.gz")), b"x").unwrap();
+        }
+        let last: Vec<(String, String)> = state_dir
+            .last_backups()
+            .into_iter()
+            .map(|b| (b.volume, b.name))
+            .collect();
+        assert_eq!(
+            last,
+            [
+                ("data".to_string(), "20261201T120000.000Z".to_string()),
+                ("logs".to_string(), "20261201T110000.000Z".to_string())
             ]
         );
     }
