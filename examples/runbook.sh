@@ -46,7 +46,8 @@ page_has() { curl -fsS --max-time 2 "$PAGE" 2>/dev/null | grep -qF "$1"; }
 db_says() { docker exec notes-db-1 cat /var/lib/notes/schema 2>/dev/null | grep -qx "$1"; }
 commit() { git -C "$W/repo" add -A && git -C "$W/repo" commit -qm "$1"; }
 set_tag() { printf 'WEB_TAG=%s\n' "$1" >"$W/repo/notes/.env"; }
-history_has() { rc history --stack notes --service web | grep -qF "$1"; }
+# history_has TEXT: the journal of notes/web, with the failed containers' last log lines.
+history_has() { rc history --stack notes --service web -o json | grep -qF "$1"; }
 # failed_jobs: pre_deploy jobs that failed so far, as counted for /metrics in the state dir.
 failed_jobs() { grep -o '"job_failed":[0-9]*' "$STATE/counters.json" 2>/dev/null | cut -d: -f2; }
 failed_jobs_are() { [ "$(failed_jobs)" = "$1" ]; }
@@ -139,7 +140,7 @@ check "web v2 serves from it" page_has "schema 2"
 rc backups notes | sed 's/^/  | /'
 
 step "6. git revert the bad release"
-git -C "$W/repo" revert -q --no-edit HEAD
+git -C "$W/repo" revert --no-edit HEAD >/dev/null
 check "apply: nothing to change, web v2 is the desired version again (exit 0)" apply_is 0
 check "web v2 still serves on schema 2" page_has "schema 2"
 rc status | sed 's/^/  | /'

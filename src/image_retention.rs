@@ -93,17 +93,23 @@ pub fn removable(inputs: &Inputs<'_>) -> Vec<Removal> {
 fn references_run(journal: &[JournalEntry]) -> BTreeSet<String> {
     journal
         .iter()
-        .filter(|e| e.action != Step::Pull)
+        .filter(|e| ran_an_image(e.action))
         .flat_map(|e| e.from.iter().chain(e.to.iter()))
         .flat_map(|r| keys(r))
         .collect()
+}
+
+/// Whether an entry's `from`/`to` are images a container ran: a failed pull ran nothing, and a
+/// backup's or restore's name volumes (`data@<time>`), not images.
+fn ran_an_image(step: Step) -> bool {
+    !matches!(step, Step::Pull | Step::Backup | Step::Restore)
 }
 
 /// Per (stack, service), the `keep` newest distinct images its successful changes went to.
 pub fn last_good(journal: &[JournalEntry], keep: usize) -> BTreeSet<String> {
     let mut per_service: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
     for entry in journal.iter().rev() {
-        if entry.result != JournalResult::Ok {
+        if entry.result != JournalResult::Ok || !ran_an_image(entry.action) {
             continue;
         }
         let Some(to) = entry.to.as_deref() else {
@@ -302,6 +308,24 @@ mod tests {
             keep: 2,
         });
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_backup_or_restore_between_releases_takes_no_place_among_the_kept_images() {
+        let mut journal = three_releases();
+        let backup = |step| JournalEntry {
+            action: step,
+            from: None,
+            to: Some("data@20261201T120000.000Z".into()),
+            ..entry("web", step, None, V3, true)
+        };
+        journal.insert(2, backup(Step::Backup));
+        journal.push(backup(Step::Backup));
+        journal.push(backup(Step::Restore));
+        let good = last_good(&journal, 2);
+        assert!(good.iter().any(|k| k.ends_with("web:v3")), "{good:?}");
+        assert!(good.iter().any(|k| k.ends_with("web:v2")), "{good:?}");
+        assert!(!good.iter().any(|k| k.contains("data@")), "{good:?}");
     }
 
     #[test]
