@@ -118,6 +118,8 @@ check "apply converges (exit 0)" apply_is 0
 check "the database volume was backed up before web was replaced" backups_are 1
 check "the migration moved the database to schema 2" db_says 2
 check "the page shows web v2" page_has "notes web v2"
+check "notes-web:v1 stays on the host, so a revert needs no pull" \
+  docker image inspect "$REGISTRY/demo/notes-web:v1"
 rc backups notes | sed 's/^/  | /'
 
 step "4. v3: a migration that fails half-way"
