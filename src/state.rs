@@ -470,18 +470,23 @@ impl StateDir {
         self.root.join("run.lock")
     }
 
+    /// A lock file, made when missing and never truncated (it may say who holds it).
+    fn open_lock_file(&self, path: &Path) -> Result<fs::File, StateError> {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(self.io(path))
+    }
+
     /// Take the state dir for a command that changes things (`apply`, `run`). Fails at once,
     /// naming the holder, when another process has it: two writers would race on everything.
     pub fn lock(&self, kind: LockKind) -> Result<StateLock, StateError> {
         fs::create_dir_all(&self.root).map_err(self.io(&self.root))?;
         let path = self.lock_path();
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(self.io(&path))?;
+        let file = self.open_lock_file(&path)?;
         let in_use = |file: &fs::File| -> StateError {
             match lock_holder(file, WRITER_BYTE) {
                 Ok(Some(pid)) => StateError::InUse {

@@ -65,6 +65,22 @@ impl DockerEngine {
         Ok(Self { docker, endpoint })
     }
 
+    /// Every container, in any state, with the label (`key` or `key=value`) `filter`.
+    async fn containers_labelled(
+        &self,
+        filter: String,
+    ) -> Result<Vec<bollard::models::ContainerSummary>> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_string(), vec![filter])])),
+            ..Default::default()
+        };
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.error("list containers", "", e))
+    }
+
     /// Call `on_event(project)` whenever a Compose-labelled container stops, dies or is removed, so a
     /// hand-made change is healed at once rather than at the next interval. Reconnects (every
     /// 5 s) when the engine goes away; runs until the runtime stops.
@@ -205,23 +221,12 @@ impl Engine for DockerEngine {
         if projects.is_empty() {
             return Ok(Vec::new());
         }
-        let mut filters = HashMap::new();
         let label_filter = if projects.len() == 1 {
             format!("{}={}", labels::PROJECT, projects[0])
         } else {
             labels::PROJECT.to_string()
         };
-        filters.insert("label".to_string(), vec![label_filter]);
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
-        let summaries = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.error("list containers", "", e))?;
+        let summaries = self.containers_labelled(label_filter).await?;
         let mut out = Vec::new();
         for s in summaries {
             let labels: BTreeMap<String, String> =
@@ -237,12 +242,7 @@ impl Engine for DockerEngine {
             {
                 continue;
             }
-            let name = s
-                .names
-                .unwrap_or_default()
-                .first()
-                .map(|n| n.trim_start_matches('/').to_string())
-                .unwrap_or_default();
+            let name = first_name(s.names);
             out.push(ObservedContainer {
                 id: s.id.unwrap_or_default(),
                 service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
@@ -263,17 +263,9 @@ impl Engine for DockerEngine {
         if projects.is_empty() {
             return Ok(Vec::new());
         }
-        let filters = HashMap::from([("label".to_string(), vec![labels::ONEOFF_ROLE.to_string()])]);
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
         let summaries = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.error("list containers", "", e))?;
+            .containers_labelled(labels::ONEOFF_ROLE.to_string())
+            .await?;
         let mut out: Vec<OneOffContainer> = summaries
             .into_iter()
             .filter_map(|s| {
@@ -281,12 +273,7 @@ impl Engine for DockerEngine {
                 let project = labels.get(labels::PROJECT)?.clone();
                 projects.contains(&project).then(|| OneOffContainer {
                     id: s.id.unwrap_or_default(),
-                    name: s
-                        .names
-                        .unwrap_or_default()
-                        .first()
-                        .map(|n| n.trim_start_matches('/').to_string())
-                        .unwrap_or_default(),
+                    name: first_name(s.names),
                     project,
                     service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
                     role: labels.get(labels::ONEOFF_ROLE).cloned().unwrap_or_default(),
@@ -993,6 +980,15 @@ fn create_body(request: &CreateRequest) -> ContainerCreateBody {
         networking_config,
         ..Default::default()
     }
+}
+
+/// A container's name as a listing gives it (`/shop-web-1`), without the slash.
+fn first_name(names: Option<Vec<String>>) -> String {
+    names
+        .unwrap_or_default()
+        .first()
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -429,6 +429,24 @@ impl FakeEngine {
 }
 
 impl World {
+    /// What create refuses, as Docker words it: a name in use, an image not on the host.
+    fn name_free_and_image(
+        &self,
+        name: &str,
+        image: &str,
+        call: impl Fn(String) -> EngineError,
+    ) -> Result<FakeImage> {
+        if let Some(other) = self.name_taken(name, None) {
+            return Err(call(format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{}\"",
+                other.id
+            )));
+        }
+        self.local_image(image)
+            .map(|(_, i)| i.clone())
+            .ok_or_else(|| call(format!("No such image: {image}")))
+    }
+
     fn behaviour_of(&self, c: &Container) -> Behaviour {
         if !is_job(c) {
             return self.behaviour(&c.image);
@@ -860,16 +878,7 @@ impl Engine for FakeEngine {
             target: request.name.clone(),
             message,
         };
-        if let Some(other) = w.name_taken(&request.name, None) {
-            return Err(call(format!(
-                "Conflict. The container name \"/{}\" is already in use by container \"{}\"",
-                request.name, other.id
-            )));
-        }
-        let image = w
-            .local_image(&request.spec.image)
-            .map(|(_, i)| i.clone())
-            .ok_or_else(|| call(format!("No such image: {}", request.spec.image)))?;
+        let image = w.name_free_and_image(&request.name, &request.spec.image, call)?;
         if request.spec.network_mode.is_none() {
             for key in request.spec.networks.keys() {
                 let name = request.networks.get(key).unwrap_or(key);
@@ -1023,16 +1032,7 @@ impl Engine for FakeEngine {
             target: request.name.clone(),
             message,
         };
-        if let Some(other) = w.name_taken(&request.name, None) {
-            return Err(call(format!(
-                "Conflict. The container name \"/{}\" is already in use by container \"{}\"",
-                request.name, other.id
-            )));
-        }
-        let image = w
-            .local_image(&request.image)
-            .map(|(_, i)| i.clone())
-            .ok_or_else(|| call(format!("No such image: {}", request.image)))?;
+        let image = w.name_free_and_image(&request.name, &request.image, call)?;
         w.next_id += 1;
         let id = format!("ctr{:04}", w.next_id);
         w.containers.push(Container {
@@ -1042,15 +1042,7 @@ impl Engine for FakeEngine {
             service: request.service.clone(),
             image: request.image.clone(),
             image_id: image.id,
-            labels: BTreeMap::from([
-                (labels::PROJECT.to_string(), request.project.clone()),
-                (labels::SERVICE.to_string(), request.service.clone()),
-                (labels::ONEOFF.to_string(), "True".to_string()),
-                (
-                    labels::ONEOFF_ROLE.to_string(),
-                    labels::ONEOFF_VOLUME_HOLDER.to_string(),
-                ),
-            ]),
+            labels: request.labels(),
             env: BTreeMap::new(),
             volumes: vec![request.volume.clone()],
             lifecycle: Lifecycle::Created,

@@ -159,6 +159,24 @@ pub struct HolderRequest {
     pub read_only: bool,
 }
 
+impl HolderRequest {
+    /// Compose's one-off labels, so `docker compose` and the observer leave it alone, and ours,
+    /// so the next pass removes one a crash left.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        use crate::labels;
+        BTreeMap::from([
+            (labels::PROJECT.to_string(), self.project.clone()),
+            (labels::SERVICE.to_string(), self.service.clone()),
+            (labels::ONEOFF.to_string(), "True".to_string()),
+            (
+                labels::ONEOFF_ROLE.to_string(),
+                labels::ONEOFF_VOLUME_HOLDER.to_string(),
+            ),
+            (labels::MANAGED.to_string(), "true".to_string()),
+        ])
+    }
+}
+
 /// Pull progress, as the engine streams it.
 #[derive(Debug, Clone)]
 pub struct PullProgress {

@@ -203,7 +203,7 @@ impl StateDir {
         fs::create_dir_all(&self.root).map_err(self.io(&self.root))?;
         // The loop and a command run by hand may count at once: one at a time, by a lock file.
         let lock_path = self.root.join("counters.lock");
-        let lock = fs::File::create(&lock_path).map_err(self.io(&lock_path))?;
+        let lock = self.open_lock_file(&lock_path)?;
         let _held = FileLock::exclusive(&lock).map_err(self.io(&lock_path))?;
         let mut counts = self.counters();
         *counts.entry(counter.key().to_string()).or_default() += 1;

@@ -25,13 +25,7 @@ impl StateDir {
         let dir = self.root.join("locks");
         fs::create_dir_all(&dir).map_err(self.io(&dir))?;
         let path = dir.join(format!("{stack}.lock"));
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(self.io(&path))?;
+        let file = self.open_lock_file(&path)?;
         // SAFETY: as in Drop.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
             return Ok(Some(StackLock { file }));

@@ -3,7 +3,6 @@
 
 use super::DockerEngine;
 use crate::engine::{HolderRequest, Result, HOLDER_PATH};
-use crate::labels;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     CreateContainerOptions, DownloadFromContainerOptions, UploadToContainerOptions,
@@ -19,16 +18,7 @@ const UPLOAD_QUEUE: usize = 4;
 
 impl DockerEngine {
     pub(super) async fn holder(&self, request: &HolderRequest) -> Result<String> {
-        let labels = HashMap::from([
-            (labels::PROJECT.to_string(), request.project.clone()),
-            (labels::SERVICE.to_string(), request.service.clone()),
-            (labels::ONEOFF.to_string(), "True".to_string()),
-            (
-                labels::ONEOFF_ROLE.to_string(),
-                labels::ONEOFF_VOLUME_HOLDER.to_string(),
-            ),
-            (labels::MANAGED.to_string(), "true".to_string()),
-        ]);
+        let labels: HashMap<String, String> = request.labels().into_iter().collect();
         let body = ContainerCreateBody {
             image: Some(request.image.clone()),
             // Never started: the command only has to exist for create to accept an image that
