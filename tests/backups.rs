@@ -164,3 +164,36 @@ fn http_get_web(c: &Container) -> String {
         .trim()
         .to_string()
 }
+
+/// Docker reports a paused container unhealthy until its next health check, a probe interval
+/// later: the update waits for the database to be healthy again, so nothing that depends on it
+/// is turned away after the backup.
+#[test]
+fn a_service_paused_for_a_backup_is_healthy_again_when_the_update_is_done() {
+    let env = TestEnv::new("bk-pause");
+    let (v1, v2) = (
+        env.registry.push(WEB_V1, "web:v1"),
+        env.registry.push(WEB_V2, "web:v2"),
+    );
+    let stack = |web: &str| {
+        format!(
+            "services:\n  db:\n    image: {v1}\n    volumes: [\"data:/data\"]\n    healthcheck:\n      test: [\"CMD\", \"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1/health\"]\n      interval: 10s\n      timeout: 2s\n    x-reconciler: {{health_timeout: 40s}}\n  web:\n    image: {web}\n{HEALTHCHECK}    x-reconciler: {{health_timeout: 40s, backup: [data]}}\nvolumes:\n  data: {{}}\n"
+        )
+    };
+    env.write_compose(&stack(&v1));
+    env.apply_ok();
+    let db = env.container("db");
+    assert_eq!(db.health.as_deref(), Some("healthy"));
+
+    env.write_compose(&stack(&v2));
+    env.apply_ok();
+
+    assert_eq!(backups(&env).len(), 1);
+    assert_eq!(env.container("web").image, v2);
+    let db_after = env.container("db");
+    assert_eq!(
+        (db_after.id.as_str(), db_after.health.as_deref()),
+        (db.id.as_str(), Some("healthy")),
+        "the database paused for the backup is healthy again"
+    );
+}

@@ -7,7 +7,7 @@ use super::{ExecError, Executor};
 use crate::desired::{Service, Stack};
 use crate::engine::{Engine, HolderRequest, HOLDER_PATH};
 use crate::logging::Who;
-use crate::observed::{Observed, ObservedContainer};
+use crate::observed::{Health, Observed, ObservedContainer};
 use crate::outcome::Step;
 use crate::state::runbook::{Activity, ActivityKind, RunbookCounter};
 use crate::state::{now_rfc3339, JournalEntry, JournalResult, StateDir};
@@ -203,8 +203,16 @@ impl<E: Engine> Executor<'_, E> {
                 pause,
                 suffix: "",
             };
+            // Docker calls a paused container unhealthy until its next health check.
+            let healthy_before: Vec<&ObservedContainer> = observed
+                .containers
+                .iter()
+                .filter(|c| copy.pause.contains(&c.id) && c.health == Health::Healthy)
+                .collect();
             let started = std::time::Instant::now();
             let result = copy_volume(self.engine, self.state_dir, &copy).await;
+            self.wait_healthy_again(&who, &healthy_before, service.health_timeout)
+                .await?;
             self.journal_backup(stack, service, key, &result, started);
             if let Err(e) = self
                 .state_dir
@@ -230,5 +238,40 @@ impl<E: Engine> Executor<'_, E> {
             }
         }
         Ok(Ok(()))
+    }
+
+    /// The engine says a container was unhealthy from its pause until its next health check
+    /// (a probe interval later): wait for that (at most `timeout`), so a service depending on
+    /// it is not turned away meanwhile. One that does not recover is said, not a failed backup.
+    async fn wait_healthy_again(
+        &self,
+        who: &Who,
+        containers: &[&ObservedContainer],
+        timeout: std::time::Duration,
+    ) -> Result<(), ExecError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for c in containers {
+            loop {
+                let status = match self.engine.inspect_container(&c.id).await {
+                    Ok(status) => status,
+                    Err(e) if e.is_gone() => break,
+                    Err(e) => return Err(e.into()),
+                };
+                if status.health == Health::Healthy || !status.running {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(
+                        stack = %who.stack, service = %who.service,
+                        "{} is not healthy again {}s after the backup's pause",
+                        c.name,
+                        timeout.as_secs()
+                    );
+                    break;
+                }
+                tokio::time::sleep(super::readiness::POLL).await;
+            }
+        }
+        Ok(())
     }
 }
