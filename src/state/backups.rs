@@ -90,6 +90,8 @@ impl StateDir {
         volume: &str,
         suffix: &str,
     ) -> Result<BackupWriter, StateError> {
+        super::check_stack_name(stack)?;
+        super::check_volume_key(volume)?;
         let dir = self.backups_dir().join(stack).join(volume);
         fs::DirBuilder::new()
             .recursive(true)
@@ -256,6 +258,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(text, "tar bytes");
+    }
+
+    #[test]
+    fn a_volume_key_that_would_leave_the_backups_folder_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::new(dir.path().join("state"));
+        let outside = dir.path().join("outside");
+        for key in [
+            "../../../outside".to_string(),
+            outside.display().to_string(),
+            "..".to_string(),
+            "a/b".to_string(),
+        ] {
+            let refused = state_dir.new_backup("shop", &key, "");
+            assert!(
+                matches!(refused, Err(StateError::BadName { .. })),
+                "{key}: {:?}",
+                refused.map(|_| ())
+            );
+        }
+        assert!(state_dir.new_backup("..", "data", "").is_err());
+        assert!(!outside.exists(), "a folder was made outside the state dir");
+        assert!(!state_dir.backups_dir().exists());
     }
 
     #[test]
