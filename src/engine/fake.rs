@@ -590,7 +590,12 @@ impl Engine for FakeEngine {
                     service: c.service.clone(),
                     image,
                     labels: c.labels.clone(),
-                    state: state.state.to_string(),
+                    // As Docker lists it: a paused container is "paused", not "running".
+                    state: if c.paused && state.running {
+                        "paused".to_string()
+                    } else {
+                        state.state.to_string()
+                    },
                     health: Health::from_engine(state.health),
                     details: None,
                 }
