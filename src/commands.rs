@@ -593,7 +593,9 @@ pub async fn restore(
 ) -> Result<i32> {
     use crate::executor::restore::{restore, RestoreRequest, Restored};
     check_stack_name(stack)?;
-    check_stack_name(volume)?;
+    // A volume key follows Compose's rule (`Db.data` is one), not a stack's: one that can be
+    // backed up must be restorable.
+    crate::state::check_volume_key(volume)?;
     let engine = engine(host)?;
     let request = RestoreRequest {
         stack,

@@ -164,3 +164,16 @@ fn http_get_web(c: &Container) -> String {
         .trim()
         .to_string()
 }
+
+#[test]
+fn restore_takes_any_volume_key_a_backup_can_have_and_refuses_a_path() {
+    let env = TestEnv::new("bk-keys");
+    // `Db.data` is a valid Compose volume key, so it can be backed up: restore must not refuse it
+    // as a bad name (there is no backup of it yet, which is what it must say).
+    let out = env.reconciler(&["restore", env.project(), "Db.data"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.combined().contains("no backup"), "{out}");
+    let out = env.reconciler(&["restore", env.project(), "../data"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.combined().contains("not a valid volume name"), "{out}");
+}
