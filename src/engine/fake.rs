@@ -612,6 +612,12 @@ impl Engine for FakeEngine {
         Ok(w.containers
             .iter()
             .filter(|c| projects.contains(&c.project))
+            // As in the adapter: the role label alone may come from an image.
+            .filter(|c| {
+                c.labels
+                    .get(labels::ONEOFF)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            })
             .filter_map(|c| {
                 let role = c.labels.get(labels::ONEOFF_ROLE)?;
                 Some(OneOffContainer {
