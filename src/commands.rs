@@ -592,8 +592,11 @@ pub async fn restore(
     timeout: std::time::Duration,
 ) -> Result<i32> {
     use crate::executor::restore::{restore, RestoreRequest, Restored};
+    use tokio::signal::unix::{signal, SignalKind};
     check_stack_name(stack)?;
-    check_stack_name(volume)?;
+    // A volume key follows Compose's rule (`Db.data` is one), not a stack's: one that can be
+    // backed up must be restorable.
+    crate::state::check_volume_key(volume)?;
     let engine = engine(host)?;
     let request = RestoreRequest {
         stack,
@@ -601,7 +604,22 @@ pub async fn restore(
         backup,
         timeout,
     };
-    match restore(&engine, &host.state_dir, &request).await {
+    // Killed in the middle, it would leave the stack suspended, its containers stopped and the
+    // volume half written: a signal is noted and the restore ends by itself (or puts back what
+    // the volume held), then resumes the stack.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let work = restore(&engine, &host.state_dir, &request);
+    tokio::pin!(work);
+    let result = loop {
+        tokio::select! {
+            result = &mut work => break result,
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("restore of {stack}/{volume} goes on until it ends, then resumes the stack; it is not stopped half done");
+    };
+    match result {
         Ok(Restored::Healthy { backup, saved }) => {
             println!(
                 "{stack}/{volume}: restored from {} and healthy; what it held before is in {}",

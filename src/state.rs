@@ -76,6 +76,16 @@ pub fn check_service_name(name: &str) -> Result<(), StateError> {
     })
 }
 
+/// A stack's volume key, the same rule: it names a folder under `backups/<stack>/`, so a key
+/// from the repository such as `../x` or `/etc` must never become a path.
+pub fn check_volume_key(name: &str) -> Result<(), StateError> {
+    check_service_name(name).map_err(|_| StateError::BadName {
+        what: "volume",
+        name: name.to_string(),
+        rule: SERVICE_NAME_RULE,
+    })
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
     #[serde(default)]

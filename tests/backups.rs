@@ -165,6 +165,64 @@ fn http_get_web(c: &Container) -> String {
         .to_string()
 }
 
+#[test]
+fn restore_takes_any_volume_key_a_backup_can_have_and_refuses_a_path() {
+    let env = TestEnv::new("bk-keys");
+    // `Db.data` is a valid Compose volume key, so it can be backed up: restore must not refuse it
+    // as a bad name (there is no backup of it yet, which is what it must say).
+    let out = env.reconciler(&["restore", env.project(), "Db.data"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.combined().contains("no backup"), "{out}");
+    let out = env.reconciler(&["restore", env.project(), "../data"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.combined().contains("not a valid volume name"), "{out}");
+}
+
+#[test]
+fn an_interrupted_restore_finishes_and_resumes_the_stack_instead_of_leaving_it_suspended() {
+    let env = TestEnv::new("bk-int");
+    let (v1, v2) = (
+        env.registry.push(WEB_V1, "web:v1"),
+        env.registry.push(WEB_V2, "web:v2"),
+    );
+    env.write_compose(&web(&v1, 5));
+    env.apply_ok();
+    env.write_compose(&web(&v2, 5));
+    env.apply_ok();
+    assert_eq!(backups(&env).len(), 1);
+    // A pass holds the stack's lock, so restore waits with the stack already suspended.
+    let locks = env.state.path().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock = locks.join(format!("{}.lock", env.project()));
+    let holder = std::fs::File::create(&lock).unwrap();
+    holder.lock().unwrap();
+    let suspended = env
+        .state
+        .path()
+        .join("control/suspended")
+        .join(env.project());
+    let restore = env.spawn_reconciler(
+        &["restore", env.project(), "data", "--timeout", "120s"],
+        &[],
+    );
+    wait_for(
+        "the stack suspended by restore",
+        std::time::Duration::from_secs(30),
+        || suspended.exists(),
+    );
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &restore.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    drop(holder);
+
+    let out = restore.wait(std::time::Duration::from_secs(120));
+    assert_eq!(out.code, 0, "{out}");
+    assert!(!suspended.exists(), "the stack stays suspended: {out}");
+    assert_eq!(env.container("web").state, "running");
+}
+
 /// Docker reports a paused container unhealthy until its next health check, a probe interval
 /// later: the update waits for the database to be healthy again, so nothing that depends on it
 /// is turned away after the backup.

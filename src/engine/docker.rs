@@ -270,6 +270,14 @@ impl Engine for DockerEngine {
             .into_iter()
             .filter_map(|s| {
                 let labels = s.labels.unwrap_or_default();
+                // A container inherits its image's labels, `reconciler.oneoff` too; ours that
+                // are no one-offs say `oneoff=False` explicitly, which the image cannot change.
+                if !labels
+                    .get(labels::ONEOFF)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+                {
+                    return None;
+                }
                 let project = labels.get(labels::PROJECT)?.clone();
                 projects.contains(&project).then(|| OneOffContainer {
                     id: s.id.unwrap_or_default(),

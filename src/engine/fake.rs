@@ -608,7 +608,12 @@ impl Engine for FakeEngine {
                     service: c.service.clone(),
                     image,
                     labels: c.labels.clone(),
-                    state: state.state.to_string(),
+                    // As Docker lists it: a paused container is "paused", not "running".
+                    state: if c.paused && state.running {
+                        "paused".to_string()
+                    } else {
+                        state.state.to_string()
+                    },
                     health: Health::from_engine(state.health),
                     details: None,
                 }
@@ -625,6 +630,12 @@ impl Engine for FakeEngine {
         Ok(w.containers
             .iter()
             .filter(|c| projects.contains(&c.project))
+            // As in the adapter: the role label alone may come from an image.
+            .filter(|c| {
+                c.labels
+                    .get(labels::ONEOFF)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            })
             .filter_map(|c| {
                 let role = c.labels.get(labels::ONEOFF_ROLE)?;
                 Some(OneOffContainer {

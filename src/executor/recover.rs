@@ -14,6 +14,7 @@ impl<E: Engine> Executor<'_, E> {
     /// was changed (then observe again).
     pub async fn recover(&self, desired: &Desired, observed: &Observed) -> Result<bool, ExecError> {
         let mut changed = self.remove_leftover_oneoffs(desired).await?;
+        changed |= self.unpause_left_by_a_backup(desired, observed).await?;
         for leftover in observed
             .containers
             .iter()
@@ -111,6 +112,52 @@ impl<E: Engine> Executor<'_, E> {
             .activity_left(&leftover.project, &leftover.service)
             .filter(|a| a.kind == ActivityKind::Watching && a.pid != std::process::id())
             .map(|a| a.detail)
+    }
+
+    /// A process that died while copying a volume left its writers paused: the planner sees a
+    /// paused container as in sync, so nothing else would ever unpause them.
+    async fn unpause_left_by_a_backup(
+        &self,
+        desired: &Desired,
+        observed: &Observed,
+    ) -> Result<bool, ExecError> {
+        let suspended = self.state_dir.suspended();
+        let mut changed = false;
+        for stack in desired
+            .stacks
+            .iter()
+            .filter(|s| !suspended.contains(&s.name))
+        {
+            for service in stack.services.keys() {
+                let Some(left) = self
+                    .state_dir
+                    .activity_left(&stack.name, service)
+                    .filter(|a| a.kind == ActivityKind::BackingUp && a.pid != std::process::id())
+                else {
+                    continue;
+                };
+                for c in observed.containers.iter().filter(|c| {
+                    c.project == stack.name
+                        && c.is_managed()
+                        && c.state == "paused"
+                        && super::backup::mounts_volume(c, &left.detail) == Some(true)
+                }) {
+                    let who = Who::new(&c.project, &c.service, c.revision().unwrap_or(""));
+                    crate::progress!(
+                        who,
+                        "unpausing {}, left paused by a backup of volume {} that was interrupted",
+                        c.name,
+                        left.detail
+                    );
+                    match self.engine.unpause_container(&c.id).await {
+                        Err(e) if !e.is_gone() => return Err(e.into()),
+                        _ => changed = true,
+                    }
+                }
+                self.state_dir.set_activity(&stack.name, service, None)?;
+            }
+        }
+        Ok(changed)
     }
 
     /// A one-off container outlives its step only when the process doing the step died; a

@@ -1434,6 +1434,52 @@ async fn a_one_off_container_a_crash_left_is_stopped_and_removed_and_the_service
     assert_eq!(host.id("web-web-1"), service_id);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_container_that_only_carries_the_one_off_role_label_from_its_image_is_not_removed() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    let desired = host.desired("web", &web(WEB_V1));
+    host.pass(&desired).await.unwrap();
+    // Docker merges an image's labels into its containers': an image may carry
+    // `reconciler.oneoff`, but a container we created as a service says oneoff=False.
+    let service = &desired.stacks[0].services["web"];
+    let lookalike = crate::engine::CreateRequest {
+        name: "web-other-1".into(),
+        project: "web".into(),
+        service: "other".into(),
+        spec: service.spec.clone(),
+        labels: std::collections::BTreeMap::from([
+            (crate::labels::PROJECT.to_string(), "web".to_string()),
+            (crate::labels::SERVICE.to_string(), "other".to_string()),
+            (crate::labels::ONEOFF.to_string(), "False".to_string()),
+            (
+                crate::labels::ONEOFF_ROLE.to_string(),
+                crate::labels::ONEOFF_JOB.to_string(),
+            ),
+        ]),
+        networks: desired.stacks[0]
+            .networks
+            .iter()
+            .map(|(k, n)| (k.clone(), n.name.clone()))
+            .collect(),
+        volumes: Default::default(),
+        repo_root: None,
+        content_files: Default::default(),
+        data_root: None,
+    };
+    let id = host.engine.create_container(&lookalike).await.unwrap();
+    host.engine.start_container(&id).await.unwrap();
+    host.engine.clear_calls();
+
+    host.pass(&desired).await.unwrap();
+
+    let calls = host.engine.calls();
+    assert!(
+        !calls.iter().any(|c| c.contains(&id)),
+        "touched a container that is no one-off: {calls:#?}"
+    );
+}
+
 /// Hands each message body to the test.
 struct Captured(std::sync::mpsc::Sender<Vec<u8>>);
 

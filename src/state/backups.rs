@@ -33,15 +33,36 @@ impl Backup {
     }
 }
 
+/// Free space a backup leaves on the state dir's filesystem: a volume as big as the disk (a
+/// container controls what it holds) must not take the room state, journal and the next pass
+/// need.
+pub const BACKUP_RESERVE_BYTES: u64 = 64 * 1024 * 1024;
+/// How much is written between two looks at the free space.
+const CHECK_EVERY: u64 = 8 * 1024 * 1024;
+
 /// A backup being written: gzip over a temporary file, removed unless [`finish`](Self::finish)ed.
 pub struct BackupWriter {
     encoder: Option<GzEncoder<fs::File>>,
     tmp: PathBuf,
     path: PathBuf,
+    reserve: u64,
+    /// Bytes taken since the free space was last looked at; `None`: never looked.
+    since_check: Option<u64>,
 }
 
 impl Write for BackupWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.since_check.is_none_or(|n| n >= CHECK_EVERY) {
+            let free = super::free_bytes(&self.tmp)?;
+            if free < self.reserve {
+                return Err(std::io::Error::other(format!(
+                    "the state dir's filesystem has {free} bytes free, less than the {} a backup leaves; the volume is bigger than the room for its backup: free space or back it up elsewhere",
+                    self.reserve
+                )));
+            }
+            self.since_check = Some(0);
+        }
+        self.since_check = self.since_check.map(|n| n + buf.len() as u64);
         self.encoder
             .as_mut()
             .expect("written before finish")
@@ -90,6 +111,8 @@ impl StateDir {
         volume: &str,
         suffix: &str,
     ) -> Result<BackupWriter, StateError> {
+        super::check_stack_name(stack)?;
+        super::check_volume_key(volume)?;
         let dir = self.backups_dir().join(stack).join(volume);
         fs::DirBuilder::new()
             .recursive(true)
@@ -109,6 +132,8 @@ impl StateDir {
             encoder: Some(GzEncoder::new(file, flate2::Compression::fast())),
             tmp,
             path,
+            reserve: BACKUP_RESERVE_BYTES,
+            since_check: None,
         })
     }
 
@@ -256,6 +281,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(text, "tar bytes");
+    }
+
+    #[test]
+    fn a_volume_key_that_would_leave_the_backups_folder_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::new(dir.path().join("state"));
+        let outside = dir.path().join("outside");
+        for key in [
+            "../../../outside".to_string(),
+            outside.display().to_string(),
+            "..".to_string(),
+            "a/b".to_string(),
+        ] {
+            let refused = state_dir.new_backup("shop", &key, "");
+            assert!(
+                matches!(refused, Err(StateError::BadName { .. })),
+                "{key}: {:?}",
+                refused.map(|_| ())
+            );
+        }
+        assert!(state_dir.new_backup("..", "data", "").is_err());
+        assert!(!outside.exists(), "a folder was made outside the state dir");
+        assert!(!state_dir.backups_dir().exists());
+    }
+
+    #[test]
+    fn a_backup_that_would_eat_the_state_dirs_last_free_space_stops_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::new(dir.path());
+        let mut writer = state_dir.new_backup("shop", "data", "").unwrap();
+        // A disk with less free than the reserve, as a volume as big as the disk leaves it.
+        writer.reserve = u64::MAX;
+        let chunk = vec![0u8; 1024 * 1024];
+        let failed = (0..32).find_map(|_| writer.write_all(&chunk).err());
+        let error = failed.expect("the writer refuses to fill the disk");
+        assert!(error.to_string().contains("bytes free"), "{error}");
+        let folder = state_dir.backups_dir().join("shop").join("data");
+        drop(writer);
+        assert_eq!(fs::read_dir(&folder).unwrap().count(), 0);
     }
 
     #[test]

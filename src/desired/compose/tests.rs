@@ -1289,6 +1289,21 @@ fn x_reconciler_backup_takes_stack_volumes_and_refuses_others_with_their_line() 
     );
 }
 
+#[test]
+fn x_reconciler_backup_refuses_a_volume_key_that_would_be_a_path_outside_the_backups_folder() {
+    for key in ["\"../../../../etc/cron.d\"", "\"/etc/cron.d\"", "\"..\""] {
+        let text = format!("services:\n  db:\n    image: db:1\n    x-reconciler:\n      backup: [{key}]\nvolumes:\n  {key}:\n    name: plain\n");
+        let problems = problems(&text);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key == "services.db.x-reconciler.backup[0]"
+                    && p.message.contains("cannot name a backup folder")),
+            "{key}: {problems:#?}"
+        );
+    }
+}
+
 // ---- top level, x-*, anchors ----------------------------------------------------------------
 
 #[test]

@@ -379,3 +379,28 @@ async fn a_pass_leaves_a_stack_alone_while_a_restore_holds_it_and_updates_it_aft
     let now = host.engine.container("shop-db-1").unwrap();
     assert_eq!((now.image.as_str(), now.state.as_str()), (DB_V2, "running"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn writers_a_dead_process_left_paused_during_a_backup_are_unpaused_by_the_next_pass() {
+    use crate::state::runbook::{Activity, ActivityKind};
+    let host = Host::new();
+    running_shop(&host, 1, 5).await;
+    let (db, writer) = (host.id("shop-db-1"), host.id("shop-writer-1"));
+    // What a reconciler killed while copying `data` leaves: its writers paused, its activity.
+    host.engine.pause_container(&db).await.unwrap();
+    host.engine.pause_container(&writer).await.unwrap();
+    let left = Activity {
+        pid: std::process::id() + 1,
+        ..Activity::now(ActivityKind::BackingUp, "data")
+    };
+    host.state_dir()
+        .set_activity("shop", "db", Some(&left))
+        .unwrap();
+
+    host.pass(&host.desired("shop", &shop(DB_V1, 1, 5)))
+        .await
+        .unwrap();
+
+    nothing_paused_and_no_holder(&host);
+    assert!(host.state_dir().activity_left("shop", "db").is_none());
+}

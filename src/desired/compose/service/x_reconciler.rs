@@ -161,6 +161,10 @@ impl Cx<'_> {
                 Some(v) if !matches!(v.host_mount(), VolumeMount::Nothing) => Some(format!(
                     "'{name}' mounts a host path or filesystem: back that up where it lives"
                 )),
+                // Its backups live in a folder named after it: never a path.
+                Some(_) if crate::state::check_volume_key(&name).is_err() => Some(format!(
+                    "'{name}' cannot name a backup folder: a backed-up volume's key starts with a letter or digit and holds only letters, digits, '.', '-' and '_'"
+                )),
                 Some(_) if kept.contains(&name) => Some(format!("'{name}' is listed twice")),
                 Some(_) => None,
             };
