@@ -119,6 +119,7 @@ impl StateDir {
             .mode(0o700)
             .create(&dir)
             .map_err(self.io(&dir))?;
+        remove_unfinished(&dir);
         let name = format!("{}{suffix}", file_time(std::time::SystemTime::now()));
         let path = dir.join(format!("{name}{SUFFIX}"));
         let tmp = dir.join(format!(".{name}{SUFFIX}.tmp"));
@@ -246,6 +247,19 @@ fn rfc3339_of(name: &str) -> String {
         &t[11..13],
         &t[13..]
     )
+}
+
+/// Temporary files of backups a killed process never finished: the stack's lock (held by the
+/// pass or the restore writing a backup) says no one else writes in this folder now.
+fn remove_unfinished(dir: &Path) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') && name.ends_with(&format!("{SUFFIX}.tmp")) {
+            if let Err(e) = fs::remove_file(entry.path()) {
+                tracing::warn!("cannot remove the unfinished backup {name}: {e}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -377,5 +391,23 @@ mod tests {
                 ("logs".to_string(), "20261201T110000.000Z".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn a_new_backup_removes_what_a_killed_process_left_unfinished() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::new(dir.path());
+        let folder = state_dir.backups_dir().join("shop").join("data");
+        fs::create_dir_all(&folder).unwrap();
+        let left = folder.join(".20261201T100000.000Z.tar.gz.tmp");
+        fs::write(&left, b"half a tar").unwrap();
+        let kept = folder.join("20261201T090000.000Z.tar.gz");
+        fs::write(&kept, b"x").unwrap();
+        let mut writer = state_dir.new_backup("shop", "data", "").unwrap();
+        writer.write_all(b"tar").unwrap();
+        writer.finish().unwrap();
+        assert!(!left.exists());
+        assert!(kept.exists());
+        assert_eq!(state_dir.backups(None).len(), 2);
     }
 }
