@@ -412,6 +412,21 @@ pub fn retry(host: &Host, stack: &str, service: &str) -> Result<i32> {
     // Names become file names: checked before any path is built.
     check_stack_name(stack)?;
     check_service_name(service)?;
+    let state = host.state_dir.load()?;
+    let Some(recorded) = state
+        .stacks
+        .get(stack)
+        .and_then(|s| s.services.get(service))
+    else {
+        anyhow::bail!(
+            "nothing is recorded for {stack}/{service} in {}: check the names (`reconciler status` lists them) and the state dir (--state-dir, RECONCILER_STATE_DIR)",
+            host.state_dir.root().display()
+        );
+    };
+    if recorded.failed.is_none() {
+        println!("{stack}/{service} has no failed release to try again");
+        return Ok(EXIT_OK);
+    }
     host.state_dir.request_retry(stack, service)?;
     let running = poke_loop(host)?;
     println!(
@@ -442,6 +457,9 @@ pub fn suspend(host: &Host, stack: &str, suspended: bool) -> Result<i32> {
 
 pub async fn status(host: &Host, output: Output) -> Result<i32> {
     let state = host.state_dir.load()?;
+    if state.stacks.is_empty() {
+        say_nothing_recorded(host, "no stack");
+    }
     let engine = engine(host)?;
     let projects: Vec<String> = state.stacks.keys().cloned().collect();
     let observed = crate::observed::Observed {
@@ -661,6 +679,9 @@ pub fn history(
         );
     }
     let mut entries = journal.entries;
+    if entries.is_empty() {
+        say_nothing_recorded(host, "no change");
+    }
     entries
         .retain(|e| stack.is_none_or(|s| e.stack == s) && service.is_none_or(|s| e.service == s));
     entries.reverse();
@@ -721,6 +742,15 @@ fn print_table(header: &[String], rows: &[Vec<String>]) {
 
 /// A pull that failed for the release's own sake (missing tag, refused access) is a failed
 /// service, exit 1; everything else (engine or registry down, bad input) is an error, exit 2.
+/// An empty state dir is most often the wrong one: say which was read (on stderr, so the output
+/// stays what scripts parse).
+fn say_nothing_recorded(host: &Host, what: &str) {
+    eprintln!(
+        "{what} is recorded in the state dir {}: nothing has been applied with it yet. `apply` and `run` fill it; another one is chosen with --state-dir or RECONCILER_STATE_DIR",
+        host.state_dir.root().display()
+    );
+}
+
 pub fn exit_code_of(error: &anyhow::Error) -> i32 {
     use crate::executor::ExecError;
     use crate::reconciler::PassError;

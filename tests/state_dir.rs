@@ -81,7 +81,59 @@ fn control_commands_refuse_stack_and_service_names_that_are_paths_and_touch_noth
     );
     // Valid names still work.
     reconciler_in(&state, &["suspend", "web"]).assert_code(0);
-    reconciler_in(&state, &["retry", "web", "app.v2"]).assert_code(0);
+    // A valid name passes the check and gets to the state dir, which has no such service.
+    let retry = reconciler_in(&state, &["retry", "web", "app.v2"]);
+    assert!(
+        retry.stderr.contains("nothing is recorded for web/app.v2"),
+        "{retry}"
+    );
+}
+
+#[test]
+fn status_history_and_retry_on_an_empty_state_dir_say_which_state_dir_they_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let shown = state.display().to_string();
+    for args in [&["status"][..], &["status", "-o", "json"], &["history"]] {
+        let out = reconciler_in(&state, args);
+        out.assert_code(0);
+        assert!(
+            out.stderr.contains("is recorded in the state dir") && out.stderr.contains(&shown),
+            "{args:?}:\n{out}"
+        );
+        assert!(out.stderr.contains("--state-dir"), "{args:?}:\n{out}");
+    }
+    let json = reconciler_in(&state, &["status", "-o", "json"]);
+    assert_eq!(json.stdout.trim(), "[]", "scripts still read JSON: {json}");
+
+    let retry = reconciler_in(&state, &["retry", "nosuch", "svc"]);
+    retry.assert_code(2);
+    assert!(
+        retry.stderr.contains("nothing is recorded for nosuch/svc")
+            && retry.stderr.contains(&shown),
+        "{retry}"
+    );
+    assert!(!retry.stdout.contains("will be tried again"), "{retry}");
+}
+
+#[test]
+fn an_engine_that_cannot_be_reached_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("state.json"),
+        r#"{"stacks":{"shop":{"last_applied":null,"last_good":null,"services":{"web":{"failed":null,"running_revision":null,"since":null}}}}}"#,
+    )
+    .unwrap();
+    // Port 1 on loopback: nothing listens there.
+    let out = reconciler_in(&state, &["--docker-host", "tcp://127.0.0.1:1", "status"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .contains("cannot reach the Docker Engine at tcp://127.0.0.1:1"),
+        "{out}"
+    );
 }
 
 /// A `run` on an empty desired state (no stacks): it holds the state dir and touches nothing.

@@ -138,7 +138,10 @@ impl DockerEngine {
                 target: target.to_string(),
                 message: message.clone(),
             },
+            // A refused or failed connection (`tcp://` to nothing) comes as the client's error.
             BollardError::HyperResponseError { .. }
+            | BollardError::HyperLegacyError { .. }
+            | BollardError::SocketNotFoundError(_)
             | BollardError::IOError { .. }
             | BollardError::RequestTimeoutError => EngineError::Unreachable {
                 endpoint: self.endpoint.clone(),
