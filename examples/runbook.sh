@@ -42,12 +42,13 @@ apply_is() {
   sed 's/^/  | /' "$W/apply.log" | tail -20
   [ "$code" = "$1" ] || { echo "  (apply exited $code)"; return 1; }
 }
-page_has() { curl -fsS --max-time 2 "$PAGE" 2>/dev/null | grep -qF "$1"; }
-db_says() { docker exec notes-db-1 cat /var/lib/notes/schema 2>/dev/null | grep -qx "$1"; }
+# grep reads all its input (no -q): with pipefail, a writer cut off by an early exit fails.
+page_has() { curl -fsS --max-time 2 "$PAGE" 2>/dev/null | grep -F "$1" >/dev/null; }
+db_says() { docker exec notes-db-1 cat /var/lib/notes/schema 2>/dev/null | grep -x "$1" >/dev/null; }
 commit() { git -C "$W/repo" add -A && git -C "$W/repo" commit -qm "$1"; }
 set_tag() { printf 'WEB_TAG=%s\n' "$1" >"$W/repo/notes/.env"; }
 # history_has TEXT: the journal of notes/web, with the failed containers' last log lines.
-history_has() { rc history --stack notes --service web -o json | grep -qF "$1"; }
+history_has() { rc history --stack notes --service web -o json | grep -F "$1" >/dev/null; }
 # failed_jobs: pre_deploy jobs that failed so far, as counted for /metrics in the state dir.
 failed_jobs() { grep -o '"job_failed":[0-9]*' "$STATE/counters.json" 2>/dev/null | cut -d: -f2; }
 failed_jobs_are() { [ "$(failed_jobs)" = "$1" ]; }
