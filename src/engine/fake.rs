@@ -525,6 +525,16 @@ impl World {
         }
     }
 
+    /// Whether container `id` runs at `now`, after its behaviour has played out.
+    fn is_running(&self, call: &'static str, id: &str, now: Instant) -> Result<bool> {
+        let c = self
+            .containers
+            .iter()
+            .find(|c| c.id == id || c.name == id)
+            .ok_or_else(|| no_such_container(call, id))?;
+        Ok(self.now(c, now).running)
+    }
+
     fn container_mut(&mut self, call: &'static str, id: &str) -> Result<&mut Container> {
         self.containers
             .iter_mut()
@@ -946,14 +956,7 @@ impl Engine for FakeEngine {
         self.enter("start", id)?;
         let now = Instant::now();
         let mut w = self.world();
-        let running = {
-            let c = w
-                .containers
-                .iter()
-                .find(|c| c.id == id || c.name == id)
-                .ok_or_else(|| no_such_container("start container", id))?;
-            w.now(c, now).running
-        };
+        let running = w.is_running("start container", id, now)?;
         let c = w.container_mut("start container", id)?;
         if !running {
             c.lifecycle = Lifecycle::Running { since: now };
@@ -1129,14 +1132,7 @@ impl Engine for FakeEngine {
         self.enter("pause", id)?;
         let now = Instant::now();
         let mut w = self.world();
-        let running = {
-            let c = w
-                .containers
-                .iter()
-                .find(|c| c.id == id || c.name == id)
-                .ok_or_else(|| no_such_container("pause container", id))?;
-            w.now(c, now).running
-        };
+        let running = w.is_running("pause container", id, now)?;
         let c = w.container_mut("pause container", id)?;
         if !running {
             return Err(EngineError::Call {

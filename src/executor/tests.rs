@@ -1387,30 +1387,30 @@ mod backups;
 mod replicas;
 mod window;
 
-#[tokio::test(start_paused = true)]
-async fn a_one_off_container_a_crash_left_is_stopped_and_removed_and_the_service_left_alone() {
-    let host = Host::new();
-    host.engine.publish(WEB_V1, healthy_after(1));
-    let desired = host.desired("web", &web(WEB_V1));
-    host.pass(&desired).await.unwrap();
-    let service_id = host.id("web-web-1");
-    // A pre_deploy job that was running when the process died.
-    let service = &desired.stacks[0].services["web"];
-    let job = crate::engine::CreateRequest {
-        name: "web-web-pre-deploy".into(),
+/// A container of stack `web` as a `pre_deploy` job is labelled (`reconciler.oneoff`), with
+/// Compose's `oneoff` label set to `oneoff`, from the web service's spec.
+fn job_labelled_request(
+    desired: &Desired,
+    name: &str,
+    service: &str,
+    oneoff: &str,
+) -> crate::engine::CreateRequest {
+    let stack = &desired.stacks[0];
+    crate::engine::CreateRequest {
+        name: name.into(),
         project: "web".into(),
-        service: "web".into(),
-        spec: service.spec.clone(),
+        service: service.into(),
+        spec: stack.services["web"].spec.clone(),
         labels: std::collections::BTreeMap::from([
-            (crate::labels::PROJECT.to_string(), "web".to_string()),
-            (crate::labels::SERVICE.to_string(), "web".to_string()),
-            (crate::labels::ONEOFF.to_string(), "True".to_string()),
+            (labels::PROJECT.to_string(), "web".to_string()),
+            (labels::SERVICE.to_string(), service.to_string()),
+            (labels::ONEOFF.to_string(), oneoff.to_string()),
             (
-                crate::labels::ONEOFF_ROLE.to_string(),
-                crate::labels::ONEOFF_JOB.to_string(),
+                labels::ONEOFF_ROLE.to_string(),
+                labels::ONEOFF_JOB.to_string(),
             ),
         ]),
-        networks: desired.stacks[0]
+        networks: stack
             .networks
             .iter()
             .map(|(k, n)| (k.clone(), n.name.clone()))
@@ -1419,7 +1419,18 @@ async fn a_one_off_container_a_crash_left_is_stopped_and_removed_and_the_service
         repo_root: None,
         content_files: Default::default(),
         data_root: None,
-    };
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_one_off_container_a_crash_left_is_stopped_and_removed_and_the_service_left_alone() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    let desired = host.desired("web", &web(WEB_V1));
+    host.pass(&desired).await.unwrap();
+    let service_id = host.id("web-web-1");
+    // A pre_deploy job that was running when the process died.
+    let job = job_labelled_request(&desired, "web-web-pre-deploy", "web", "True");
     let job_id = host.engine.create_container(&job).await.unwrap();
     host.engine.start_container(&job_id).await.unwrap();
     host.engine.clear_calls();
@@ -1442,31 +1453,7 @@ async fn a_container_that_only_carries_the_one_off_role_label_from_its_image_is_
     host.pass(&desired).await.unwrap();
     // Docker merges an image's labels into its containers': an image may carry
     // `reconciler.oneoff`, but a container we created as a service says oneoff=False.
-    let service = &desired.stacks[0].services["web"];
-    let lookalike = crate::engine::CreateRequest {
-        name: "web-other-1".into(),
-        project: "web".into(),
-        service: "other".into(),
-        spec: service.spec.clone(),
-        labels: std::collections::BTreeMap::from([
-            (crate::labels::PROJECT.to_string(), "web".to_string()),
-            (crate::labels::SERVICE.to_string(), "other".to_string()),
-            (crate::labels::ONEOFF.to_string(), "False".to_string()),
-            (
-                crate::labels::ONEOFF_ROLE.to_string(),
-                crate::labels::ONEOFF_JOB.to_string(),
-            ),
-        ]),
-        networks: desired.stacks[0]
-            .networks
-            .iter()
-            .map(|(k, n)| (k.clone(), n.name.clone()))
-            .collect(),
-        volumes: Default::default(),
-        repo_root: None,
-        content_files: Default::default(),
-        data_root: None,
-    };
+    let lookalike = job_labelled_request(&desired, "web-other-1", "other", "False");
     let id = host.engine.create_container(&lookalike).await.unwrap();
     host.engine.start_container(&id).await.unwrap();
     host.engine.clear_calls();
