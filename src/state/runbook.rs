@@ -204,7 +204,7 @@ impl StateDir {
         // The loop and a command run by hand may count at once: one at a time, by a lock file.
         let lock_path = self.root.join("counters.lock");
         let lock = self.open_lock_file(&lock_path)?;
-        let _held = FileLock::exclusive(&lock).map_err(self.io(&lock_path))?;
+        let _held = super::stack_lock::StackLock::wait_for(lock).map_err(self.io(&lock_path))?;
         let mut counts = self.counters();
         *counts.entry(counter.key().to_string()).or_default() += 1;
         let tmp = path.with_extension("json.tmp");
@@ -230,28 +230,6 @@ fn process_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists and may be signalled.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-/// flock(2), released when dropped.
-struct FileLock<'a>(&'a fs::File);
-
-impl<'a> FileLock<'a> {
-    fn exclusive(file: &'a fs::File) -> std::io::Result<Self> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor is valid for as long as `file` lives, which outlives the lock.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Self(file))
-    }
-}
-
-impl Drop for FileLock<'_> {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: as in `exclusive`.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
 }
 
 #[cfg(test)]

@@ -6,10 +6,21 @@ use super::{StateDir, StateError};
 use std::fs;
 use std::os::fd::AsRawFd;
 
-/// Released when dropped.
+/// Released when dropped. Also what holds the runbook counters' lock file.
 #[derive(Debug)]
 pub struct StackLock {
     file: fs::File,
+}
+
+impl StackLock {
+    /// Hold `file`'s lock, waiting while another process has it.
+    pub(super) fn wait_for(file: fs::File) -> std::io::Result<Self> {
+        // SAFETY: as in Drop.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self { file })
+    }
 }
 
 impl Drop for StackLock {
