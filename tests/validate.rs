@@ -67,6 +67,54 @@ fn yaml_broken_in_the_usual_ways_is_reported_with_its_line() {
 }
 
 #[test]
+fn yaml_syntax_errors_say_what_is_wrong_where_and_what_to_check() {
+    for (broken, expected) in [
+        (
+            "services:\n  web:\n    image: a\n   ports: []\n",
+            "web/compose.yaml:4: not valid YAML at column 9 (the line's text starts at column 4): this line does not fit the mapping it is in",
+        ),
+        (
+            "services:\n  web:\n    command: echo a: b\n",
+            "web/compose.yaml:3: not valid YAML at column 20 (the line's text starts at column 5): a ': ' here would start a mapping where one cannot start; quote a value that holds ': '",
+        ),
+        (
+            "services:\n\tweb:\n    image: a\n",
+            "web/compose.yaml:2: not valid YAML at column 2: a tab character is used where YAML allows only spaces",
+        ),
+    ] {
+        let repo = stack(broken);
+        let (code, text) = validate(repo.path());
+        assert_eq!(code, 2, "{broken}\n{text}");
+        assert!(text.contains(expected), "{broken}\nexpected: {expected}\n{text}");
+        assert!(text.contains("(the parser said: "), "{text}");
+    }
+}
+
+#[test]
+fn a_misspelled_variable_is_named_where_it_is_used_with_the_one_that_is_set() {
+    let repo = stack(
+        "services:\n  web:\n    image: web:${WEB_TAGG}\n    environment: {MODE: \"${MODDE}\"}\n",
+    );
+    std::fs::write(repo.path().join("web/.env"), "WEB_TAG=v1\nMODE=fast\n").unwrap();
+    let (code, text) = validate(repo.path());
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("web/compose.yaml:3: services.web.image: 'web:' is not an image reference: the tag after ':' is empty (it uses the variable 'WEB_TAGG' (did you mean 'WEB_TAG'?), which is not set and was replaced by an empty string)"),
+        "{text}"
+    );
+
+    let repo =
+        stack("services:\n  web:\n    image: web:v1\n    environment: {MODE: \"${MODDE}\"}\n");
+    std::fs::write(repo.path().join("web/.env"), "MODE=fast\n").unwrap();
+    let (code, text) = validate(repo.path());
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("warning: web/compose.yaml:4: services.web.environment.MODE: the variable 'MODDE' (did you mean 'MODE'?) is not set: it is replaced by an empty string"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_required_variable_that_is_unset_is_an_error_naming_the_key() {
     let repo = stack("services:\n  web:\n    image: web:${TAG:?set TAG in .env}\n");
     let (code, text) = validate(repo.path());

@@ -13,6 +13,8 @@ use std::collections::{HashMap, HashSet};
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+mod syntax;
+
 /// Deepest nesting of mappings and sequences, aliases expanded. A Compose file needs a handful of
 /// levels; 64 leaves room for deep `x-` extensions while keeping every recursive walk of the tree
 /// (clone, drop, conversion) far from the stack's end.
@@ -140,7 +142,13 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
                 // The scanner reads ahead in flow style and has its own cap at 255 levels, which
                 // it may reach before we see the 65th: name our limit, the one that matters.
                 "recursion limit exceeded" => too_deep(),
-                info => info.to_string(),
+                info => syntax::explain(
+                    info,
+                    e.marker().col() + 1,
+                    text.lines()
+                        .nth(e.marker().line().saturating_sub(1))
+                        .unwrap_or(""),
+                ),
             },
         })?;
         if event == Event::StreamEnd {

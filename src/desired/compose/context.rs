@@ -37,6 +37,9 @@ pub(super) struct Cx<'a> {
     problems: Vec<Problem>,
     /// What is accepted but worth saying (an ignored key, an unset variable); never fatal.
     warnings: Vec<Problem>,
+    /// Where an unset variable was replaced by "", and "the variable 'X'" with a spelling hint:
+    /// a problem at the same place names it, as the empty value is most likely its cause.
+    unset_at: Vec<(Problem, String)>,
     /// Services left out because their profiles are not active, with those profiles.
     pub(super) inactive: BTreeMap<String, Vec<String>>,
     /// Ports the stack may still publish or expose ([`MAX_PORTS_PER_STACK`]).
@@ -71,6 +74,7 @@ impl<'a> Cx<'a> {
     ) -> Self {
         let vars = &var_sets[0];
         Cx {
+            unset_at: Vec::new(),
             dropped: 0,
             mount_lines: BTreeMap::new(),
             sensitive_keys: Vec::new(),
@@ -99,6 +103,16 @@ impl<'a> Cx<'a> {
     pub(super) fn finish<T>(mut self, parts: T) -> Result<(T, Vec<Problem>), Vec<Problem>> {
         if self.problems.is_empty() {
             return Ok((parts, self.warnings));
+        }
+        for p in &mut self.problems {
+            let here = |(at, _): &&(Problem, String)| {
+                (&at.file, at.line, &at.key) == (&p.file, p.line, &p.key)
+            };
+            for (_, variable) in self.unset_at.iter().filter(here) {
+                p.message.push_str(&format!(
+                    " (it uses {variable}, which is not set and was replaced by an empty string)"
+                ));
+            }
         }
         self.problems.sort_by(|a, b| {
             (a.file != self.file, &a.file, a.line).cmp(&(b.file != self.file, &b.file, b.line))
@@ -240,11 +254,20 @@ impl<'a> Cx<'a> {
                 match interpolate_within(text, &lookup, &mut self.budget) {
                     Ok(out) => {
                         for name in &out.unset {
+                            let known: Vec<&str> = vars.values.keys().map(String::as_str).collect();
+                            let hint = super::keys::suggest(name, &known)
+                                .map(|s| format!(" (did you mean '{s}'?)"))
+                                .unwrap_or_default();
+                            let variable = format!("the variable '{name}'{hint}");
                             self.warn(
                                 node,
                                 key,
-                                format!("the variable '{name}' is not set: it is replaced by an empty string (set it in the stack's .env or the host's env file, or write ${{{name}:-default}})"),
+                                format!("{variable} is not set: it is replaced by an empty string (set it in the stack's .env or the host's env file, or write ${{{name}:-default}})"),
                             );
+                            if self.unset_at.len() < MAX_PROBLEMS {
+                                let at = self.located(node, key, String::new());
+                                self.unset_at.push((at, variable));
+                            }
                         }
                         let secret = out.used.iter().any(|v| vars.host_local.contains(v));
                         let sensitive = secret || out.used.iter().any(|v| is_secret_key(v));

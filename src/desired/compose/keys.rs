@@ -213,7 +213,7 @@ impl Cx<'_> {
 }
 
 /// The closest allowed key within a small edit distance, for "did you mean" hints.
-fn suggest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+pub(super) fn suggest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
     // No Compose key is this long: a typo of one is not either, and the distance costs length².
     if key.len() > 40 {
         return None;
