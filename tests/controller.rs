@@ -170,3 +170,63 @@ fn json_logs_are_one_object_per_line_with_stack_service_and_revision() {
         out.stderr
     );
 }
+
+/// The lines of `stderr` that are JSON events whose message starts with `prefix`.
+fn json_events(stderr: &str, prefix: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .filter(|e: &serde_json::Value| {
+            e["message"].as_str().is_some_and(|m| m.starts_with(prefix))
+        })
+        .collect()
+}
+
+#[test]
+fn a_health_wait_reports_elapsed_timeout_and_health_as_it_goes_in_text_and_json() {
+    let env = TestEnv::new("waitprogress");
+    let image = env.registry.push(UNHEALTHY, "broken:v1");
+    env.write_compose(&stuck(&image, free_port(), "12s"));
+
+    let text = env.run("apply", &[]);
+    assert_eq!(text.code, 1, "{text}");
+    let progress = format!("{}/web: waiting for it to be ready: ", env.project());
+    assert!(
+        text.stderr
+            .lines()
+            .any(|l| l.contains(&progress) && l.ends_with("s of 12s, starting")),
+        "no progress line while waiting:\n{}",
+        text.stderr
+    );
+
+    // The failed first deploy left nothing behind, its network included.
+    let (_, networks) = sh(&format!(
+        "docker network ls -q --filter label=com.docker.compose.project={}",
+        env.project()
+    ));
+    assert_eq!(
+        networks.trim(),
+        "",
+        "the first deploy's network is still there"
+    );
+
+    let json = env.run("apply", &["--retry-failed", "--log-format", "json"]);
+    assert_eq!(json.code, 1, "{json}");
+    let waits = json_events(&json.stderr, "waiting for it to be ready");
+    assert!(waits.len() >= 2, "{}", json.stderr);
+    for wait in &waits {
+        assert_eq!(wait["stack"], env.project(), "{wait}");
+        assert_eq!(wait["service"], "web", "{wait}");
+        assert_eq!(wait["timeout_s"], 12, "{wait}");
+        assert_eq!(wait["health"], "starting", "{wait}");
+    }
+    let elapsed: Vec<u64> = waits
+        .iter()
+        .map(|w| w["elapsed_s"].as_u64().unwrap())
+        .collect();
+    assert!(elapsed.windows(2).all(|p| p[0] < p[1]), "{elapsed:?}");
+    assert!(
+        elapsed.iter().all(|&s| (5..=12).contains(&s)),
+        "{elapsed:?}"
+    );
+}

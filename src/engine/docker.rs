@@ -463,9 +463,9 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn ensure_network(&self, project: &str, key: &str, def: &NetworkDef) -> Result<()> {
+    async fn ensure_network(&self, project: &str, key: &str, def: &NetworkDef) -> Result<bool> {
         match self.docker.inspect_network(&def.name, None).await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(false),
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(self.error("inspect network", &def.name, e)),
         }
@@ -482,12 +482,20 @@ impl Engine for DockerEngine {
             .create_network(network_request(project, key, def))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             // Lost a race with another creator: the network is there, which is all we want.
             Err(BollardError::DockerResponseServerError {
                 status_code: 409, ..
-            }) => Ok(()),
+            }) => Ok(false),
             Err(e) => Err(self.error("create network", &def.name, e)),
+        }
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(self.error("remove network", name, e)),
         }
     }
 

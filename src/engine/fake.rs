@@ -833,11 +833,11 @@ impl Engine for FakeEngine {
         Ok(self.world().volumes.get(name).cloned())
     }
 
-    async fn ensure_network(&self, project: &str, key: &str, def: &NetworkDef) -> Result<()> {
+    async fn ensure_network(&self, project: &str, key: &str, def: &NetworkDef) -> Result<bool> {
         self.enter("ensure-network", &def.name)?;
         let mut w = self.world();
         if w.networks.contains_key(&def.name) {
-            return Ok(());
+            return Ok(false);
         }
         if def.external {
             return Err(EngineError::Call {
@@ -863,6 +863,12 @@ impl Engine for FakeEngine {
             labels,
         };
         w.networks.insert(def.name.clone(), network);
+        Ok(true)
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        self.enter("remove-network", name)?;
+        self.world().networks.remove(name);
         Ok(())
     }
 

@@ -221,8 +221,12 @@ pub trait Engine {
     /// name.
     async fn inspect_network(&self, name: &str) -> Result<Option<ObservedNetwork>>;
     async fn inspect_volume(&self, name: &str) -> Result<Option<ObservedVolume>>;
-    /// Create what is missing; an existing network or volume is left as it is.
-    async fn ensure_network(&self, project: &str, key: &str, def: &NetworkDef) -> Result<()>;
+    /// Create what is missing; an existing network or volume is left as it is. True when the
+    /// network was created by this call.
+    async fn ensure_network(&self, project: &str, key: &str, def: &NetworkDef) -> Result<bool>;
+    /// Remove a network; one that is already gone is no error. Only for a network the reconciler
+    /// just created and nothing uses (see the executor): the engine refuses one in use.
+    async fn remove_network(&self, name: &str) -> Result<()>;
     async fn ensure_volume(&self, project: &str, key: &str, def: &VolumeDef) -> Result<()>;
     async fn create_container(&self, request: &CreateRequest) -> Result<String>;
     async fn start_container(&self, id: &str) -> Result<()>;

@@ -57,11 +57,41 @@ impl<E: Engine> Executor<'_, E> {
                 return Err(error);
             }
         };
-        self.prepare_stack(stack, &work).await?;
+        let created_networks = self.prepare_stack(stack, &work).await?;
         let all_good = self
             .run_services(stack, &work, observed, &digests, recorder)
             .await?;
+        if !all_good && !created_networks.is_empty() {
+            self.remove_networks_of_a_failed_first_deploy(&stack.name, &created_networks)
+                .await;
+        }
         recorder.finish_stack(&stack.name, &stack.revision, all_good && !failed_before)
+    }
+
+    /// A first deploy that failed leaves nothing running: the networks this pass created for it
+    /// go too, so a failed try leaves the host as it found it. Only when the stack has no
+    /// container at all (a stopped one would lose its network); trouble here is only said.
+    async fn remove_networks_of_a_failed_first_deploy(&self, stack: &str, created: &[String]) {
+        let projects = [stack.to_string()];
+        let containers = self.engine.list_containers(&projects).await;
+        let oneoffs = self.engine.list_oneoffs(&projects).await;
+        match (containers, oneoffs) {
+            (Ok(c), Ok(o)) if c.is_empty() && o.is_empty() => {}
+            (Ok(_), Ok(_)) => return,
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(stack = %stack, "networks created by this pass are kept: {e}");
+                return;
+            }
+        }
+        for name in created {
+            match self.engine.remove_network(name).await {
+                Ok(()) => tracing::info!(
+                    stack = %stack,
+                    "removed network {name}: it was created for this deploy and nothing runs"
+                ),
+                Err(e) => tracing::warn!(stack = %stack, "network {name} is kept: {e}"),
+            }
+        }
     }
 
     /// Start each service when the services it depends on in this pass are done; skip it when

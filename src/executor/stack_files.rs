@@ -13,12 +13,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 impl<E: Engine> Executor<'_, E> {
-    /// Networks, volumes and the repository files that services mount.
+    /// Networks, volumes and the repository files that services mount. Returns the names of
+    /// the networks it created.
     pub(super) async fn prepare_stack(
         &self,
         stack: &Stack,
         work: &[&ServicePlan],
-    ) -> Result<(), ExecError> {
+    ) -> Result<Vec<String>, ExecError> {
         let services: Vec<&Service> = work
             .iter()
             .filter(|sp| sp.action != Action::Remove)
@@ -38,10 +39,12 @@ impl<E: Engine> Executor<'_, E> {
                     .filter_map(|m| m.source.clone()),
             );
         }
+        let mut created = Vec::new();
         for key in networks {
-            self.engine
-                .ensure_network(&stack.name, &key, &stack.networks[&key])
-                .await?;
+            let def = &stack.networks[&key];
+            if self.engine.ensure_network(&stack.name, &key, def).await? {
+                created.push(def.name.clone());
+            }
         }
         for key in volumes {
             self.engine
@@ -66,7 +69,7 @@ impl<E: Engine> Executor<'_, E> {
         for service in &services {
             self.write_content_files(stack, service)?;
         }
-        Ok(())
+        Ok(created)
     }
 
     /// The secrets and configs given by content, as the files the service's container binds.

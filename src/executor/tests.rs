@@ -781,6 +781,72 @@ async fn a_service_whose_dependency_failed_in_the_same_pass_is_skipped_and_repor
     assert_eq!(state.stacks["shop"].last_good, None);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_first_deploy_that_never_turns_healthy_leaves_no_network_and_no_volume_is_touched() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, STARTING_FOR_AN_HOUR);
+    let compose = format!(
+        "services:\n  web:\n    image: {WEB_V1}\n    volumes: [\"data:/data\"]\n    x-reconciler: {{health_timeout: 30s}}\nvolumes:\n  data: {{}}\n"
+    );
+
+    let outcome = host.pass(&host.desired("shop", &compose)).await.unwrap();
+
+    assert_eq!(outcome.failed().len(), 1, "{outcome:?}");
+    assert!(host.names().is_empty(), "{:?}", host.names());
+    assert!(host.engine.network("shop_default").is_none());
+    assert!(host
+        .engine
+        .calls()
+        .contains(&"remove-network shop_default".to_string()));
+    assert!(
+        host.engine.volumes().contains_key("shop_data"),
+        "a volume always stays"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_service_beside_one_that_runs_keeps_the_network_they_share() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, STARTING_FOR_AN_HOUR);
+    host.engine.publish(DB_V1, healthy_after(1));
+    let compose = format!(
+        "services:\n  db:\n    image: {DB_V1}\n  web:\n    image: {WEB_V1}\n    x-reconciler: {{health_timeout: 30s}}\n"
+    );
+
+    let outcome = host.pass(&host.desired("shop", &compose)).await.unwrap();
+
+    assert_eq!(outcome.failed().len(), 1, "{outcome:?}");
+    assert_eq!(host.names(), vec!["shop-db-1".to_string()]);
+    assert!(host.engine.network("shop_default").is_some());
+    assert!(!host
+        .engine
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("remove-network")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_update_keeps_the_network_the_old_container_runs_on() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, healthy_after(1));
+    host.pass(&host.desired("shop", &format!("services:\n  web:\n    image: {WEB_V1}\n")))
+        .await
+        .unwrap();
+    host.engine.publish(WEB_V2, STARTING_FOR_AN_HOUR);
+
+    let outcome = host
+        .pass(&host.desired(
+            "shop",
+            &format!("services:\n  web:\n    image: {WEB_V2}\n    x-reconciler: {{health_timeout: 30s}}\n"),
+        ))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome.failed().len(), 1, "{outcome:?}");
+    assert_eq!(host.engine.container("shop-web-1").unwrap().image, WEB_V1);
+    assert!(host.engine.network("shop_default").is_some());
+}
+
 // ---- networks and volumes that exist with another definition -----------------------------
 
 fn ours(key_label: &str, key: &str) -> std::collections::BTreeMap<String, String> {
