@@ -9,9 +9,10 @@
 #                               apply changes nothing. Edit desired-state/shop/.env (WEB_TAG=v2)
 #                               and rerun to see an update.
 #   bash scripts/demo.sh down   stop and remove what the demo created, and only that: the shop
-#                               stack's containers, network and volume (those the reconciler
-#                               labelled), the example's images, the registry the demo started,
-#                               and /tmp/reconciler-demo (state dir and registry data).
+#                               stack's containers (those the reconciler labelled), its network
+#                               and volume, the images it pulled, the registry the demo started
+#                               (not one that already ran), and /tmp/reconciler-demo (state dir
+#                               and registry data).
 #
 # DEMO_DIR (default /tmp/reconciler-demo) holds the state dir and the registry's data.
 set -euo pipefail
@@ -37,14 +38,17 @@ down() {
     docker rm -f $ids >/dev/null
     echo "removed $(wc -w <<<"$ids") container(s) of $STACK" >&2
   fi
-  for net in $(docker network ls -q "${project[@]}"); do
+  for net in $(docker network ls --format '{{.Name}}' "${project[@]}"); do
     docker network rm "$net" >/dev/null && echo "removed network $net" >&2
   done
   for vol in $(docker volume ls -q "${project[@]}"); do
     docker volume rm "$vol" >/dev/null && echo "removed volume $vol (the demo's data)" >&2
   done
-  for img in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "$REGISTRY/demo/*"); do
-    docker image rm "$img" >/dev/null && echo "removed image $img" >&2
+  # The images the shop stack pulled (any tag); the builder's other images were never pulled.
+  for repo in web worker db; do
+    for img in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "$REGISTRY/demo/$repo"); do
+      docker image rm "$img" >/dev/null && echo "removed image $img" >&2
+    done
   done
   if [ -f "$WORK/registry.pid" ]; then
     local pid
