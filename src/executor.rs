@@ -22,6 +22,7 @@ pub mod restore;
 mod service;
 mod stack;
 mod stack_files;
+mod wait_progress;
 #[cfg(test)]
 mod tests;
 

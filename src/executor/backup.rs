@@ -3,6 +3,7 @@
 //! helper image, nothing started. Running containers of the stack that write the volume are
 //! paused while it is copied, so the copy is of one moment.
 
+use super::wait_progress::WaitProgress;
 use super::{ExecError, Executor};
 use crate::desired::{Service, Stack};
 use crate::engine::{Engine, HolderRequest, HOLDER_PATH};
@@ -251,6 +252,8 @@ impl<E: Engine> Executor<'_, E> {
     ) -> Result<(), ExecError> {
         let deadline = tokio::time::Instant::now() + timeout;
         for c in containers {
+            let what = format!("waiting for {} to be healthy again after the pause", c.name);
+            let mut progress = WaitProgress::new(who, what, timeout);
             loop {
                 let status = match self.engine.inspect_container(&c.id).await {
                     Ok(status) => status,
@@ -260,6 +263,7 @@ impl<E: Engine> Executor<'_, E> {
                 if status.health == Health::Healthy || !status.running {
                     break;
                 }
+                progress.tick(status.health, status.running);
                 if tokio::time::Instant::now() >= deadline {
                     tracing::warn!(
                         stack = %who.stack, service = %who.service,

@@ -2,6 +2,7 @@
 //! tests drive the timeouts with paused time. Long waits say how far along they are.
 
 use super::http_probe::probe_until;
+use super::wait_progress::WaitProgress;
 use super::{ExecError, Executor};
 use crate::desired::{DependsCondition, Service, Stack};
 use crate::engine::{ContainerStatus, Engine, EngineError};
@@ -13,8 +14,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub(super) const POLL: Duration = Duration::from_millis(250);
-/// How often a wait that is still going says so.
-const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// Why a container is not (yet) ready, from one inspect.
 enum Verdict {
@@ -36,7 +35,8 @@ impl<E: Engine> Executor<'_, E> {
     ) -> Result<Result<(), String>, ExecError> {
         let started = Instant::now();
         let deadline = started + service.health_timeout;
-        let mut last_report = started;
+        let mut progress =
+            WaitProgress::new(who, "waiting for it to be ready", service.health_timeout);
         let restarts = self.inspect(id).await?.restart_count;
         loop {
             let s = self.inspect(id).await?;
@@ -65,10 +65,7 @@ impl<E: Engine> Executor<'_, E> {
                     humantime::format_duration(service.health_timeout)
                 )));
             }
-            if last_report.elapsed() >= REPORT_EVERY {
-                last_report = Instant::now();
-                report_wait(who, started, service.health_timeout, s.health);
-            }
+            progress.tick(s.health, s.running);
             tokio::time::sleep(POLL).await;
         }
         if let Some(url) = &service.http_probe {
@@ -118,12 +115,14 @@ impl<E: Engine> Executor<'_, E> {
             },
         );
         let started = Instant::now();
+        let mut progress = WaitProgress::new(who, format!("watching {name}"), window);
         while started.elapsed() < window {
             tokio::time::sleep(POLL.min(window - started.elapsed())).await;
             let s = self.inspect(id).await?;
             if !s.running {
                 self.removed_by_hand(id, &s).await?;
             }
+            progress.tick(s.health, s.running);
             if let Some(what) = window_failure(&s, restarts) {
                 let reason = format!(
                     "{what} {}s into the {} monitor window",
@@ -168,6 +167,7 @@ impl<E: Engine> Executor<'_, E> {
     /// `depends_on` conditions of dependencies that this pass does not change.
     pub(super) async fn wait_dependencies(
         &self,
+        who: &Who,
         stack: &Stack,
         service: &Service,
         observed: &Observed,
@@ -184,11 +184,14 @@ impl<E: Engine> Executor<'_, E> {
                 .get(dep)
                 .map_or(Duration::from_secs(60), |d| d.health_timeout);
             let deadline = Instant::now() + timeout;
+            let mut progress =
+                WaitProgress::new(who, format!("waiting for its dependency {dep}"), timeout);
             loop {
                 let status = self.inspect(&container).await?;
                 if let Some(result) = dependency_verdict(dep, condition, &status) {
                     return Ok(result);
                 }
+                progress.tick(status.health, status.running);
                 // Nothing was changed for this service yet: at shutdown it stops waiting.
                 if self.stopping() {
                     return Ok(Err("stopping: left for the next run".into()));
@@ -295,20 +298,3 @@ fn dependency_verdict(
     }
 }
 
-fn report_wait(who: &Who, started: Instant, timeout: Duration, health: Health) {
-    let elapsed = started.elapsed().as_secs();
-    let health = match health {
-        Health::None => "running, no healthcheck",
-        Health::Starting => "starting",
-        Health::Healthy => "healthy",
-        Health::Unhealthy => "unhealthy",
-    };
-    crate::progress!(
-        who,
-        elapsed_s = elapsed,
-        timeout_s = timeout.as_secs(),
-        health,
-        "waiting for it to be ready: {elapsed}s of {}s, {health}",
-        timeout.as_secs()
-    );
-}

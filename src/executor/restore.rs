@@ -5,6 +5,7 @@
 //! endpoint only adds files), the backup is written through the engine, the containers are
 //! started and their health awaited.
 
+use super::wait_progress::WaitProgress;
 use super::backup::{copy_volume, engine_name_file, holder_name, mounts_volume, VolumeCopy};
 use crate::engine::{Engine, HolderRequest};
 use crate::observed::{Health, ObservedContainer};
@@ -341,6 +342,10 @@ async fn wait_healthy<E: Engine>(
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     for c in containers {
+        let revision = c.labels.get(crate::labels::REVISION).map_or("-", String::as_str);
+        let who = crate::logging::Who::new(&c.project, &c.service, revision);
+        let what = format!("waiting for {} to be ready after the restore", c.name);
+        let mut progress = WaitProgress::new(&who, what, timeout);
         loop {
             let status = engine
                 .inspect_container(&c.id)
@@ -350,6 +355,7 @@ async fn wait_healthy<E: Engine>(
             if ready {
                 break;
             }
+            progress.tick(status.health, status.running);
             if status.health == Health::Unhealthy || !status.running || Instant::now() >= deadline {
                 return Err(format!(
                     "{} is {}{} after the restore",
