@@ -22,9 +22,9 @@ pub mod restore;
 mod service;
 mod stack;
 mod stack_files;
-mod wait_progress;
 #[cfg(test)]
 mod tests;
+mod wait_progress;
 
 use crate::config::ApplySettings;
 use crate::desired::Desired;

@@ -297,4 +297,3 @@ fn dependency_verdict(
         },
     }
 }
-

@@ -5,8 +5,8 @@
 //! endpoint only adds files), the backup is written through the engine, the containers are
 //! started and their health awaited.
 
-use super::wait_progress::WaitProgress;
 use super::backup::{copy_volume, engine_name_file, holder_name, mounts_volume, VolumeCopy};
+use super::wait_progress::WaitProgress;
 use crate::engine::{Engine, HolderRequest};
 use crate::observed::{Health, ObservedContainer};
 use crate::outcome::Step;
@@ -342,7 +342,10 @@ async fn wait_healthy<E: Engine>(
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     for c in containers {
-        let revision = c.labels.get(crate::labels::REVISION).map_or("-", String::as_str);
+        let revision = c
+            .labels
+            .get(crate::labels::REVISION)
+            .map_or("-", String::as_str);
         let who = crate::logging::Who::new(&c.project, &c.service, revision);
         let what = format!("waiting for {} to be ready after the restore", c.name);
         let mut progress = WaitProgress::new(&who, what, timeout);

@@ -58,7 +58,10 @@ impl<E: Engine> Executor<'_, E> {
         }
         let service = &stack.services[&sp.service];
         let mut step = super::stack::step_of(sp.action);
-        let ready = match self.wait_dependencies(&who, stack, service, observed).await? {
+        let ready = match self
+            .wait_dependencies(&who, stack, service, observed)
+            .await?
+        {
             // Before a container is replaced (once for all replicas), never on create or start.
             Ok(()) if replaces_a_container(stack, sp, observed) => {
                 self.backup_before_update(stack, service, observed).await?
