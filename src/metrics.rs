@@ -137,7 +137,7 @@ impl Metrics {
         );
         registry.register(
             "reconciler_rollbacks",
-            "Failed updates whose old container was restored",
+            "Updates that put a service back on the image it ran before (a git revert)",
             metrics.rollbacks.clone(),
         );
         registry.register(
