@@ -79,7 +79,7 @@ echo "pass, host policy as shipped:  $strict of $runnable ($(pct "$strict" "$run
 echo "pass, every --allow given:     $loose of $runnable ($(pct "$loose" "$runnable"))"
 echo
 echo "what stops the others, host policy as shipped (files per reason):"
-sort "$work/strict" | uniq -c | sort -rn | head -15
+sort "$work/strict" | uniq -c | sort -rn
 echo
 echo "what stops the others, every --allow given (files per reason):"
-sort "$work/problems" | uniq -c | sort -rn | head -15
+sort "$work/problems" | uniq -c | sort -rn
