@@ -226,7 +226,7 @@ timeout 30 "$BIN" --state-dir "$STATE" validate --repo "$WC" >/dev/null
 
 get() { curl -s --connect-timeout 0.5 --max-time 1 "http://127.0.0.1:$WEB_PORT/" 2>/dev/null || true; }
 web_status() { # the status row of loopweb/SERVICE (default web), as "revision sync"
-  timeout 20 "$BIN" --state-dir "$STATE" status -o json |
+  timeout 20 "$BIN" --state-dir "$STATE" status -o json 2>/dev/null |
     jq -r --arg s "${1:-web}" '.[] | select(.stack == "loopweb" and .service == $s) | "\(.revision) \(.sync)"'
 }
 # start_loop NAME ARGS...: `reconciler run` on the bare repo, in the background (RUN_PID).
@@ -350,8 +350,7 @@ cli_swap() {
 }
 # cycle KEY HOOK: REPEAT times: commit WEB_TAG=v2 and measure, `git revert` it and measure.
 # Before each push a pause: random in 0-1 s when polling (pushes land at random points of the 1 s
-# interval), 0.4 s with the webhook (the extra pass that the update's own engine events start is
-# over by then; see bench/README.md).
+# interval), 0.4 s with the webhook (see bench/README.md, "The loop").
 pause() { if [ "$1" = 0 ]; then sleep "$(awk -v s="$RANDOM" 'BEGIN { printf "%.3f", s / 32768 }')"; else sleep 0.4; fi; }
 cycle() {
   local key=$1 hook=$2 k
@@ -484,7 +483,7 @@ TICK=$(getconf CLK_TCK)
 ticks() { awk '{ print $14 + $15 }' "/proc/$RUN_PID/stat"; }
 passes() { curl -fsS --max-time 2 "http://127.0.0.1:$IDLE_PORT/status" | jq -r .passes; }
 synced20() {
-  timeout 20 "$BIN" --state-dir "$STATE" status -o json |
+  timeout 20 "$BIN" --state-dir "$STATE" status -o json 2>/dev/null |
     jq -r --arg c "$IDLE_COMMIT" '[.[] | select(.stack == "loopidle" and .revision == $c and .sync == "Synced")] | length'
 }
 pass_metrics() { # "sum count" of the pass-duration histogram

@@ -316,9 +316,8 @@ done
 R[tag_requests]="$FIRST_N requests: $FIRST_WIDE stack-wide (lists, network, image), container-level only on $FIRST_SERVICES"
 all_only_changed=yes
 for o in "${overheads[@]}"; do
-  set -- $o
-  shift 3
-  for sv in "$@"; do [ "${sv%%:*}" = "$CHANGED" ] || all_only_changed=no; done
+  read -ra fields <<< "$o"   # wall engine n service:count...
+  for sv in "${fields[@]:3}"; do [ "${sv%%:*}" = "$CHANGED" ] || all_only_changed=no; done
 done
 R[tag_only_changed]=$all_only_changed
 R[tag_engine]=$(printf '%s\n' "${overheads[@]}" | awk '{ s += $2 } END { printf "%.4f", s/NR }')
