@@ -58,6 +58,14 @@ impl PassError {
             _ => false,
         }
     }
+
+    /// A container removed by hand mid-pass: an ordinary case the next pass settles.
+    pub fn is_container_gone(&self) -> bool {
+        match self {
+            Self::Engine(e) | Self::Exec(ExecError::Engine(e)) => e.is_gone(),
+            _ => false,
+        }
+    }
 }
 
 /// Where desired state comes from, and how to read it.

@@ -24,7 +24,7 @@ pub struct Triggers {
     pub changed: Arc<Notify>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Asked,
     Changed,
@@ -74,11 +74,18 @@ pub async fn run_loop<E: Engine>(
             Err(e) => {
                 failures_in_a_row += 1;
                 let wait = error_policy(e, failures_in_a_row, config.interval);
-                tracing::error!(
-                    retry_in_s = wait.as_secs(),
-                    "pass failed (next pass in {}): {e}",
-                    humantime::format_duration(wait)
-                );
+                let next = humantime::format_duration(wait);
+                if e.is_container_gone() {
+                    tracing::warn!(
+                        retry_in_s = wait.as_secs(),
+                        "a container went away during the pass, which ends here; the next one (in {next}) puts things right: {e}"
+                    );
+                } else {
+                    tracing::error!(
+                        retry_in_s = wait.as_secs(),
+                        "pass failed (next pass in {next}): {e}"
+                    );
+                }
                 wait
             }
         };
@@ -95,13 +102,23 @@ pub async fn run_loop<E: Engine>(
             () = ctx.shutdown.cancelled() => break,
         };
         // ... and no sooner than MIN_TRIGGERED_SPACING after the last pass of that kind started.
-        let since = kind
-            .and_then(|k| last_by_kind[k as usize])
-            .map(|t| t.elapsed());
-        let spacing = since.map_or(Duration::ZERO, |s| MIN_TRIGGERED_SPACING.saturating_sub(s));
-        tokio::select! {
-            _ = tokio::time::sleep(spacing) => {}
-            () = ctx.shutdown.cancelled() => break,
+        // A request (webhook, SIGHUP) that comes while an event-started pass is held back takes
+        // its place at once, under its own spacing: it is never made to wait for events.
+        loop {
+            let since = kind
+                .and_then(|k| last_by_kind[k as usize])
+                .map(|t| t.elapsed());
+            let spacing = since.map_or(Duration::ZERO, |s| MIN_TRIGGERED_SPACING.saturating_sub(s));
+            if spacing.is_zero() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(spacing) => break,
+                _ = triggers.asked.notified(), if kind == Some(Kind::Changed) => {
+                    kind = Some(Kind::Asked);
+                }
+                () = ctx.shutdown.cancelled() => return,
+            }
         }
     }
 }
@@ -157,8 +174,63 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_asked_pass_does_not_wait_behind_an_event_pass_but_asked_passes_are_spaced() {
-        let repo = tempfile::tempdir().unwrap();
-        let state = tempfile::tempdir().unwrap();
+        let (repo, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let timings = drive_loop(&repo, &state, |triggers, status| async move {
+            passes(&status, 1).await;
+            triggers.changed.notify_one();
+            let event_pass = passes(&status, 2).await;
+            triggers.asked.notify_one();
+            let asked_pass = passes(&status, 3).await;
+            triggers.asked.notify_one();
+            let second_asked = passes(&status, 4).await;
+            (event_pass, asked_pass, second_asked)
+        })
+        .await;
+        let (event_pass, asked_pass, second_asked) = timings;
+        assert!(
+            asked_pass - event_pass < Duration::from_millis(500),
+            "the webhook waited {:?} behind the event pass",
+            asked_pass - event_pass
+        );
+        assert!(
+            second_asked - asked_pass >= Duration::from_millis(900),
+            "asked passes came {:?} apart",
+            second_asked - asked_pass
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_asked_pass_that_comes_while_an_event_pass_is_held_back_goes_at_once() {
+        let (repo, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (event_pass, asked_pass) = drive_loop(&repo, &state, |triggers, status| async move {
+            passes(&status, 1).await;
+            triggers.changed.notify_one();
+            let event_pass = passes(&status, 2).await;
+            // A second event right away: its pass is held back for the spacing ...
+            triggers.changed.notify_one();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // ... and a webhook meanwhile must not wait for it.
+            triggers.asked.notify_one();
+            (event_pass, passes(&status, 3).await)
+        })
+        .await;
+        assert!(
+            asked_pass - event_pass < Duration::from_millis(500),
+            "the webhook waited {:?} behind a held-back event pass",
+            asked_pass - event_pass
+        );
+    }
+
+    /// Runs the loop (hour-long interval) on an empty directory until `driver`, given the
+    /// loop's triggers and status, returns; then stops it.
+    async fn drive_loop<T, F>(
+        repo: &tempfile::TempDir,
+        state: &tempfile::TempDir,
+        driver: impl FnOnce(Triggers, SharedStatus) -> F,
+    ) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
         let source = SourceSettings {
             spec: SourceSpec::Directory(repo.path().to_path_buf()),
             branch: "main".into(),
@@ -189,30 +261,16 @@ mod tests {
         };
         let (triggers, status) = (Triggers::default(), SharedStatus::default());
         let heartbeat = Heartbeat::new(Duration::from_secs(3600));
+        let driven = driver(triggers.clone(), status.clone());
         let driver = async {
-            passes(&status, 1).await;
-            triggers.changed.notify_one();
-            let event_pass = passes(&status, 2).await;
-            triggers.asked.notify_one();
-            let asked_pass = passes(&status, 3).await;
-            triggers.asked.notify_one();
-            let second_asked = passes(&status, 4).await;
+            let result = driven.await;
             ctx.shutdown.cancel();
-            (event_pass, asked_pass, second_asked)
+            result
         };
-        let ((), (event_pass, asked_pass, second_asked)) = tokio::join!(
+        let ((), result) = tokio::join!(
             run_loop(&ctx, &config, &triggers, &status, &heartbeat, |_| {}),
             driver
         );
-        assert!(
-            asked_pass - event_pass < Duration::from_millis(500),
-            "the webhook waited {:?} behind the event pass",
-            asked_pass - event_pass
-        );
-        assert!(
-            second_asked - asked_pass >= Duration::from_millis(900),
-            "asked passes came {:?} apart",
-            second_asked - asked_pass
-        );
+        result
     }
 }
