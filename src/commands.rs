@@ -442,6 +442,20 @@ pub fn retry(host: &Host, stack: &str, service: &str) -> Result<i32> {
 
 pub fn suspend(host: &Host, stack: &str, suspended: bool) -> Result<i32> {
     check_stack_name(stack)?;
+    // A stack may be suspended before its first pass, so an unknown name is allowed, but said:
+    // it is more often a typo.
+    let known = host.state_dir.load()?.stacks.contains_key(stack);
+    let was_suspended = host.state_dir.suspended().iter().any(|s| s == stack);
+    if !known && !(was_suspended && !suspended) {
+        tracing::warn!(
+            "no stack {stack} is recorded in the state dir {}: check the name (`reconciler status` lists them)",
+            host.state_dir.root().display()
+        );
+    }
+    if !suspended && !was_suspended {
+        println!("{stack} was not suspended");
+        return Ok(EXIT_OK);
+    }
     host.state_dir.suspend(stack, suspended)?;
     poke_loop(host)?;
     println!(
@@ -682,8 +696,21 @@ pub fn history(
     if entries.is_empty() {
         say_nothing_recorded(host, "no change");
     }
+    let recorded_any = !entries.is_empty();
     entries
         .retain(|e| stack.is_none_or(|s| e.stack == s) && service.is_none_or(|s| e.service == s));
+    if recorded_any && entries.is_empty() {
+        let who = match (stack, service) {
+            (Some(st), Some(sv)) => format!("{st}/{sv}"),
+            (Some(st), None) => format!("stack {st}"),
+            (None, Some(sv)) => format!("a service named {sv}"),
+            (None, None) => String::new(),
+        };
+        tracing::warn!(
+            "no change of {who} is recorded in the state dir {}: check the names (`reconciler status` lists them)",
+            host.state_dir.root().display()
+        );
+    }
     entries.reverse();
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&entries)?);

@@ -307,6 +307,45 @@ fn web_v(image: &str) -> String {
 }
 
 #[test]
+fn names_the_state_dir_does_not_record_are_said_by_history_suspend_and_resume() {
+    let env = TestEnv::new("unknownname");
+    let image = env.registry.push(WEB_V1, "web:v1");
+    env.write_compose(&web_v(&image));
+    env.apply_ok();
+    let shown = env.state.path().display().to_string();
+
+    let history = env.reconciler(&["history", "--stack", "nosuch"]);
+    history.assert_code(0);
+    assert!(
+        history
+            .stderr
+            .contains("no change of stack nosuch is recorded in the state dir")
+            && history.stderr.contains(&shown),
+        "{history}"
+    );
+    let known = env.reconciler(&["history", "--stack", env.project()]);
+    assert!(!known.stderr.contains("is recorded"), "{known}");
+
+    let suspend = env.reconciler(&["suspend", "nosuch"]);
+    suspend.assert_code(0);
+    assert!(
+        suspend
+            .stderr
+            .contains("no stack nosuch is recorded in the state dir"),
+        "a typo is said, though a stack may be suspended before its first pass: {suspend}"
+    );
+    env.reconciler(&["resume", "nosuch"]).assert_code(0);
+    let again = env.reconciler(&["resume", "nosuch"]);
+    again.assert_code(0);
+    assert!(again.stdout.contains("nosuch was not suspended"), "{again}");
+
+    let ours = env.reconciler(&["suspend", env.project()]);
+    ours.assert_code(0);
+    assert!(!ours.stderr.contains("is recorded"), "{ours}");
+    env.reconciler(&["resume", env.project()]).assert_code(0);
+}
+
+#[test]
 fn a_full_state_dir_stops_the_pass_before_the_running_container_is_touched() {
     let env = TestEnv::new("fullstate");
     let _tmpfs = Mounted::tmpfs(env.state.path(), "16m");
