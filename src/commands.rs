@@ -446,7 +446,8 @@ pub fn suspend(host: &Host, stack: &str, suspended: bool) -> Result<i32> {
     // it is more often a typo.
     let known = host.state_dir.load()?.stacks.contains_key(stack);
     let was_suspended = host.state_dir.suspended().iter().any(|s| s == stack);
-    if !known && !(was_suspended && !suspended) {
+    let resuming_a_suspended_one = was_suspended && !suspended;
+    if !known && !resuming_a_suspended_one {
         tracing::warn!(
             "no stack {stack} is recorded in the state dir {}: check the name (`reconciler status` lists them)",
             host.state_dir.root().display()
