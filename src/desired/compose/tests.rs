@@ -1493,9 +1493,14 @@ fn a_missing_image_is_an_error() {
 }
 
 #[test]
-fn an_empty_image_is_an_error() {
+fn an_empty_image_is_an_error_naming_the_unset_variable_that_emptied_it() {
     let p = problem(&web("image: \"${TAG}\""));
     assert_eq!((p.line, p.key.as_str()), (3, "services.web.image"));
+    assert_eq!(
+        p.message,
+        "'' is not an image reference (it uses the variable 'TAG', which is not set and was replaced by an empty string)"
+    );
+    let p = problem(&web("image: \"\""));
     assert_eq!(p.message, "'' is not an image reference");
 }
 
