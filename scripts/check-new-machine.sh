@@ -9,6 +9,8 @@
 #      installed Rust) and `bash scripts/demo.sh` must then bring the shop stack up.
 #   3. Every hint the demo prints is run as printed, a release of web:v2 is applied, and
 #      `bash scripts/demo.sh down` must leave no container, network or volume of `shop`.
+#   4. `bash scripts/setup.sh --tests`, the set-up `.ci/run` does before the tests, must install
+#      what they need (the tests themselves run in CI, on a fresh clone).
 #
 # The chroot shares this host's kernel, so it uses this host's Docker Engine through its socket
 # (dockerd cannot run twice on one host); Debian packages come from deb.debian.org and crates
@@ -117,6 +119,10 @@ curl -fsS http://127.0.0.1:8080/ | grep "web v2"
 git checkout -q desired-state/shop/.env
 bash scripts/demo.sh down
 ' || die "a hint did not work as printed (see above)"
+
+say "4. bash scripts/setup.sh --tests (what .ci/run installs before the tests)"
+in_chroot 'bash scripts/setup.sh --tests && [ -x /usr/sbin/sshd ] && command -v python3 && cargo nextest --version' ||
+  die "setup.sh --tests did not install what the tests need"
 
 left=$(
   docker ps -aq --filter label=com.docker.compose.project=shop
