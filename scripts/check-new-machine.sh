@@ -7,21 +7,23 @@
 #      1 and a message naming the Rust version to install.
 #   2. In the second case, this host's rustup toolchains are lent read-only (as if the user had
 #      installed Rust) and `bash scripts/demo.sh` must then bring the shop stack up.
-#   3. Every hint the demo prints is run as printed, a release of web:v2 is applied, and
-#      `bash scripts/demo.sh down` must leave no container, network or volume of `shop`.
+#   3. The hints the demo printed are taken from its output and run as printed: the "Try:"
+#      lines, then the release of web v2 (its diff must exit 1, its apply 0, and the web then
+#      says v2), then the clean-up line, `bash scripts/demo.sh down`, which must leave no
+#      container, network or volume of `shop`.
 #   4. `bash scripts/setup.sh --tests`, the set-up `.ci/run` does before the tests, must install
 #      what they need (the tests themselves run in CI, on a fresh clone).
 #
 # The chroot shares this host's kernel, so it uses this host's Docker Engine through its socket
 # (dockerd cannot run twice on one host); Debian packages come from deb.debian.org and crates
-# from crates.io, so those must be reachable. It runs as root, takes ~15 min (the release build),
-# and removes the chroot at the end (KEEP=1 keeps it). Refuses to start while anything of the
-# Compose project `shop` exists or something serves 127.0.0.1:8080 or :5055.
+# from crates.io, so those must be reachable. It runs as root in a mount namespace of its own
+# (no mount it makes is seen by, or can take anything from, the host), in a new folder under
+# /var/tmp, and takes 15 to 20 min (the release build). At the end, also after a failure or
+# Ctrl-C, it takes the demo down, stops what the chroot still runs and removes the folder
+# (KEEP=1 keeps the folder). Refuses to start while anything of the Compose project `shop`
+# exists or something serves 127.0.0.1:8080 or :5055.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=${CHECK_DIR:-/var/tmp/reconciler-new-machine}
-SUITE=bookworm
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 say() { printf '\n== check: %s\n' "$*" >&2; }
 die() {
@@ -29,8 +31,13 @@ die() {
   exit 1
 }
 [ "$(id -u)" -eq 0 ] || die "run it as root (debootstrap, chroot and mounts need it)"
-[ -z "$(docker ps -aq --filter label=com.docker.compose.project=shop)" ] ||
-  die "containers of the project shop exist (bash scripts/demo.sh down removes the demo's)"
+# Every mount below is private to this run: re-run in a mount namespace of its own.
+if [ -z "${CHECK_NEW_MACHINE_NS:-}" ]; then
+  exec unshare --mount --propagation private env CHECK_NEW_MACHINE_NS=1 bash "$0" "$@"
+fi
+shop=(--filter label=com.docker.compose.project=shop)
+[ -z "$(docker ps -aq "${shop[@]}")$(docker network ls -q "${shop[@]}")$(docker volume ls -q "${shop[@]}")" ] ||
+  die "containers, networks or volumes of the project shop exist (bash scripts/demo.sh down removes the demo's)"
 for port in 8080 5055; do
   ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "something serves 127.0.0.1:$port"
 done
@@ -39,25 +46,42 @@ command -v debootstrap >/dev/null || {
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap
 }
 
-mounts=(dev proc sys run/docker.sock root/.rustup root/.cargo/bin)
-unmount_all() {
-  for m in "${mounts[@]}"; do
-    umount -l "$ROOT/$m" 2>/dev/null || true
-  done
+ROOT=$(mktemp -d /var/tmp/reconciler-new-machine.XXXXXX)
+chmod 755 "$ROOT"
+LOGS=$(mktemp -d)
+
+# in_chroot CMD: run CMD in the clone, in a login-like environment with nothing of this host's.
+in_chroot() {
+  chroot "$ROOT" /usr/bin/env -i HOME=/root TERM=dumb \
+    PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    bash -c "cd /root/reconciler && $1"
 }
 cleanup() {
-  unmount_all
+  set +e
+  if [ -d "$ROOT/tmp/reconciler-demo" ]; then
+    in_chroot "bash scripts/demo.sh down" >/dev/null 2>&1
+  fi
+  # Whatever the chroot still runs (a registry the demo started, say).
+  for proc in /proc/[0-9]*; do
+    [ "$(readlink "$proc/root" 2>/dev/null)" = "$ROOT" ] && kill "${proc#/proc/}" 2>/dev/null
+  done
+  # Mounts go with the namespace; these are for KEEP=1 and for rm's sake.
+  for m in root/.cargo/bin root/.rustup run/docker.sock dev sys proc; do
+    umount -l "$ROOT/$m" 2>/dev/null
+  done
   if [ "${KEEP:-0}" != 1 ]; then
     # Never across a mount that is left: --one-file-system.
     rm -rf --one-file-system "$ROOT"
+  else
+    echo "check: kept $ROOT" >&2
   fi
+  rm -rf "$LOGS"
 }
 trap cleanup EXIT
-unmount_all
-rm -rf --one-file-system "$ROOT"
 
-say "a minimal Debian 12 with git (debootstrap from $MIRROR: a few minutes)"
-debootstrap --variant=minbase --include=git,ca-certificates "$SUITE" "$ROOT" "$MIRROR" >/dev/null
+say "a minimal Debian 12 with git in $ROOT (debootstrap from $MIRROR: a few minutes)"
+debootstrap --variant=minbase --include=git,ca-certificates bookworm "$ROOT" \
+  "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >/dev/null
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # This host's extra CAs, for a network that reaches the internet through a TLS proxy.
 if cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/" 2>/dev/null; then
@@ -74,22 +98,15 @@ mount --bind /var/run/docker.sock "$ROOT/run/docker.sock"
 git clone -q "$PWD" "$ROOT/root/reconciler"
 echo "cloned $(git rev-parse --short HEAD) (committed work only)" >&2
 
-# in_chroot CMD: run CMD in the clone, in a login-like environment with nothing of this host's.
-in_chroot() {
-  chroot "$ROOT" /usr/bin/env -i HOME=/root TERM=dumb \
-    PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    bash -c "cd /root/reconciler && $1"
-}
-
 say "1. bash scripts/demo.sh with no Rust"
-set +e
-log=$(mktemp)
-in_chroot "bash scripts/demo.sh" 2>&1 | tee "$log"
-code=${PIPESTATUS[0]}
-set -e
+log=$LOGS/demo-1.log
+code=0
+in_chroot "bash scripts/demo.sh" 2>&1 | tee "$log" || code=$?
 if [ "$code" -ne 0 ]; then
-  grep 'Rust 1.85 or newer' "$log" >/dev/null ||
-    die "the demo failed without naming the Rust version it needs"
+  grep 'rustup could not be reached' "$log" >/dev/null ||
+    die "the demo failed (exit $code), and not for want of rustup (see above)"
+  grep 'needs Rust 1.85 or newer' "$log" >/dev/null ||
+    die "the demo stopped for want of rustup without naming the Rust version it needs"
   say "2. rustup could not be reached and the demo said which Rust to install; lending this host's toolchains"
   if [ ! -d "$HOME/.rustup" ] || [ ! -d "$HOME/.cargo/bin" ]; then
     die "this host has no rustup toolchains to lend"
@@ -99,35 +116,38 @@ if [ "$code" -ne 0 ]; then
   mount -o remount,bind,ro "$ROOT/root/.rustup"
   mount --bind "$HOME/.cargo/bin" "$ROOT/root/.cargo/bin"
   mount -o remount,bind,ro "$ROOT/root/.cargo/bin"
-  in_chroot "bash scripts/demo.sh" || die "the demo failed with Rust installed"
+  log=$LOGS/demo-2.log
+  in_chroot "bash scripts/demo.sh" 2>&1 | tee "$log" || die "the demo failed with Rust installed"
 fi
 
-say "3. the demo's hints, as printed"
-# shellcheck disable=SC2016 # expanded by the chroot's shell
-in_chroot '
-set -euo pipefail
-state=/tmp/reconciler-demo/state
-curl -fsS http://127.0.0.1:8080/ | grep "web v1"
-./target/release/reconciler --state-dir $state status | grep -E "^shop +web .* Synced"
-./target/release/reconciler --state-dir $state history | grep "shop/web"
-docker-compose -p shop -f desired-state/shop/compose.yaml ps | grep "shop-web-1"
-sed -i s/WEB_TAG=v1/WEB_TAG=v2/ desired-state/shop/.env
-code=0; ./target/release/reconciler --state-dir $state diff --repo desired-state || code=$?
-[ $code -eq 1 ]
-./target/release/reconciler --state-dir $state apply --repo desired-state
-curl -fsS http://127.0.0.1:8080/ | grep "web v2"
-git checkout -q desired-state/shop/.env
-bash scripts/demo.sh down
-' || die "a hint did not work as printed (see above)"
+say "3. the demo's hints, taken from its output and run as printed"
+# The indented lines under "Try:", then those under "Release web v2: ...", then "When you are done: CMD".
+mapfile -t try < <(sed -n '/^demo: the shop stack is up. Try:$/,/^Release /{/^  /s/^  //p}' "$log")
+mapfile -t release < <(sed -n '/^Release /,/^When you are done/{/^  /s/^  //p}' "$log")
+done_cmd=$(sed -n 's/^When you are done: //p' "$log")
+if [ "${#try[@]}" -lt 4 ] || [ "${#release[@]}" -ne 2 ] || [ -z "$done_cmd" ]; then
+  die "the demo's closing hints are not where this check expects them (see its output above)"
+fi
+for hint in "${try[@]}"; do
+  echo "+ $hint" >&2
+  in_chroot "$hint" || die "a hint failed as printed: $hint"
+done
+in_chroot "grep -q '^WEB_TAG=v1$' desired-state/shop/.env && sed -i 's/^WEB_TAG=v1$/WEB_TAG=v2/' desired-state/shop/.env"
+echo "+ ${release[0]}   (must exit 1: drift)" >&2
+code=0
+in_chroot "${release[0]}" || code=$?
+[ "$code" -eq 1 ] || die "the diff of the release exited $code, not 1: ${release[0]}"
+echo "+ ${release[1]}" >&2
+in_chroot "${release[1]}" || die "the release's apply failed as printed: ${release[1]}"
+in_chroot "curl -fsS http://127.0.0.1:8080/" | grep 'web v2' >/dev/null || die "web does not say v2 after the release"
+in_chroot "git checkout -q desired-state/shop/.env"
+echo "+ $done_cmd" >&2
+in_chroot "$done_cmd" || die "the clean-up failed as printed: $done_cmd"
+left="$(docker ps -aq "${shop[@]}") $(docker network ls -q "${shop[@]}") $(docker volume ls -q "${shop[@]}")"
+[ -z "${left// /}" ] || die "$done_cmd left these behind: $left"
 
 say "4. bash scripts/setup.sh --tests (what .ci/run installs before the tests)"
 in_chroot 'bash scripts/setup.sh --tests && [ -x /usr/sbin/sshd ] && command -v python3 && cargo nextest --version' ||
   die "setup.sh --tests did not install what the tests need"
 
-left=$(
-  docker ps -aq --filter label=com.docker.compose.project=shop
-  docker network ls -q --filter label=com.docker.compose.project=shop
-  docker volume ls -q --filter label=com.docker.compose.project=shop
-)
-[ -z "$left" ] || die "demo.sh down left these behind: $left"
-say "PASSED: a clean Debian 12 with git ran the demo, its hints and its clean-up"
+say "PASSED: a clean Debian 12 with git ran the demo, its hints as printed, its clean-up, and the tests' set-up"

@@ -27,29 +27,37 @@ step() { printf '\n== demo: %s\n' "$*" >&2; }
 
 down() {
   step "removing what the demo created"
-  # Containers: only those the reconciler labelled in the demo's project. The network and the
-  # volume carry Compose's labels only (so Compose sees them as its own), and the engine refuses
-  # to remove one that another container still uses.
-  local project=(--filter "label=com.docker.compose.project=$STACK")
-  local ids
-  ids=$(docker ps -aq "${project[@]}" --filter "label=reconciler.managed")
-  if [ -n "$ids" ]; then
-    # shellcheck disable=SC2086 # one id a word
-    docker rm -f $ids >/dev/null
-    echo "removed $(wc -w <<<"$ids") container(s) of $STACK" >&2
-  fi
-  for net in $(docker network ls --format '{{.Name}}' "${project[@]}"); do
-    docker network rm "$net" >/dev/null && echo "removed network $net" >&2
-  done
-  for vol in $(docker volume ls -q "${project[@]}"); do
-    docker volume rm "$vol" >/dev/null && echo "removed volume $vol (the demo's data)" >&2
-  done
-  # The images the shop stack pulled (any tag); the builder's other images were never pulled.
-  for repo in web worker db; do
-    for img in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "$REGISTRY/demo/$repo"); do
-      docker image rm "$img" >/dev/null && echo "removed image $img" >&2
+  # The stack's containers, network, volume and images only when the demo's state dir records
+  # the stack (a Compose project `shop` of someone else's is none of the demo's business), and
+  # of the containers only those the reconciler labelled. The network and the volume carry
+  # Compose's labels only (so Compose sees them as its own); the engine refuses to remove one
+  # that another container still uses.
+  if [ -f "$STATE/state.json" ] && grep "\"$STACK\"" "$STATE/state.json" >/dev/null; then
+    docker info >/dev/null 2>&1 ||
+      { echo "demo: cannot reach the Docker Engine (run this as root, or as a member of the group docker)" >&2; exit 1; }
+    local project=(--filter "label=com.docker.compose.project=$STACK")
+    local ids
+    ids=$(docker ps -aq "${project[@]}" --filter "label=reconciler.managed")
+    if [ -n "$ids" ]; then
+      # shellcheck disable=SC2086 # one id a word
+      docker rm -f $ids >/dev/null
+      echo "removed $(wc -w <<<"$ids") container(s) of $STACK" >&2
+    fi
+    for net in $(docker network ls --format '{{.Name}}' "${project[@]}"); do
+      docker network rm "$net" >/dev/null && echo "removed network $net" >&2
     done
-  done
+    for vol in $(docker volume ls -q "${project[@]}"); do
+      docker volume rm "$vol" >/dev/null && echo "removed volume $vol (the demo's data)" >&2
+    done
+    # The images the shop stack pulled (any tag); the builder's other images were never pulled.
+    for repo in web worker db; do
+      for img in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "$REGISTRY/demo/$repo"); do
+        docker image rm "$img" >/dev/null && echo "removed image $img" >&2
+      done
+    done
+  else
+    echo "the state dir $STATE records no $STACK stack: no container, network, volume or image to remove" >&2
+  fi
   if [ -f "$WORK/registry.pid" ]; then
     local pid
     pid=$(cat "$WORK/registry.pid")
@@ -58,8 +66,17 @@ down() {
       kill "$pid" && echo "stopped the registry on $REGISTRY (pid $pid)" >&2
     fi
   fi
-  rm -rf "$WORK"
-  echo "removed $WORK" >&2
+  # What the demo and the image builder write there, by name: DEMO_DIR may be a folder that
+  # holds other things too.
+  if [ -d "$WORK" ]; then
+    rm -rf "${WORK:?}/state" "${WORK:?}/registry"
+    rm -f "$WORK/registry.yml" "$WORK/registry.log" "$WORK/registry.pid"
+    if rmdir "$WORK" 2>/dev/null; then
+      echo "removed $WORK" >&2
+    else
+      echo "removed the demo's state and registry data from $WORK (it holds other files, so it stays)" >&2
+    fi
+  fi
   echo "demo: everything it created is gone (the build in target/ stays; cargo clean removes it)"
 }
 

@@ -11,6 +11,7 @@
 # before each step that takes a while, and stops with a message naming what to do when it cannot.
 # scripts/demo.sh and .ci/run call it; running it twice is harmless.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 RUST_MIN=1.85 # Cargo.toml's rust-version
 TESTS=no
@@ -43,8 +44,10 @@ want=()
 want_pkg() { installed "$1" || want+=("$1"); }
 
 engine_up() { "${SUDO[@]}" docker info >/dev/null 2>&1; }
-# The engine and its CLI: Debian's docker.io, unless a docker CLI (and so an engine) is already here.
-command -v docker >/dev/null || want_pkg docker.io
+# The engine and its CLI: Debian's docker.io, unless both are here (or the CLI reaches an engine).
+if ! command -v docker >/dev/null || { ! engine_up && ! command -v dockerd >/dev/null; }; then
+  want_pkg docker.io
+fi
 want_pkg docker-compose
 want_pkg docker-registry
 # The package busybox also ships /bin/busybox, but dynamically linked: useless in an image with
@@ -69,7 +72,7 @@ fi
 if [ "${#want[@]}" -gt 0 ]; then
   say "installing Debian packages: ${want[*]} (apt-get; a minute or two)"
   "${SUDO[@]}" apt-get update -q
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${want[@]}"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${want[@]}"
 else
   say "Debian packages: all there"
 fi
@@ -96,14 +99,19 @@ else
     say "service docker start did not bring it up; starting dockerd directly (log: /var/log/reconciler-setup-dockerd.log)"
     "${SUDO[@]}" sh -c 'nohup dockerd >/var/log/reconciler-setup-dockerd.log 2>&1 &'
     if ! wait_for_engine 60; then
-      "${SUDO[@]}" tail -n 20 /var/log/reconciler-setup-dockerd.log >&2 || true
+      "${SUDO[@]}" tail -n 20 /var/log/docker.log /var/log/reconciler-setup-dockerd.log >&2 || true
       die "the Docker Engine did not come up within 60 s (its log is above)"
     fi
   fi
   say "Docker Engine: running ($("${SUDO[@]}" docker version --format '{{.Server.Version}}'))"
 fi
 if ! docker info >/dev/null 2>&1; then
-  die "the Docker Engine runs, but $(id -un) may not use it: run the demo as root, or add yourself to the group docker (sudo usermod -aG docker $(id -un)) and log in again"
+  # Only root and the group docker may use the engine; a new member has it from the next login.
+  if [ "${#SUDO[@]}" -gt 0 ] && ! id -nG | grep -w docker >/dev/null; then
+    "${SUDO[@]}" usermod -aG docker "$(id -un)"
+    die "$(id -un) was added to the group docker, which this shell does not have yet: run \`newgrp docker\` (or log in again), then run this again"
+  fi
+  die "the Docker Engine runs, but $(id -un) may not use it: run this as root, or as a member of the group docker"
 fi
 
 # --- Rust --------------------------------------------------------------------------------------
@@ -125,7 +133,8 @@ else
   if command -v rustup >/dev/null; then
     say "Rust $RUST_MIN or newer is needed (found: $found); rustup installs the stable toolchain (a minute or two)"
     rustup toolchain install stable --profile minimal || die "rustup could not install the stable toolchain (see above); the reconciler needs Rust $RUST_MIN or newer"
-    rustup default stable
+    # For this repository only: the user's default toolchain stays as it is.
+    rustup override set stable
   else
     say "Rust $RUST_MIN or newer is needed (found: $found); installing it with rustup from https://sh.rustup.rs into ~/.cargo (a minute or two)"
     rustup_init=$(mktemp)
@@ -133,7 +142,8 @@ else
       rm -f "$rustup_init"
       die "rustup could not be reached (https://sh.rustup.rs). The reconciler needs Rust $RUST_MIN or newer (found: $found); Debian 12's own rustc is 1.63, too old. Install Rust $RUST_MIN+ another way, put its cargo on PATH, and run this again."
     fi
-    sh "$rustup_init" -y --profile minimal --default-toolchain stable >&2 || die "rustup-init failed (see above)"
+    sh "$rustup_init" -y --profile minimal --default-toolchain stable >&2 ||
+      die "rustup-init failed (see above). The reconciler needs Rust $RUST_MIN or newer (found: $found): install it another way, put its cargo on PATH, and run this again."
     rm -f "$rustup_init"
     # shellcheck disable=SC1091
     . "$HOME/.cargo/env"
