@@ -79,7 +79,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "a minimal Debian 12 with git in $ROOT (debootstrap from $MIRROR: a few minutes)"
+say "a minimal Debian 12 with git in $ROOT (debootstrap from ${DEBIAN_MIRROR:-deb.debian.org}: a few minutes)"
 debootstrap --variant=minbase --include=git,ca-certificates bookworm "$ROOT" \
   "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >/dev/null
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
