@@ -491,10 +491,26 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn remove_network(&self, name: &str) -> Result<()> {
+    async fn remove_network_if_unused(&self, name: &str) -> Result<bool> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "network".to_string(),
+                vec![name.to_string()],
+            )])),
+            ..Default::default()
+        };
+        let users = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.error("list containers", name, e))?;
+        if !users.is_empty() {
+            return Ok(false);
+        }
         match self.docker.remove_network(name).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(true),
             Err(e) => Err(self.error("remove network", name, e)),
         }
     }

@@ -118,6 +118,8 @@ struct Container {
     labels: BTreeMap<String, String>,
     env: BTreeMap<String, String>,
     volumes: Vec<String>,
+    /// The networks it is attached to, by name.
+    networks: Vec<String>,
     command: Option<Vec<String>>,
     lifecycle: Lifecycle,
     last_started: Option<Instant>,
@@ -866,10 +868,17 @@ impl Engine for FakeEngine {
         Ok(true)
     }
 
-    async fn remove_network(&self, name: &str) -> Result<()> {
+    async fn remove_network_if_unused(&self, name: &str) -> Result<bool> {
         self.enter("remove-network", name)?;
-        self.world().networks.remove(name);
-        Ok(())
+        let mut w = self.world();
+        if w.containers
+            .iter()
+            .any(|c| c.networks.iter().any(|n| n == name))
+        {
+            return Ok(false);
+        }
+        w.networks.remove(name);
+        Ok(true)
     }
 
     async fn ensure_volume(&self, project: &str, key: &str, def: &VolumeDef) -> Result<()> {
@@ -906,12 +915,14 @@ impl Engine for FakeEngine {
             message,
         };
         let image = w.name_free_and_image(&request.name, &request.spec.image, call)?;
+        let mut networks = Vec::new();
         if request.spec.network_mode.is_none() {
             for key in request.spec.networks.keys() {
                 let name = request.networks.get(key).unwrap_or(key);
                 if !w.networks.contains_key(name) {
                     return Err(call(format!("network {name} not found")));
                 }
+                networks.push(name.clone());
             }
         }
         let volumes: Vec<String> = request
@@ -949,6 +960,7 @@ impl Engine for FakeEngine {
             labels,
             env,
             volumes,
+            networks,
             command: request.spec.command.clone(),
             lifecycle: Lifecycle::Created,
             last_started: None,
@@ -1065,6 +1077,7 @@ impl Engine for FakeEngine {
             labels: request.labels(),
             env: BTreeMap::new(),
             volumes: vec![request.volume.clone()],
+            networks: Vec::new(),
             lifecycle: Lifecycle::Created,
             last_started: None,
             paused: false,

@@ -224,9 +224,10 @@ pub trait Engine {
     /// Create what is missing; an existing network or volume is left as it is. True when the
     /// network was created by this call.
     async fn ensure_network(&self, project: &str, key: &str, def: &NetworkDef) -> Result<bool>;
-    /// Remove a network; one that is already gone is no error. Only for a network the reconciler
-    /// just created and nothing uses (see the executor): the engine refuses one in use.
-    async fn remove_network(&self, name: &str) -> Result<()>;
+    /// Remove a network unless a container, in any state and of any project, is attached to it
+    /// (the engine itself refuses only running ones: a stopped container would lose its network).
+    /// True when it was removed or was already gone.
+    async fn remove_network_if_unused(&self, name: &str) -> Result<bool>;
     async fn ensure_volume(&self, project: &str, key: &str, def: &VolumeDef) -> Result<()>;
     async fn create_container(&self, request: &CreateRequest) -> Result<String>;
     async fn start_container(&self, id: &str) -> Result<()>;

@@ -253,7 +253,8 @@ impl<E: Engine> Executor<'_, E> {
         let deadline = tokio::time::Instant::now() + timeout;
         for c in containers {
             let what = format!("waiting for {} to be healthy again after the pause", c.name);
-            let mut progress = WaitProgress::new(who, what, timeout);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let mut progress = WaitProgress::new(who, what, left);
             loop {
                 let status = match self.engine.inspect_container(&c.id).await {
                     Ok(status) => status,

@@ -348,7 +348,8 @@ async fn wait_healthy<E: Engine>(
             .map_or("-", String::as_str);
         let who = crate::logging::Who::new(&c.project, &c.service, revision);
         let what = format!("waiting for {} to be ready after the restore", c.name);
-        let mut progress = WaitProgress::new(&who, what, timeout);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut progress = WaitProgress::new(&who, what, left);
         loop {
             let status = engine
                 .inspect_container(&c.id)

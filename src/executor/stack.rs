@@ -70,7 +70,8 @@ impl<E: Engine> Executor<'_, E> {
 
     /// A first deploy that failed leaves nothing running: the networks this pass created for it
     /// go too, so a failed try leaves the host as it found it. Only when the stack has no
-    /// container at all (a stopped one would lose its network); trouble here is only said.
+    /// container at all, and only a network no container of any project is attached to (a
+    /// stopped one would lose it); trouble here is only said.
     async fn remove_networks_of_a_failed_first_deploy(&self, stack: &str, created: &[String]) {
         let projects = [stack.to_string()];
         let containers = self.engine.list_containers(&projects).await;
@@ -84,11 +85,14 @@ impl<E: Engine> Executor<'_, E> {
             }
         }
         for name in created {
-            match self.engine.remove_network(name).await {
-                Ok(()) => tracing::info!(
+            match self.engine.remove_network_if_unused(name).await {
+                Ok(true) => tracing::info!(
                     stack = %stack,
                     "removed network {name}: it was created for this deploy and nothing runs"
                 ),
+                Ok(false) => {
+                    tracing::info!(stack = %stack, "network {name} is kept: a container uses it")
+                }
                 Err(e) => tracing::warn!(stack = %stack, "network {name} is kept: {e}"),
             }
         }

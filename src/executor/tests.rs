@@ -805,6 +805,29 @@ async fn a_first_deploy_that_never_turns_healthy_leaves_no_network_and_no_volume
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_network_another_stacks_container_is_attached_to_stays_when_a_first_deploy_fails() {
+    let host = Host::new();
+    host.engine.publish(WEB_V1, STARTING_FOR_AN_HOUR);
+    host.engine.publish(DB_V1, healthy_after(1));
+    let on_common = |image: &str| {
+        format!("services:\n  app:\n    image: {image}\n    networks: [shared]\n    x-reconciler: {{health_timeout: 30s}}\nnetworks:\n  shared:\n    name: common\n")
+    };
+    host.desired("alpha", &on_common(WEB_V1));
+    let desired = host.desired("beta", &on_common(DB_V1));
+
+    let outcome = host.pass(&desired).await.unwrap();
+
+    assert_eq!(outcome.failed().len(), 1, "{outcome:?}");
+    assert_eq!(host.names(), ["beta-app-1"]);
+    // alpha created it and asked; beta's container is on it, so it stays.
+    assert!(host
+        .engine
+        .calls()
+        .contains(&"remove-network common".to_string()));
+    assert!(host.engine.network("common").is_some());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_service_beside_one_that_runs_keeps_the_network_they_share() {
     let host = Host::new();
     host.engine.publish(WEB_V1, STARTING_FOR_AN_HOUR);

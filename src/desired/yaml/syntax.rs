@@ -46,7 +46,11 @@ fn describe(info: &str) -> (&'static str, &'static str) {
             "a line inside a list is not a list item",
             "every item of a list starts with '- ' in the same column; check this line's indentation",
         )
-    } else if has("quoted scalar, found unexpected end of stream") || info == "unexpected eof" {
+    } else if has("quoted scalar, found unexpected end of stream")
+        || has("invalid indentation in quoted scalar")
+        || has("found unexpected document indicator")
+        || info == "unexpected eof"
+    {
         (
             "the file ends inside a quoted string or an open bracket",
             "find the quote, '[' or '{' that is never closed, on this line or above",
@@ -75,6 +79,11 @@ fn describe(info: &str) -> (&'static str, &'static str) {
         (
             "a key is not followed by ':' on the same line",
             "a key and its ':' must be on one line, and a key is at most 1024 characters",
+        )
+    } else if has("trailing content after double-quoted scalar") {
+        (
+            "there is text after the closing quote",
+            "put the whole value inside the quotes, or end the line after the closing quote (a comment needs a space before '#')",
         )
     } else if has("quoted scalar") {
         (
@@ -134,6 +143,23 @@ mod tests {
     fn an_unclosed_quote_points_at_the_quote() {
         let (_, message) = error_of("services:\n  web:\n    image: \"busybox\n");
         assert!(message.contains("is never closed"), "{message}");
+    }
+
+    #[test]
+    fn a_quote_left_open_in_the_middle_of_a_file_is_named_as_never_closed() {
+        let (_, message) =
+            error_of("services:\n  web:\n    image: \"busybox\n    restart: always\n");
+        assert!(message.contains("is never closed"), "{message}");
+    }
+
+    #[test]
+    fn text_after_a_closing_quote_is_named() {
+        let (line, message) = error_of("services:\n  web:\n    image: \"a\" b\n");
+        assert_eq!(line, 3, "{message}");
+        assert!(
+            message.contains("text after the closing quote"),
+            "{message}"
+        );
     }
 
     #[test]
