@@ -5,20 +5,22 @@
 #   1. `bash scripts/demo.sh` with no Rust at all. Where rustup can be reached it installs Rust
 #      and the demo goes on; where it cannot (a machine without internet), it must stop with exit
 #      1 and a message naming the Rust version to install.
-#   2. In the second case, this host's rustup toolchains are lent read-only (as if the user had
-#      installed Rust) and `bash scripts/demo.sh` must then bring the shop stack up.
+#   2. In the second case, this host's rustup toolchains are lent read-only, with rustup's proxies
+#      copied into the chroot's ~/.cargo/bin (as if the user had installed Rust), and
+#      `bash scripts/demo.sh` must then bring the shop stack up.
 #   3. The hints the demo printed are taken from its output and run as printed: the "Try:"
 #      lines, then the release of web v2 (its diff must exit 1, its apply 0, and the web then
 #      says v2), then the clean-up line, `bash scripts/demo.sh down`, which must leave no
 #      container, network or volume of `shop`.
 #   4. `bash scripts/setup.sh --tests`, the set-up `.ci/run` does before the tests, must install
-#      what they need (the tests themselves run in CI, on a fresh clone).
+#      what they need, cargo-nextest from crates.io among them (about 6 minutes); the tests
+#      themselves run in CI, on a fresh clone.
 #
 # The chroot shares this host's kernel, so it uses this host's Docker Engine through its socket
 # (dockerd cannot run twice on one host); Debian packages come from deb.debian.org and crates
 # from crates.io, so those must be reachable. It runs as root in a mount namespace of its own
 # (no mount it makes is seen by, or can take anything from, the host), in a new folder under
-# /var/tmp, and takes 15 to 20 min (the release build). At the end, also after a failure or
+# /var/tmp, and takes 20 to 30 min (the release build, cargo-nextest). At the end, also after a failure or
 # Ctrl-C, it takes the demo down, stops what the chroot still runs and removes the folder
 # (KEEP=1 keeps the folder). Refuses to start while anything of the Compose project `shop`
 # exists or something serves 127.0.0.1:8080 or :5055.
@@ -66,7 +68,7 @@ cleanup() {
     [ "$(readlink "$proc/root" 2>/dev/null)" = "$ROOT" ] && kill "${proc#/proc/}" 2>/dev/null
   done
   # Mounts go with the namespace; these are for KEEP=1 and for rm's sake.
-  for m in root/.cargo/bin root/.rustup run/docker.sock dev sys proc; do
+  for m in root/.rustup run/docker.sock dev sys proc; do
     umount -l "$ROOT/$m" 2>/dev/null
   done
   if [ "${KEEP:-0}" != 1 ]; then
@@ -111,11 +113,15 @@ if [ "$code" -ne 0 ]; then
   if [ ! -d "$HOME/.rustup" ] || [ ! -d "$HOME/.cargo/bin" ]; then
     die "this host has no rustup toolchains to lend"
   fi
+  # The toolchains read-only; rustup's own bin folder copied, so `cargo install` (cargo-nextest
+  # in step 4) writes into the chroot's, as on a machine where the user installed Rust.
   mkdir -p "$ROOT/root/.rustup" "$ROOT/root/.cargo/bin"
   mount --bind "$HOME/.rustup" "$ROOT/root/.rustup"
   mount -o remount,bind,ro "$ROOT/root/.rustup"
-  mount --bind "$HOME/.cargo/bin" "$ROOT/root/.cargo/bin"
-  mount -o remount,bind,ro "$ROOT/root/.cargo/bin"
+  cp -a "$HOME/.cargo/bin/rustup" "$ROOT/root/.cargo/bin/"
+  for tool in cargo rustc rustdoc rustfmt cargo-fmt cargo-clippy clippy-driver; do
+    ln -s rustup "$ROOT/root/.cargo/bin/$tool"
+  done
   log=$LOGS/demo-2.log
   in_chroot "bash scripts/demo.sh" 2>&1 | tee "$log" || die "the demo failed with Rust installed"
 fi
