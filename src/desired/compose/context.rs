@@ -254,10 +254,13 @@ impl<'a> Cx<'a> {
                 match interpolate_within(text, &lookup, &mut self.budget) {
                     Ok(out) => {
                         for name in &out.unset {
-                            let known: Vec<&str> = vars.values.keys().map(String::as_str).collect();
-                            let hint = super::keys::suggest(name, &known)
-                                .map(|s| format!(" (did you mean '{s}'?)"))
-                                .unwrap_or_default();
+                            // Spelling hints for the first few only: each compares the name with
+                            // every variable, and a hostile file may have many unset ones.
+                            let hint = if self.unset_at.len() < MAX_SPELLING_HINTS {
+                                spelling_hint(name, vars)
+                            } else {
+                                String::new()
+                            };
                             let variable = format!("the variable '{name}'{hint}");
                             self.warn(
                                 node,
@@ -302,4 +305,22 @@ impl<'a> Cx<'a> {
             }
         }
     }
+}
+
+/// How many unset variables get a "did you mean" hint.
+const MAX_SPELLING_HINTS: usize = 20;
+
+/// " (did you mean 'WEB_TAG'?)" when a set variable is a likely spelling of `name`. Bounded:
+/// at most 2,000 variables of up to 64 characters are compared.
+fn spelling_hint(name: &str, vars: &Variables) -> String {
+    let known: Vec<&str> = vars
+        .values
+        .keys()
+        .map(String::as_str)
+        .filter(|k| k.len() <= 64)
+        .take(2_000)
+        .collect();
+    super::keys::suggest(name, &known)
+        .map(|s| format!(" (did you mean '{s}'?)"))
+        .unwrap_or_default()
 }
