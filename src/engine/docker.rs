@@ -65,14 +65,16 @@ impl DockerEngine {
         Ok(Self { docker, endpoint })
     }
 
-    /// Every container, in any state, with the label (`key` or `key=value`) `filter`.
-    async fn containers_labelled(
+    /// Every container, in any state, that the engine's list filter `key` matches with `value`
+    /// (`label` with `key` or `key=value`, `network` with a network's name).
+    async fn containers_where(
         &self,
-        filter: String,
+        key: &str,
+        value: String,
     ) -> Result<Vec<bollard::models::ContainerSummary>> {
         let options = ListContainersOptions {
             all: true,
-            filters: Some(HashMap::from([("label".to_string(), vec![filter])])),
+            filters: Some(HashMap::from([(key.to_string(), vec![value])])),
             ..Default::default()
         };
         self.docker
@@ -229,7 +231,7 @@ impl Engine for DockerEngine {
         } else {
             labels::PROJECT.to_string()
         };
-        let summaries = self.containers_labelled(label_filter).await?;
+        let summaries = self.containers_where("label", label_filter).await?;
         let mut out = Vec::new();
         for s in summaries {
             let labels: BTreeMap<String, String> =
@@ -267,7 +269,7 @@ impl Engine for DockerEngine {
             return Ok(Vec::new());
         }
         let summaries = self
-            .containers_labelled(labels::ONEOFF_ROLE.to_string())
+            .containers_where("label", labels::ONEOFF_ROLE.to_string())
             .await?;
         let mut out: Vec<OneOffContainer> = summaries
             .into_iter()
@@ -492,20 +494,12 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_network_if_unused(&self, name: &str) -> Result<bool> {
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([(
-                "network".to_string(),
-                vec![name.to_string()],
-            )])),
-            ..Default::default()
-        };
-        let users = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.error("list containers", name, e))?;
-        if !users.is_empty() {
+        // The caller's message names the network when this listing fails.
+        if !self
+            .containers_where("network", name.to_string())
+            .await?
+            .is_empty()
+        {
             return Ok(false);
         }
         match self.docker.remove_network(name).await {

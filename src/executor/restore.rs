@@ -342,11 +342,7 @@ async fn wait_healthy<E: Engine>(
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     for c in containers {
-        let revision = c
-            .labels
-            .get(crate::labels::REVISION)
-            .map_or("-", String::as_str);
-        let who = crate::logging::Who::new(&c.project, &c.service, revision);
+        let who = crate::logging::Who::new(&c.project, &c.service, c.revision().unwrap_or("-"));
         let what = format!("waiting for {} to be ready after the restore", c.name);
         let left = deadline.saturating_duration_since(Instant::now());
         let mut progress = WaitProgress::new(&who, what, left);
