@@ -32,6 +32,7 @@ fi
 exec 9>/tmp/reconciler-test-images.lock
 flock -w 600 9 || die "timed out waiting for /tmp/reconciler-test-images.lock"
 
+REBUILT=no
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -96,6 +97,7 @@ build() {
   done
   tar -C "$root" --owner=0 --group=0 --numeric-owner -c . | docker import "${args[@]}" - "$ref" >/dev/null
   echo "images: built $ref ($hash)"
+  REBUILT=yes
 
   # The previous build is now untagged; drop it unless something still uses it.
   if [ -n "$old_id" ]; then
@@ -103,13 +105,21 @@ build() {
   fi
 }
 
-# Earlier builds that lost their tag while still referenced elsewhere (a registry tag, a
-# container) could not be removed then; drop those that are now unused. Only ours: by label.
-docker image ls -q --filter dangling=true --filter "label=$HASH_LABEL" |
-  xargs -r docker image rm >/dev/null 2>&1 || true
-
 build reconciler-test/web:v1 "$HERE/web/start" v1 yes 'EXPOSE 80'
 build reconciler-test/web:v2 "$HERE/web/start" v2 yes 'EXPOSE 80'
 build reconciler-test/unhealthy:v1 "$HERE/web/start" broken no 'EXPOSE 80'
 build reconciler-test/crasher:v1 "$HERE/crasher/start" - no
 build reconciler-test/worker:v1 "$HERE/worker/start" - no
+
+# Earlier builds that lost their tag while still referenced elsewhere (a registry tag, a
+# container) could not be removed then; drop those that are now unused. Only when this call
+# rebuilt something, so never while tests run: an image a test commits from ours carries our
+# label and is dangling between its commit and its tag (a sweep then made `docker commit` fail
+# with "No such image"). Only parentless images, which is what `docker import` makes.
+if [ "$REBUILT" = yes ]; then
+  docker image ls -q --no-trunc --filter dangling=true --filter "label=$HASH_LABEL" |
+    while read -r id; do
+      [ -z "$(docker image inspect --format '{{.Parent}}' "$id" 2>/dev/null)" ] || continue
+      docker image rm "$id" >/dev/null 2>&1 || true
+    done
+fi
