@@ -51,6 +51,14 @@ fn a_stack_whose_release_never_turns_healthy_does_not_delay_another_stack() {
             .contains("nothing ran before, so nothing runs now"),
         "a first deploy that fails has no last good version to speak of:\n{out}"
     );
+    // Nothing of the failed stack is left, so neither is the network its pass created; the
+    // good stack keeps its own.
+    let failed_network = format!("{}_default", env.project());
+    assert!(
+        !docker(&["network", "inspect", &failed_network]).success(),
+        "{failed_network} outlived the failed first deploy:\n{out}"
+    );
+    assert!(docker(&["network", "inspect", &format!("{other}_default")]).success());
 }
 
 /// When the journal recorded a service as proven (millisecond precision).
