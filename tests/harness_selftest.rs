@@ -34,6 +34,23 @@ fn test_images_are_rebuilt_only_when_their_content_changes() {
 }
 
 #[test]
+fn a_port_handed_to_one_test_process_is_held_against_every_other() {
+    let port = free_port();
+    assert_ne!(
+        free_port(),
+        port,
+        "never the same port twice in one process"
+    );
+    // Another process (util-linux's flock, as a second test process would) cannot claim it.
+    let claim = format!("/tmp/reconciler-test-ports/{port}");
+    let (taken, out) = sh(&format!("flock -n {claim} true"));
+    assert!(
+        !taken && out.trim().is_empty(),
+        "another process took the claim on {port}, or flock failed:\n{out}"
+    );
+}
+
+#[test]
 fn web_images_serve_their_version_and_only_unhealthy_fails_the_compose_healthcheck() {
     let env = TestEnv::new("selftest-images");
     let (p1, p2, p3) = (free_port(), free_port(), free_port());

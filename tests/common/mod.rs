@@ -332,19 +332,48 @@ pub fn container_names(containers: &[Container]) -> BTreeSet<String> {
 // ---------------------------------------------------------------------------------------------
 // Network and time
 
-/// A TCP port on 127.0.0.1 that was free a moment ago, never the same twice in one process.
-/// (Another process may still take it before the test binds it: the window is small.)
+/// A TCP port on 127.0.0.1 that was free a moment ago, claimed for this process until it ends.
+/// A test often binds its port seconds later (after a pull, or while its registry is down on
+/// purpose), and the kernel may hand the same free port to another test process meanwhile: a
+/// claim is a lock on `/tmp/reconciler-test-ports/<port>` that the kernel drops when the process
+/// dies, and every test process skips the ports another one holds.
 pub fn free_port() -> u16 {
-    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     loop {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
             .expect("bind 127.0.0.1:0")
             .port();
-        if HANDED_OUT.lock().unwrap().insert(port) {
+        if claim_port(port) {
             return port;
         }
     }
+}
+
+/// Claims `port` for this process (see [`free_port`]); false when this or another test process
+/// holds it already.
+fn claim_port(port: u16) -> bool {
+    use std::os::fd::AsRawFd;
+    static CLAIMED: Mutex<BTreeMap<u16, std::fs::File>> = Mutex::new(BTreeMap::new());
+    let mut claimed = CLAIMED.lock().unwrap();
+    if claimed.contains_key(&port) {
+        return false;
+    }
+    let dir = Path::new("/tmp/reconciler-test-ports");
+    std::fs::create_dir_all(dir).expect("create /tmp/reconciler-test-ports");
+    // Shared by whoever runs tests on this machine, like /tmp itself.
+    let _ = std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+        .expect("open a port claim in /tmp/reconciler-test-ports");
+    // SAFETY: flock on a descriptor this function owns; the lock lives as long as the file.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return false;
+    }
+    claimed.insert(port, file);
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
