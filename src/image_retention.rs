@@ -71,8 +71,11 @@ pub fn removable(inputs: &Inputs<'_>) -> Vec<Removal> {
                 tags.into_iter().cloned().collect()
             } else if !digests.is_empty() {
                 digests.into_iter().cloned().collect()
-            } else if id_keys.iter().any(|k| ran.contains(k)) {
-                // Known only by id: a service's tag moved on (`pull_policy: always`).
+            } else if id_keys.iter().any(|k| ran.contains(k))
+                && image.references.iter().all(|r| r.contains('@'))
+            {
+                // Known only by id: a service's tag moved on (`pull_policy: always`). Never
+                // when someone tagged it since: the engine would take their only tag with it.
                 vec![image.id.clone()]
             } else {
                 return None;
@@ -393,6 +396,16 @@ mod tests {
             removed(&journal, &images, &[]),
             [id(1).as_str(), digest_ref]
         );
+    }
+
+    #[test]
+    fn an_image_known_only_by_id_that_someone_tagged_since_stays_with_its_tag() {
+        let journal = vec![
+            entry("web", Step::Update, Some(&id(1)), V2, true),
+            entry("web", Step::Update, Some(V2), V3, true),
+        ];
+        let images = [image(1, &["mine:keep"]), image(2, &[V2]), image(3, &[V3])];
+        assert!(removed(&journal, &images, &[]).is_empty());
     }
 
     #[test]

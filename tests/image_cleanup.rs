@@ -116,3 +116,39 @@ fn after_four_releases_only_unneeded_images_the_reconciler_ran_are_gone_and_a_re
         assert!(image_exists(kept), "{kept} must stay:\n{out}");
     }
 }
+
+#[test]
+fn an_image_whose_tag_moved_on_stays_when_the_operator_tagged_it_for_themselves() {
+    let env = TestEnv::new("image-cleanup-moved");
+    let mut tags = LocalTags(vec![]);
+    // `stable` moves from one build to the next in the registry; before the release the operator
+    // keeps the running build as `previous`, to go back to by hand.
+    let first = make_image(&env, &mut tags, WEB_V1, "first");
+    let stable = env.registry.push(&first, "web:stable");
+    docker_ok(&["image", "rm", &first]);
+    let always = web(&stable).replace("    volumes:", "    pull_policy: always\n    volumes:");
+    env.write_compose(&always);
+    env.apply_ok();
+    let first_id = image_id(&stable).unwrap();
+    let previous = stable.replace(":stable", ":previous");
+    docker_ok(&["tag", &stable, &previous]);
+
+    let second = make_image(&env, &mut tags, WEB_V2, "second");
+    env.registry.push(&second, "web:stable");
+    docker_ok(&["image", "rm", &second]);
+    let out = env.run("apply", &["--keep-images", "1"]);
+    out.assert_code(0);
+    assert_eq!(
+        env.container("web").image_id,
+        image_id(&stable).unwrap(),
+        "the new stable runs:\n{out}"
+    );
+
+    // The reconciler ran the first build, known to it only by id now, but someone tagged it
+    // since: removing it by id would take their only tag with it.
+    assert_eq!(
+        image_id(&previous).as_deref(),
+        Some(first_id.as_str()),
+        "{previous} lost its image:\n{out}"
+    );
+}
