@@ -253,8 +253,7 @@ impl<E: Engine> Executor<'_, E> {
         let deadline = tokio::time::Instant::now() + timeout;
         for c in containers {
             let what = format!("waiting for {} to be healthy again after the pause", c.name);
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let mut progress = WaitProgress::new(who, what, left);
+            let mut progress = WaitProgress::until(who, what, deadline);
             loop {
                 let status = match self.engine.inspect_container(&c.id).await {
                     Ok(status) => status,

@@ -344,8 +344,7 @@ async fn wait_healthy<E: Engine>(
     for c in containers {
         let who = crate::logging::Who::new(&c.project, &c.service, c.revision().unwrap_or("-"));
         let what = format!("waiting for {} to be ready after the restore", c.name);
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut progress = WaitProgress::new(&who, what, left);
+        let mut progress = WaitProgress::until(&who, what, deadline);
         loop {
             let status = engine
                 .inspect_container(&c.id)

@@ -31,6 +31,15 @@ impl<'a> WaitProgress<'a> {
         }
     }
 
+    /// A wait that shares `deadline` with others before it: its timeout is what is left.
+    pub(crate) fn until(who: &'a Who, what: impl Into<String>, deadline: Instant) -> Self {
+        Self::new(
+            who,
+            what,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+    }
+
     /// Called at each poll; says where the wait is once every [`REPORT_EVERY`].
     pub(crate) fn tick(&mut self, health: Health, running: bool) {
         if self.last_report.elapsed() < REPORT_EVERY {
